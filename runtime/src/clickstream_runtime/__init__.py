@@ -1,0 +1,1 @@
+"""Run-time pieces every clickstream service shares: settings, TLS, logging, entrypoint."""

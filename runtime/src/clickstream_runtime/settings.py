@@ -1,0 +1,152 @@
+"""Settings shared by the services, read from the environment (and ``.env``).
+
+Each service composes these mixins into one frozen settings object, built once
+in ``main`` and passed down. Variable names are the design document's, so an
+existing ``.env`` keeps working.
+"""
+
+from __future__ import annotations
+
+import ssl
+from pathlib import Path
+from typing import Any, Literal, Self, TypeVar
+
+from pydantic import Field, SecretStr, ValidationError, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from clickstream_runtime.tls import kafka_ssl_context, postgres_ssl_context
+from clickstream_schema import CONSUMER_GROUP, DLQ_TOPIC, EVENTS_TOPIC
+
+SETTINGS_CONFIG = SettingsConfigDict(
+    env_file=".env",
+    env_file_encoding="utf-8",
+    extra="ignore",
+    frozen=True,
+    case_sensitive=False,
+)
+
+PostgresSslMode = Literal["disable", "allow", "prefer", "require", "verify-ca", "verify-full"]
+
+
+class SettingsError(SystemExit):
+    """A missing or malformed setting: one clear line, raised before anything connects."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(f"configuration error: {message}")
+
+
+class KafkaSettings(BaseSettings):
+    model_config = SETTINGS_CONFIG
+
+    kafka_bootstrap_servers: str = Field(
+        "localhost:9092", description="host:port[,host:port...] of the brokers (not a URL)"
+    )
+    kafka_topic: str = Field(EVENTS_TOPIC, min_length=1)
+    kafka_dlq_topic: str = Field(DLQ_TOPIC, min_length=1)
+    kafka_ssl_cafile: Path | None = None
+    kafka_ssl_certfile: Path | None = None
+    kafka_ssl_keyfile: Path | None = None
+    kafka_client_id: str = "clickstream"
+
+    @model_validator(mode="after")
+    def _check_kafka(self) -> Self:
+        for server in self.kafka_bootstrap_servers.split(","):
+            host, sep, port = server.strip().rpartition(":")
+            if not sep or not host or not port.isdigit() or "/" in host:
+                raise ValueError(
+                    f"KAFKA_BOOTSTRAP_SERVERS: {server!r} is not host:port (no scheme, no path)"
+                )
+        tls = (self.kafka_ssl_cafile, self.kafka_ssl_certfile, self.kafka_ssl_keyfile)
+        if any(tls) and not all(tls[1:]) and (self.kafka_ssl_certfile or self.kafka_ssl_keyfile):
+            raise ValueError(
+                "KAFKA_SSL_CERTFILE and KAFKA_SSL_KEYFILE must be set together (client certificate)"
+            )
+        return self
+
+    @property
+    def kafka_uses_tls(self) -> bool:
+        return self.kafka_ssl_cafile is not None
+
+    def kafka_ssl_context(self) -> ssl.SSLContext | None:
+        if not self.kafka_uses_tls:
+            return None
+        return kafka_ssl_context(
+            self.kafka_ssl_cafile, self.kafka_ssl_certfile, self.kafka_ssl_keyfile
+        )
+
+    def kafka_client_options(self) -> dict[str, Any]:
+        """Connection keyword arguments shared by every aiokafka client we create."""
+        context = self.kafka_ssl_context()
+        return {
+            "bootstrap_servers": self.kafka_bootstrap_servers.split(","),
+            "client_id": self.kafka_client_id,
+            "security_protocol": "SSL" if context else "PLAINTEXT",
+            "ssl_context": context,
+        }
+
+
+class PostgresSettings(BaseSettings):
+    model_config = SETTINGS_CONFIG
+
+    postgres_host: str = "localhost"
+    postgres_port: int = Field(5432, ge=1, le=65535)
+    postgres_database: str = "clickstream"
+    postgres_user: str = "postgres"
+    postgres_password: SecretStr = SecretStr("")
+    postgres_sslmode: PostgresSslMode = "prefer"
+    postgres_sslrootcert: Path | None = Field(
+        None, description="CA certificate for verify-ca / verify-full"
+    )
+    postgres_connect_timeout_s: float = Field(10.0, gt=0)
+
+    @model_validator(mode="after")
+    def _check_postgres(self) -> Self:
+        if self.postgres_sslmode in ("verify-ca", "verify-full") and not self.postgres_sslrootcert:
+            raise ValueError(f"POSTGRES_SSLROOTCERT is required with sslmode={self.postgres_sslmode}")
+        return self
+
+    def postgres_connect_options(self) -> dict[str, Any]:
+        """Keyword arguments for ``asyncpg.connect`` / ``create_pool``."""
+        ssl_option: Any = self.postgres_sslmode
+        if self.postgres_sslmode in ("verify-ca", "verify-full"):
+            assert self.postgres_sslrootcert is not None
+            ssl_option = postgres_ssl_context(
+                self.postgres_sslrootcert, check_hostname=self.postgres_sslmode == "verify-full"
+            )
+        return {
+            "host": self.postgres_host,
+            "port": self.postgres_port,
+            "database": self.postgres_database,
+            "user": self.postgres_user,
+            "password": self.postgres_password.get_secret_value() or None,
+            "ssl": ssl_option,
+            "timeout": self.postgres_connect_timeout_s,
+        }
+
+
+class ObservabilitySettings(BaseSettings):
+    model_config = SETTINGS_CONFIG
+
+    log_level: Literal["debug", "info", "warning", "error"] = "info"
+    log_format: Literal["auto", "json", "console"] = "auto"
+    metrics_port: int = Field(0, ge=0, le=65535, description="0 turns the HTTP server off")
+    metrics_host: str = "0.0.0.0"  # noqa: S104 - containers expose it; override for hosts
+
+
+class ConsumerGroupSettings(BaseSettings):
+    model_config = SETTINGS_CONFIG
+
+    kafka_group_id: str = Field(CONSUMER_GROUP, min_length=1)
+
+
+T = TypeVar("T", bound=BaseSettings)
+
+
+def load(cls: type[T], **overrides: Any) -> T:
+    """Build a settings object, turning validation errors into one clear line."""
+    try:
+        return cls(**overrides)
+    except ValidationError as error:
+        first = error.errors(include_url=False)[0]
+        name = str(first["loc"][0]).upper() if first["loc"] else cls.__name__
+        raise SettingsError(f"{name}: {first['msg']}") from None
