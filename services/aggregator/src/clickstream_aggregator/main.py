@@ -1,0 +1,162 @@
+"""``clickstream-aggregator``: the service entrypoint."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+from collections.abc import Collection
+from contextlib import AsyncExitStack
+
+import asyncpg
+import structlog
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+
+from clickstream_aggregator import repository as repo
+from clickstream_aggregator.deadletter import DeadLetterRelay
+from clickstream_aggregator.metrics import AggregatorMetrics
+from clickstream_aggregator.migrate import migrate
+from clickstream_aggregator.pipeline import Aggregator
+from clickstream_aggregator.retry import Backoff, cause, is_transient
+from clickstream_aggregator.settings import AggregatorSettings
+from clickstream_aggregator.source import Ownership, create_consumer
+from clickstream_runtime import logs
+from clickstream_runtime.entrypoint import serve
+from clickstream_runtime.health import Readiness, serve_health
+from clickstream_runtime.settings import load
+
+log = structlog.get_logger()
+
+
+async def _connect(
+    settings: AggregatorSettings,
+    stop: asyncio.Event,
+    readiness: Readiness,
+    metrics: AggregatorMetrics,
+) -> asyncpg.Pool | None:
+    """Create the pool and migrate, waiting (with backoff) while PostgreSQL is unreachable."""
+    backoff = Backoff.from_settings(settings)
+    while True:
+        try:
+            pool: asyncpg.Pool = await asyncpg.create_pool(
+                **settings.postgres_connect_options(),
+                min_size=1,
+                max_size=settings.aggregator_pool_size,
+                server_settings={
+                    "application_name": f"clickstream-aggregator/{settings.aggregator_replica_id}"
+                },
+            )
+            async with pool.acquire() as conn:
+                await migrate(conn)
+        except Exception as error:
+            if not is_transient(error):
+                raise
+            metrics.retries.labels(cause=cause(error)).inc()
+            readiness.set("postgres", False, repr(error))
+            readiness.enter_retry(f"postgres: {error!r}")
+            log.warning("postgres_waiting", error=repr(error), attempt=backoff.attempts + 1)
+            if not await backoff.wait(stop):
+                return None
+            continue
+        readiness.leave_retry()
+        readiness.set("postgres", True)
+        return pool
+
+
+async def run(settings: AggregatorSettings, stop: asyncio.Event) -> None:
+    readiness = Readiness(
+        ("postgres", "kafka", "assigned"),
+        retry_threshold_s=settings.aggregator_ready_retry_threshold_s,
+    )
+    metrics = AggregatorMetrics.create(readiness)
+    log.info(
+        "aggregator_starting",
+        topic=settings.kafka_topic,
+        group=settings.kafka_group_id,
+        replica=settings.aggregator_replica_id,
+        postgres=f"{settings.postgres_host}:{settings.postgres_port}/{settings.postgres_database}",
+        kafka_tls=settings.kafka_uses_tls,
+    )
+    async with AsyncExitStack() as stack:
+        await stack.enter_async_context(
+            serve_health(settings.metrics_host, settings.metrics_port, metrics.registry, readiness)
+        )
+        pool = await _connect(settings, stop, readiness, metrics)
+        if pool is None:
+            return
+        stack.push_async_callback(pool.close)
+
+        in_flight = asyncio.Lock()
+        dead_letters = asyncio.Event()
+        consumer = create_consumer(settings)
+
+        async def claim(partitions: Collection[int]) -> dict[int, repo.Claim]:
+            backoff = Backoff.from_settings(settings)
+            while True:
+                try:
+                    async with pool.acquire() as conn:
+                        return await repo.claim_partitions(
+                            conn,
+                            settings.kafka_group_id,
+                            settings.kafka_topic,
+                            partitions,
+                            settings.aggregator_replica_id,
+                        )
+                except Exception as error:
+                    if not is_transient(error) or stop.is_set():
+                        raise
+                    metrics.retries.labels(cause=cause(error)).inc()
+                    log.warning("claim_retry", error=repr(error))
+                    await backoff.wait(stop)
+
+        def on_change(owned: set[int]) -> None:
+            metrics.assigned_partitions.set(len(owned))
+            readiness.set("assigned", True)  # joined the group (an idle replica may own none)
+            dead_letters.set()  # new partitions may have outbox rows to reconcile
+
+        ownership = Ownership(settings.kafka_topic, consumer, claim, in_flight, on_change)
+        consumer.subscribe([settings.kafka_topic], listener=ownership)
+        await consumer.start()
+        # Leaving the group on exit lets the others take over at once.
+        stack.push_async_callback(consumer.stop)
+        readiness.set("kafka", True)
+
+        producer = AIOKafkaProducer(**settings.kafka_client_options(), acks="all", linger_ms=5)
+        await producer.start()
+        stack.push_async_callback(producer.stop)
+        tail_reader = AIOKafkaConsumer(
+            **settings.kafka_client_options(),
+            group_id=None,
+            enable_auto_commit=False,
+            auto_offset_reset="earliest",
+            fetch_max_wait_ms=100,
+        )
+        await tail_reader.start()
+        stack.push_async_callback(tail_reader.stop)
+
+        relay = DeadLetterRelay(
+            settings, pool, producer, tail_reader, ownership, metrics, dead_letters
+        )
+        aggregator = Aggregator(
+            settings, pool, consumer, ownership, in_flight, metrics, readiness, dead_letters
+        )
+        relay_task = asyncio.create_task(relay.run(stop), name="dead-letter-relay")
+        try:
+            await aggregator.run(stop)
+        finally:
+            # Drain the outbox one last time so a clean stop leaves nothing pending.
+            stop.set()
+            await relay_task
+            await relay.sweep(asyncio.Event())
+    log.info("aggregator_stopped")
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(
+        prog="clickstream-aggregator",
+        description="Consume the clickstream topic and keep exactly-once session metrics in "
+        "PostgreSQL. Configured by environment variables (see README).",
+    )
+    parser.parse_args(argv)
+    settings = load(AggregatorSettings)
+    logs.configure("aggregator", level=settings.log_level, fmt=settings.log_format)
+    serve(run, settings)

@@ -1,0 +1,1 @@
+"""clickstream-report: session analytics from PostgreSQL as tables or JSON."""

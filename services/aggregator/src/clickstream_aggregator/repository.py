@@ -1,0 +1,351 @@
+"""All of the aggregator's SQL: offsets and fencing, dedupe, session upserts, dead letters.
+
+Every statement is parameterised and set-based (one statement per batch and
+table, rows passed as arrays through ``unnest``). Lock order inside a batch
+transaction is fixed: offset rows (by partition), then dedupe rows, then session
+rows in ``session_id`` order, so replicas never deadlock.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Collection, Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+from uuid import UUID
+
+import asyncpg
+import orjson
+
+from clickstream_aggregator.aggregate import SessionAggregate
+from clickstream_aggregator.validate import DeadLetter, PartitionRange
+
+
+@dataclass(frozen=True, slots=True)
+class Claim:
+    """What a replica learns when it takes a partition: its fencing epoch and where to start."""
+
+    partition: int
+    epoch: int
+    next_offset: int | None
+
+
+async def claim_partitions(
+    conn: asyncpg.Connection, group: str, topic: str, partitions: Collection[int], owner: str
+) -> dict[int, Claim]:
+    """Bump the epoch of each partition (fencing out its previous owner) and read its offset."""
+    rows = await conn.fetch(
+        """
+        INSERT INTO consumer_offsets AS o (group_id, topic, partition, epoch, owner, assigned_at)
+        SELECT $1, $2, p, 1, $4, now() FROM unnest($3::int[]) AS p ORDER BY p
+        ON CONFLICT (group_id, topic, partition) DO UPDATE
+            SET epoch = o.epoch + 1, owner = EXCLUDED.owner, assigned_at = now()
+        RETURNING partition, epoch, next_offset
+        """,
+        group,
+        topic,
+        sorted(partitions),
+        owner,
+    )
+    return {r["partition"]: Claim(r["partition"], r["epoch"], r["next_offset"]) for r in rows}
+
+
+@dataclass(frozen=True, slots=True)
+class OffsetCheck:
+    """Partitions a batch may not write: ``fenced`` (claimed by another replica since)
+    and ``stale`` (the stored offset is not where the batch starts → where it is)."""
+
+    fenced: set[int]
+    stale: dict[int, int]
+
+    def __bool__(self) -> bool:
+        return bool(self.fenced or self.stale)
+
+
+async def lock_offsets(
+    conn: asyncpg.Connection,
+    group: str,
+    topic: str,
+    epochs: Mapping[int, int],
+    ranges: Mapping[int, PartitionRange],
+) -> OffsetCheck:
+    """Lock the batch's offset rows (in partition order) and check the batch may commit."""
+    rows = await conn.fetch(
+        """
+        SELECT partition, epoch, next_offset FROM consumer_offsets
+        WHERE group_id = $1 AND topic = $2 AND partition = ANY($3::int[])
+        ORDER BY partition
+        FOR UPDATE
+        """,
+        group,
+        topic,
+        sorted(ranges),
+    )
+    found = {r["partition"]: r for r in rows}
+    check = OffsetCheck(set(), {})
+    for partition, span in ranges.items():
+        row = found.get(partition)
+        if row is None or row["epoch"] != epochs.get(partition):
+            check.fenced.add(partition)
+        elif row["next_offset"] is not None and row["next_offset"] != span.first:
+            check.stale[partition] = row["next_offset"]
+    return check
+
+
+async def advance_offsets(
+    conn: asyncpg.Connection, group: str, topic: str, ranges: Iterable[PartitionRange]
+) -> None:
+    spans = sorted(ranges, key=lambda r: r.partition)
+    await conn.execute(
+        """
+        UPDATE consumer_offsets AS o SET next_offset = t.next, updated_at = now()
+        FROM unnest($3::int[], $4::bigint[]) AS t(partition, next)
+        WHERE o.group_id = $1 AND o.topic = $2 AND o.partition = t.partition
+        """,
+        group,
+        topic,
+        [r.partition for r in spans],
+        [r.next for r in spans],
+    )
+
+
+async def record_event_ids(
+    conn: asyncpg.Connection, event_ids: Sequence[UUID], event_times: Sequence[datetime]
+) -> set[UUID]:
+    """Remember the batch's event ids; return those already applied before (duplicates)."""
+    row = await conn.fetchval(
+        """
+        WITH fresh AS (
+            INSERT INTO processed_events (event_id, event_time)
+            SELECT * FROM unnest($1::uuid[], $2::timestamptz[])
+            ON CONFLICT (event_id) DO NOTHING
+            RETURNING event_id
+        )
+        SELECT array_agg(id) FROM unnest($1::uuid[]) AS id
+        WHERE id NOT IN (SELECT event_id FROM fresh)
+        """,
+        list(event_ids),
+        list(event_times),
+    )
+    return set(row) if row else set()
+
+
+def _json_array(values: Iterable[str]) -> str:
+    return orjson.dumps(sorted(values)).decode()
+
+
+_UPSERT_SESSIONS = """
+INSERT INTO session_metrics AS s (
+    session_id, user_id, total_events, event_type_counts,
+    first_event_timestamp, last_event_timestamp, session_duration_minutes,
+    unique_pages_count, unique_pages, total_revenue,
+    products_viewed_count, products_viewed, search_queries,
+    unique_referrers_count, referrers, user_agent, ip_address,
+    entry_page, exit_page, page_view_count, bounced, converted,
+    device_type, country, updated_at
+)
+SELECT
+    b.session_id, b.user_id, b.total_events, b.type_counts::jsonb,
+    b.first_ts, b.last_ts, extract(epoch FROM b.last_ts - b.first_ts)::float8 / 60,
+    jsonb_array_length(b.pages::jsonb), b.pages::jsonb, b.revenue,
+    jsonb_array_length(b.products::jsonb), b.products::jsonb, b.queries::jsonb,
+    jsonb_array_length(b.referrers::jsonb), b.referrers::jsonb, b.user_agent, b.ip::inet,
+    b.entry_page, b.exit_page, b.page_views, b.page_views <= 1, b.converted,
+    b.device_type, b.country, now()
+FROM unnest(
+    $1::text[], $2::text[], $3::int[], $4::text[], $5::timestamptz[], $6::timestamptz[],
+    $7::text[], $8::numeric[], $9::text[], $10::text[], $11::text[], $12::text[],
+    $13::text[], $14::text[], $15::text[], $16::int[], $17::bool[], $18::text[], $19::text[]
+) AS b(
+    session_id, user_id, total_events, type_counts, first_ts, last_ts,
+    pages, revenue, products, queries, referrers, user_agent,
+    ip, entry_page, exit_page, page_views, converted, device_type, country
+)
+ORDER BY b.session_id
+ON CONFLICT (session_id) DO UPDATE SET
+    total_events = s.total_events + EXCLUDED.total_events,
+    event_type_counts = clickstream_add_counts(s.event_type_counts, EXCLUDED.event_type_counts),
+    first_event_timestamp = LEAST(s.first_event_timestamp, EXCLUDED.first_event_timestamp),
+    last_event_timestamp = GREATEST(s.last_event_timestamp, EXCLUDED.last_event_timestamp),
+    session_duration_minutes = extract(epoch FROM
+        GREATEST(s.last_event_timestamp, EXCLUDED.last_event_timestamp)
+        - LEAST(s.first_event_timestamp, EXCLUDED.first_event_timestamp))::float8 / 60,
+    unique_pages = clickstream_sorted_union(s.unique_pages, EXCLUDED.unique_pages),
+    unique_pages_count = jsonb_array_length(
+        clickstream_sorted_union(s.unique_pages, EXCLUDED.unique_pages)),
+    total_revenue = s.total_revenue + EXCLUDED.total_revenue,
+    products_viewed = clickstream_sorted_union(s.products_viewed, EXCLUDED.products_viewed),
+    products_viewed_count = jsonb_array_length(
+        clickstream_sorted_union(s.products_viewed, EXCLUDED.products_viewed)),
+    search_queries = s.search_queries || EXCLUDED.search_queries,
+    referrers = clickstream_sorted_union(s.referrers, EXCLUDED.referrers),
+    unique_referrers_count = jsonb_array_length(
+        clickstream_sorted_union(s.referrers, EXCLUDED.referrers)),
+    -- attributes of the earliest event: an equal timestamp keeps the stored
+    -- (earlier consumed) value; the exit page takes the later consumed one
+    user_id = CASE WHEN EXCLUDED.first_event_timestamp < s.first_event_timestamp
+        THEN EXCLUDED.user_id ELSE s.user_id END,
+    user_agent = CASE WHEN EXCLUDED.first_event_timestamp < s.first_event_timestamp
+        THEN EXCLUDED.user_agent ELSE s.user_agent END,
+    ip_address = CASE WHEN EXCLUDED.first_event_timestamp < s.first_event_timestamp
+        THEN EXCLUDED.ip_address ELSE s.ip_address END,
+    entry_page = CASE WHEN EXCLUDED.first_event_timestamp < s.first_event_timestamp
+        THEN EXCLUDED.entry_page ELSE s.entry_page END,
+    device_type = CASE WHEN EXCLUDED.first_event_timestamp < s.first_event_timestamp
+        THEN EXCLUDED.device_type ELSE s.device_type END,
+    country = CASE WHEN EXCLUDED.first_event_timestamp < s.first_event_timestamp
+        THEN EXCLUDED.country ELSE s.country END,
+    exit_page = CASE WHEN EXCLUDED.last_event_timestamp >= s.last_event_timestamp
+        THEN EXCLUDED.exit_page ELSE s.exit_page END,
+    page_view_count = s.page_view_count + EXCLUDED.page_view_count,
+    bounced = s.page_view_count + EXCLUDED.page_view_count <= 1,
+    converted = s.converted OR EXCLUDED.converted,
+    updated_at = now()
+"""
+
+
+def session_columns(sessions: Iterable[SessionAggregate]) -> list[list[Any]]:
+    """Column arrays for the upsert, one list per ``unnest`` argument, in session order."""
+    ordered = sorted(sessions, key=lambda s: s.session_id)
+    dumps = orjson.dumps
+    return [
+        [s.session_id for s in ordered],
+        [s.user_id for s in ordered],
+        [s.total_events for s in ordered],
+        [dumps(s.type_counts, option=orjson.OPT_SORT_KEYS).decode() for s in ordered],
+        [s.first_ts for s in ordered],
+        [s.last_ts for s in ordered],
+        [_json_array(s.pages) for s in ordered],
+        [s.revenue for s in ordered],
+        [_json_array(s.products) for s in ordered],
+        [dumps(s.search_queries).decode() for s in ordered],
+        [_json_array(s.referrers) for s in ordered],
+        [s.user_agent for s in ordered],
+        [s.ip_address for s in ordered],
+        [s.entry_page for s in ordered],
+        [s.exit_page for s in ordered],
+        [s.page_views for s in ordered],
+        [s.converted for s in ordered],
+        [s.device_type for s in ordered],
+        [s.country for s in ordered],
+    ]
+
+
+async def upsert_sessions(conn: asyncpg.Connection, sessions: Collection[SessionAggregate]) -> None:
+    if sessions:
+        await conn.execute(_UPSERT_SESSIONS, *session_columns(sessions))
+
+
+async def insert_dead_letters(conn: asyncpg.Connection, letters: Sequence[DeadLetter]) -> None:
+    if not letters:
+        return
+    await conn.executemany(
+        """
+        INSERT INTO dead_letters (source_topic, source_partition, source_offset, message_key,
+            message_value, message_timestamp_ms, reason, error_class, error_message)
+        VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)
+        ON CONFLICT (source_topic, source_partition, source_offset) DO NOTHING
+        """,
+        [
+            (
+                d.topic,
+                d.partition,
+                d.offset,
+                d.key,
+                d.value,
+                d.timestamp_ms,
+                d.reason,
+                d.error_class,
+                d.error_message.replace("\x00", "\\0"),
+            )
+            for d in letters
+        ],
+    )
+
+
+async def prune_event_ids(conn: asyncpg.Connection, older_than: datetime) -> int:
+    status: str = await conn.execute(
+        "DELETE FROM processed_events WHERE event_time < $1", older_than
+    )
+    return int(status.rsplit(" ", 1)[-1])
+
+
+# --- dead-letter relay -------------------------------------------------------
+
+
+async def lock_if_owner(
+    conn: asyncpg.Connection, group: str, topic: str, partition: int, epoch: int
+) -> bool:
+    """Lock one partition's offset row if this replica still owns it (same epoch)."""
+    found = await conn.fetchval(
+        """
+        SELECT 1 FROM consumer_offsets
+        WHERE group_id = $1 AND topic = $2 AND partition = $3 AND epoch = $4
+        FOR UPDATE
+        """,
+        group,
+        topic,
+        partition,
+        epoch,
+    )
+    return found is not None
+
+
+async def last_relayed_dlq_offset(
+    conn: asyncpg.Connection, topic: str, partition: int
+) -> int | None:
+    value: int | None = await conn.fetchval(
+        """
+        SELECT max(dlq_offset) FROM dead_letters
+        WHERE source_topic = $1 AND source_partition = $2 AND relayed_at IS NOT NULL
+        """,
+        topic,
+        partition,
+    )
+    return value
+
+
+async def pending_dead_letters(
+    conn: asyncpg.Connection, topic: str, partition: int, limit: int
+) -> list[asyncpg.Record]:
+    rows: list[asyncpg.Record] = await conn.fetch(
+        """
+        SELECT id, source_offset, message_key, message_value, message_timestamp_ms,
+               reason, error_class, error_message
+        FROM dead_letters
+        WHERE source_topic = $1 AND source_partition = $2 AND relayed_at IS NULL
+        ORDER BY source_offset
+        LIMIT $3
+        """,
+        topic,
+        partition,
+        limit,
+    )
+    return rows
+
+
+async def mark_relayed(
+    conn: asyncpg.Connection,
+    topic: str,
+    partition: int,
+    source_offsets: Sequence[int],
+    dlq_partitions: Sequence[int],
+    dlq_offsets: Sequence[int],
+) -> int:
+    """Mark outbox rows as present in the dead-letter topic at the given positions."""
+    status: str = await conn.execute(
+        """
+        UPDATE dead_letters AS d
+        SET relayed_at = now(), dlq_partition = t.dlq_partition, dlq_offset = t.dlq_offset
+        FROM unnest($3::bigint[], $4::int[], $5::bigint[])
+            AS t(source_offset, dlq_partition, dlq_offset)
+        WHERE d.source_topic = $1 AND d.source_partition = $2
+          AND d.source_offset = t.source_offset AND d.relayed_at IS NULL
+        """,
+        topic,
+        partition,
+        list(source_offsets),
+        list(dlq_partitions),
+        list(dlq_offsets),
+    )
+    return int(status.rsplit(" ", 1)[-1])

@@ -1,0 +1,46 @@
+"""The aggregator's one frozen settings object (environment and ``.env``)."""
+
+from __future__ import annotations
+
+import os
+import socket
+
+from pydantic import Field
+
+from clickstream_runtime.settings import (
+    ConsumerGroupSettings,
+    KafkaSettings,
+    ObservabilitySettings,
+    PostgresSettings,
+)
+from clickstream_schema.codec import MAX_MESSAGE_BYTES
+
+
+def _default_replica_id() -> str:
+    return f"{socket.gethostname()}-{os.getpid()}"
+
+
+class AggregatorSettings(
+    KafkaSettings, ConsumerGroupSettings, PostgresSettings, ObservabilitySettings
+):
+    metrics_port: int = Field(9102, ge=0, le=65535, description="0 turns the HTTP server off")
+
+    aggregator_batch_max_records: int = Field(20_000, ge=1)
+    aggregator_batch_timeout_ms: int = Field(100, ge=0)
+    aggregator_max_message_bytes: int = Field(MAX_MESSAGE_BYTES, ge=1024)
+    aggregator_dedupe_retention_hours: float = Field(48.0, ge=24.0)
+    aggregator_prune_interval_s: float = Field(60.0, gt=0)
+    aggregator_retry_initial_s: float = Field(0.2, gt=0)
+    aggregator_retry_max_s: float = Field(15.0, gt=0)
+    aggregator_ready_retry_threshold_s: float = Field(30.0, gt=0)
+    aggregator_replica_id: str = Field(default_factory=_default_replica_id, min_length=1)
+    aggregator_pool_size: int = Field(4, ge=2)
+    # Mirror applied offsets to Kafka's group (after the database commit) so the
+    # usual lag tools work; the offsets in PostgreSQL remain the truth.
+    aggregator_commit_to_kafka: bool = True
+
+    kafka_session_timeout_ms: int = Field(10_000, ge=1000)
+    kafka_heartbeat_interval_ms: int = Field(3_000, ge=100)
+    kafka_max_poll_interval_ms: int = Field(300_000, ge=1000)
+    kafka_fetch_max_bytes: int = Field(52_428_800, ge=1024)
+    kafka_max_partition_fetch_bytes: int = Field(8_388_608, ge=1024)

@@ -1,0 +1,1 @@
+"""Operator commands: set up topics and OpenSearch, check connectivity, write .env."""

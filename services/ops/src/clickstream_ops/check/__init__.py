@@ -1,0 +1,1 @@
+"""clickstream-check: connectivity and health of every service the pipeline uses."""

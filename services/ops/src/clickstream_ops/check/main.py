@@ -1,0 +1,92 @@
+"""``clickstream-check``: the design document's troubleshooting list, automated.
+
+For Kafka, PostgreSQL, OpenSearch and OpenSearch Dashboards, in that order:
+settings, certificate files, DNS, TCP, TLS, login, and what the service says.
+One line per check: OK, FAIL (with the likely cause and the fix) or SKIP.
+A service whose settings are absent is "not configured" and skipped. The exit
+status is 1 when any configured service fails, else 0.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import sys
+from dataclasses import asdict
+from functools import partial
+
+from rich.console import Console
+from rich.markup import escape
+
+from clickstream_ops.check.kafka import check_kafka
+from clickstream_ops.check.opensearch import check_dashboards, check_opensearch
+from clickstream_ops.check.postgres import check_postgres, stored_offsets
+from clickstream_ops.check.results import Result, Verdict, not_configured
+from clickstream_ops.check.settings import CheckSettings, load_all
+
+_STYLE = {Verdict.OK: "green", Verdict.FAIL: "bold red", Verdict.SKIP: "yellow"}
+
+
+async def run_checks(settings: CheckSettings, wait_s: float) -> list[Result]:
+    """Every check, in order; what tests call."""
+    results: list[Result] = []
+    kafka, postgres = settings.kafka, settings.postgres
+    if kafka.configured:
+        stored = partial(stored_offsets, postgres, wait_s)
+        results += await check_kafka(kafka, wait_s, stored)
+    else:
+        results.append(not_configured("kafka", kafka.variable))
+    if postgres.configured:
+        results += await check_postgres(postgres, wait_s)
+    else:
+        results.append(not_configured("postgres", postgres.variable))
+    for service, section, check in (
+        ("opensearch", settings.opensearch, check_opensearch),
+        ("dashboards", settings.dashboards, check_dashboards),
+    ):
+        if section.configured:
+            results += await check(section, wait_s)
+        else:
+            results.append(not_configured(service, section.variable))
+    return results
+
+
+def line(result: Result) -> str:
+    """One line, plain text: ``FAIL postgres   auth     ... → fix``."""
+    text = f"{result.verdict.value:<4} {result.service:<10} {result.step:<13} {result.detail}"
+    return f"{text} → {result.fix}" if result.fix else text
+
+
+def print_results(console: Console, results: list[Result]) -> None:
+    for result in results:
+        style = _STYLE[result.verdict]
+        console.print(
+            f"[{style}]{result.verdict.value:<4}[/] {escape(line(result)[5:])}",
+            highlight=False,
+            soft_wrap=True,
+        )
+    failed = sum(r.verdict is Verdict.FAIL for r in results)
+    summary = f"{failed} check(s) failed" if failed else "all configured checks passed"
+    console.print(f"[{'bold red' if failed else 'green'}]{summary}[/]", highlight=False)
+
+
+def exit_status(results: list[Result]) -> int:
+    return 1 if any(r.verdict is Verdict.FAIL for r in results) else 0
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(
+        prog="clickstream-check",
+        description="Check Kafka, PostgreSQL, OpenSearch and Dashboards step by step.",
+    )
+    parser.add_argument("--timeout", type=float, default=5.0, help="seconds per network step")
+    parser.add_argument("--json", action="store_true", help="one JSON object per line")
+    args = parser.parse_args(argv)
+    results = asyncio.run(run_checks(load_all(), args.timeout))
+    if args.json:
+        for result in results:
+            print(json.dumps(asdict(result)))
+    else:
+        print_results(Console(), results)
+    sys.exit(exit_status(results))

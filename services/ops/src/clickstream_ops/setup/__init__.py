@@ -1,0 +1,1 @@
+"""``clickstream-setup``: create what the pipeline needs before it runs (topics, indices)."""

@@ -1,0 +1,346 @@
+"""One visit to the shop as a state machine: where the user is, what they do next, when.
+
+A session lands on a page chosen by its referrer, then repeatedly picks an
+action with weights that depend on the page it is on (search happens on the
+search page, add-to-cart on product pages, purchases on /checkout). Actions
+expand to one or more events with human think times between them (a click is
+followed by the page view it causes about a second later). A session ends when
+the user goes idle (the ``exit`` action) or its page budget is used up.
+
+The action weights are calibrated so that, over many sessions, the event-type
+shares match ``EVENT_TYPE_WEIGHTS`` of the contract (tested within ±15 %).
+"""
+
+from __future__ import annotations
+
+import random
+from bisect import bisect
+from collections import deque
+from collections.abc import Callable
+from decimal import Decimal
+from enum import Enum
+from itertools import accumulate
+from math import exp
+from typing import Final
+
+from clickstream_producer.catalog import (
+    CART_URL,
+    CHECKOUT_URL,
+    CONTENT_URLS,
+    HOME_URL,
+    LOGIN_URL,
+    Catalog,
+    Category,
+    Product,
+)
+from clickstream_producer.wire import Step, Visit
+from clickstream_schema import EventType
+
+_PV: Final = EventType.PAGE_VIEW
+_CLICK: Final = EventType.CLICK
+
+
+class Page(Enum):
+    HOME = "home"
+    CATEGORY = "category"
+    PRODUCT = "product"
+    SEARCH = "search"
+    CART = "cart"
+    CHECKOUT = "checkout"
+    CONTENT = "content"
+
+
+# Per page: (action, weight). Tuned with tests/unit/producer's share test; a
+# change to one weight shifts every share, so re-run it after editing.
+_ACTIONS: Final[dict[Page, tuple[tuple[str, float], ...]]] = {
+    Page.HOME: (
+        ("scroll", 1.0),
+        ("hover", 0.5),
+        ("category", 2.0),
+        ("product", 0.8),
+        ("search", 0.9),
+        ("login", 0.6),
+        ("content", 0.15),
+        ("exit", 0.35),
+    ),
+    Page.CATEGORY: (
+        ("scroll", 1.3),
+        ("hover", 0.6),
+        ("product", 2.4),
+        ("filter", 0.5),
+        ("category", 0.4),
+        ("search", 0.4),
+        ("home", 0.15),
+        ("exit", 0.5),
+    ),
+    Page.PRODUCT: (
+        ("scroll", 1.0),
+        ("hover", 0.6),
+        ("add", 1.2),
+        ("share", 0.22),
+        ("related", 0.9),
+        ("category", 0.7),
+        ("cart", 0.45),
+        ("search", 0.35),
+        ("exit", 0.7),
+    ),
+    Page.SEARCH: (
+        ("scroll", 0.7),
+        ("hover", 0.3),
+        ("product", 2.0),
+        ("search", 0.6),
+        ("category", 0.3),
+        ("exit", 0.45),
+    ),
+    Page.CART: (("checkout", 2.2), ("product", 0.4), ("home", 0.5), ("scroll", 0.4), ("exit", 0.5)),
+    Page.CHECKOUT: (("order", 3.0), ("cart", 0.4), ("exit", 0.7)),
+    Page.CONTENT: (("scroll", 1.0), ("hover", 0.3), ("share", 0.3), ("home", 1.0), ("exit", 0.6)),
+}
+# (action names, cumulative weights, total): random.choices is too slow for the hot path.
+_CHOICES: Final = {
+    page: (
+        tuple(a for a, _ in actions),
+        list(accumulate(w for _, w in actions)),
+        sum(w for _, w in actions),
+    )
+    for page, actions in _ACTIONS.items()
+}
+_FILTERS: Final = (
+    "filter-price",
+    "filter-brand",
+    "filter-rating",
+    "sort-dropdown",
+    "pagination-next",
+)
+_HOVER_TARGETS: Final = {
+    Page.HOME: ("hero-banner", "nav-menu", "featured-product"),
+    Page.CATEGORY: ("product-tile", "filter-price", "nav-menu"),
+    Page.PRODUCT: ("product-image", "price-tag", "size-selector", "reviews"),
+    Page.SEARCH: ("search-result", "search-suggestion"),
+    Page.CART: ("cart-item", "promo-code"),
+    Page.CHECKOUT: ("payment-options",),
+    Page.CONTENT: ("nav-menu", "footer-links"),
+}
+_PRODUCT_ELEMENT: Final = {
+    Page.HOME: "featured-product",
+    Page.CATEGORY: "product-tile",
+    Page.SEARCH: "search-result",
+    Page.CART: "cart-item",
+}
+
+
+def think_ms(rng: random.Random, median_s: float, sigma: float = 0.8) -> int:
+    """A human pause: log-normal, so mostly seconds with a tail of minutes."""
+    # exp(gauss) is the log-normal at a third of lognormvariate's cost.
+    return int(exp(rng.gauss(0.0, sigma)) * median_s * 1000) + 1
+
+
+def _load_ms(rng: random.Random) -> int:
+    # From a click to the page view it triggers.
+    return rng.randint(250, 1500)
+
+
+def landing(rng: random.Random, catalog: Catalog, channel: str) -> str:
+    """The first URL of a visit from a channel: search and social deep-link to products."""
+    if channel == "search":
+        if rng.random() < 0.6:
+            return catalog.popular_product(rng).url
+        return rng.choice(catalog.categories).url
+    if channel == "social":
+        return catalog.popular_product(rng).url
+    if channel == "campaign":
+        return catalog.campaign_url(rng, rng.choice(catalog.categories))
+    return HOME_URL
+
+
+class Session:
+    """The state of one visit; :meth:`next_step` hands out its events one at a time."""
+
+    def __init__(self, rng: random.Random, catalog: Catalog, visit: Visit, channel: str) -> None:
+        self.visit = visit
+        self._rng = rng
+        self._catalog = catalog
+        self._queue: deque[Step] = deque()
+        self._page = Page.HOME
+        self._url = HOME_URL
+        self._category: Category | None = None
+        self._product: Product | None = None
+        self._search_category: Category | None = None
+        self._cart: list[Product] = []
+        self._logged_in = False
+        # Page budget: most visits are short, a few browse for long (exponential tail).
+        self._pages_left = 3 + int(rng.expovariate(1 / 10))
+        self._ended = False
+        self._land(landing(rng, catalog, channel))
+
+    def next_step(self) -> Step | None:
+        """The next event of this session, or ``None`` once the user has left."""
+        queue = self._queue
+        while not queue:
+            if self._ended or self._pages_left <= 0:
+                return None
+            names, cum, total = _CHOICES[self._page]
+            _DISPATCH[names[bisect(cum, self._rng.random() * total)]](self)
+        return queue.popleft()
+
+    # -- events on the current page -------------------------------------------------------
+
+    def _here(
+        self,
+        delay_ms: int,
+        event_type: EventType,
+        element: str | None = None,
+        price: Decimal | None = None,
+        query: str | None = None,
+    ) -> None:
+        category = self._category.slug if self._category and self._page is Page.CATEGORY else None
+        product = self._product if self._page is Page.PRODUCT else None
+        self._queue.append(
+            Step(delay_ms, event_type, self._url, element, product, category, price, query)
+        )
+
+    def _view(
+        self,
+        delay_ms: int,
+        url: str,
+        page: Page,
+        *,
+        category: Category | None = None,
+        product: Product | None = None,
+    ) -> None:
+        self._url, self._page, self._pages_left = url, page, self._pages_left - 1
+        self._product = product
+        self._category = product.category if product else category
+        self._here(delay_ms, _PV)
+
+    def _navigate(
+        self,
+        element: str,
+        read_s: float,
+        url: str,
+        page: Page,
+        *,
+        category: Category | None = None,
+        product: Product | None = None,
+    ) -> None:
+        self._here(think_ms(self._rng, read_s), _CLICK, element)
+        self._view(_load_ms(self._rng), url, page, category=category, product=product)
+
+    def _land(self, url: str) -> None:
+        catalog = self._catalog
+        if "/product/" in url:
+            product = catalog.product_by_id(url.rsplit("/", 1)[1])
+            self._view(0, url, Page.PRODUCT, product=product)
+        elif "/category/" in url:
+            slug = url.split("/category/", 1)[1].split("?", 1)[0]
+            self._view(0, url, Page.CATEGORY, category=catalog.category_by_slug(slug))
+        else:
+            self._view(0, url, Page.HOME)
+
+    # -- actions ----------------------------------------------------------------------------
+
+    def _do_scroll(self) -> None:
+        self._here(think_ms(self._rng, 7.0), EventType.SCROLL)
+
+    def _do_hover(self) -> None:
+        self._here(
+            think_ms(self._rng, 3.0), EventType.HOVER, self._rng.choice(_HOVER_TARGETS[self._page])
+        )
+
+    def _do_filter(self) -> None:
+        self._here(think_ms(self._rng, 6.0), _CLICK, self._rng.choice(_FILTERS))
+
+    def _do_share(self) -> None:
+        self._here(think_ms(self._rng, 10.0), EventType.SHARE, "btn-share")
+
+    def _do_exit(self) -> None:
+        self._ended = True
+
+    def _do_category(self) -> None:
+        category = self._rng.choice(self._catalog.categories)
+        self._navigate(
+            f"nav-category-{category.slug}", 10.0, category.url, Page.CATEGORY, category=category
+        )
+
+    def _do_home(self) -> None:
+        self._navigate("nav-logo", 8.0, HOME_URL, Page.HOME)
+
+    def _do_content(self) -> None:
+        self._navigate("footer-link", 8.0, self._rng.choice(CONTENT_URLS), Page.CONTENT)
+
+    def _do_product(self) -> None:
+        rng, catalog = self._rng, self._catalog
+        if self._page is Page.CART and self._cart:
+            product = rng.choice(self._cart)
+        elif self._page is Page.SEARCH and self._search_category is not None:
+            product = catalog.product_in(rng, self._search_category)
+        elif self._page is Page.CATEGORY and self._category is not None:
+            product = catalog.product_in(rng, self._category)
+        else:
+            product = catalog.popular_product(rng)
+        element = _PRODUCT_ELEMENT.get(self._page, "product-link")
+        self._navigate(element, 12.0, product.url, Page.PRODUCT, product=product)
+
+    def _do_related(self) -> None:
+        assert self._product is not None  # only offered on product pages
+        product = self._catalog.product_in(self._rng, self._product.category)
+        self._navigate("related-product", 15.0, product.url, Page.PRODUCT, product=product)
+
+    def _do_search(self) -> None:
+        rng = self._rng
+        query, url, category = self._catalog.search(rng)
+        self._search_category = category
+        # Typing the query, then the results page loads and records the search.
+        self._view(think_ms(rng, 9.0), url, Page.SEARCH)
+        self._here(rng.randint(100, 600), EventType.SEARCH, query=query)
+
+    def _do_add(self) -> None:
+        product = self._product
+        assert product is not None  # only offered on product pages
+        self._here(think_ms(self._rng, 14.0), _CLICK, "btn-add-to-cart")
+        self._here(self._rng.randint(150, 600), EventType.ADD_TO_CART, price=product.price)
+        self._cart.append(product)
+
+    def _do_cart(self) -> None:
+        if not self._cart:
+            self._do_related() if self._page is Page.PRODUCT else self._do_home()
+            return
+        self._navigate("nav-cart", 8.0, CART_URL, Page.CART)
+
+    def _do_checkout(self) -> None:
+        if not self._cart:
+            self._do_home()
+            return
+        self._navigate("btn-checkout", 20.0, CHECKOUT_URL, Page.CHECKOUT)
+
+    def _do_login(self) -> None:
+        if self._logged_in or not self.visit.user.registered:
+            self._do_category()
+            return
+        back_url, back_page = self._url, self._page
+        back_category, back_product = self._category, self._product
+        self._navigate("nav-account", 6.0, LOGIN_URL, Page.CONTENT)
+        self._here(think_ms(self._rng, 12.0), EventType.LOGIN)
+        self._logged_in = True
+        # The login form redirects to where the user came from.
+        self._view(
+            _load_ms(self._rng), back_url, back_page, category=back_category, product=back_product
+        )
+
+    def _do_order(self) -> None:
+        if not self._cart:
+            self._do_home()
+            return
+        if not self._logged_in and self.visit.user.registered:
+            self._do_login()
+        total = sum((p.price for p in self._cart), Decimal("0.00"))
+        self._here(think_ms(self._rng, 40.0), _CLICK, "btn-place-order")
+        self._here(self._rng.randint(800, 3000), EventType.PURCHASE, price=total)
+        self._cart.clear()
+
+
+_DISPATCH: Final[dict[str, Callable[[Session], None]]] = {
+    name.removeprefix("_do_"): function
+    for name, function in vars(Session).items()
+    if name.startswith("_do_") and callable(function)
+}

@@ -1,0 +1,50 @@
+"""The producer's one frozen settings object: Kafka + observability + generation knobs.
+
+Environment names are the field names in upper case (``PRODUCER_RATE``,
+``KAFKA_ACKS``...); command-line flags are passed to ``load`` as overrides and win.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from pydantic import AwareDatetime, Field
+
+from clickstream_runtime.settings import SETTINGS_CONFIG, KafkaSettings, ObservabilitySettings
+
+
+class ProducerSettings(KafkaSettings, ObservabilitySettings):
+    model_config = SETTINGS_CONFIG
+
+    metrics_port: int = Field(9101, ge=0, le=65535, description="0 turns the HTTP server off")
+
+    producer_events: int = Field(0, ge=0, description="events to send; 0 = until stopped")
+    producer_rate: float = Field(10.0, ge=0, description="events/s on the wall clock; 0 = backfill")
+    producer_seed: int | None = Field(None, description="fixes the event sequence; default random")
+    producer_users: int = Field(1000, ge=1)
+    producer_concurrent_sessions: int | None = Field(
+        None, ge=1, description="active sessions; default follows the rate"
+    )
+    producer_progress_every: int = Field(10, ge=1, description="log progress every N events")
+    producer_start: AwareDatetime | None = Field(
+        None, description="simulated clock start of a backfill; default ends it near now"
+    )
+    producer_linger_ms: int = Field(50, ge=0, le=60_000)
+    producer_batch_bytes: int = Field(512 * 1024, ge=16 * 1024, le=8 * 1024 * 1024)
+
+    kafka_acks: Literal["all", "1", "0"] = "all"
+    # The embedded test broker cannot do idempotent producing; Aiven can.
+    kafka_enable_idempotence: bool = False
+
+    def producer_options(self) -> dict[str, Any]:
+        """Keyword arguments for ``AIOKafkaProducer``."""
+        acks: int | str = "all" if self.kafka_acks == "all" else int(self.kafka_acks)
+        return {
+            **self.kafka_client_options(),
+            "acks": acks,
+            "enable_idempotence": self.kafka_enable_idempotence,
+            "linger_ms": self.producer_linger_ms,
+            "max_batch_size": self.producer_batch_bytes,
+            # A request carries one batch per partition; leave room for several.
+            "max_request_size": max(1024 * 1024, 4 * self.producer_batch_bytes),
+        }

@@ -1,0 +1,80 @@
+"""The aggregator end to end: real broker, real PostgreSQL, the real service loop."""
+
+from __future__ import annotations
+
+import asyncpg
+
+from clickstream_devstack.broker import EmbeddedKafka
+from clickstream_devstack.environment import Database, KafkaTopics
+from support.aggregator import running_aggregator, settings_from_env, wait_applied
+from support.feed import as_messages, generate, publish, read_back, valid_events
+from support.reference import differences, expected_rows, stored_rows
+
+
+async def _reference(kafka: EmbeddedKafka, topics: KafkaTopics) -> dict[str, dict[str, object]]:
+    messages = await read_back(kafka.bootstrap, topics.events, topics.partitions)
+    return expected_rows(valid_events(messages))
+
+
+async def test_every_session_row_equals_the_reference(
+    kafka: EmbeddedKafka, topics: KafkaTopics, database: Database, service_env: dict[str, str]
+) -> None:
+    events = generate(50_000)
+    await publish(kafka.bootstrap, topics.events, as_messages(events))
+
+    async with running_aggregator(settings_from_env(service_env)) as task:
+        await wait_applied(database.dsn, topics.group, topics.events, len(events), running=task)
+
+    expected = await _reference(kafka, topics)
+    stored = await stored_rows(database.dsn)
+    assert len(stored) == len({e.session_id for e in events})
+    assert differences(expected, stored) == []
+    assert sum(r["total_events"] for r in stored.values()) == len(events)
+
+
+async def test_stop_and_restart_midway_gives_the_same_result(
+    kafka: EmbeddedKafka, topics: KafkaTopics, database: Database, service_env: dict[str, str]
+) -> None:
+    events = generate(30_000, seed=11)
+    await publish(kafka.bootstrap, topics.events, as_messages(events))
+    # Small batches so the first run is stopped with work left to do.
+    settings = settings_from_env(service_env, aggregator_batch_max_records=500)
+
+    async with running_aggregator(settings) as task:
+        first = await wait_applied(database.dsn, topics.group, topics.events, 5_000, running=task)
+    assert first < len(events)
+
+    async with running_aggregator(settings) as task:
+        await wait_applied(database.dsn, topics.group, topics.events, len(events), running=task)
+
+    assert differences(await _reference(kafka, topics), await stored_rows(database.dsn)) == []
+
+
+async def test_invalid_messages_are_dead_lettered_with_their_reason(
+    kafka: EmbeddedKafka, topics: KafkaTopics, database: Database, service_env: dict[str, str]
+) -> None:
+    good = as_messages(generate(200, seed=3))
+    bad: list[tuple[bytes | None, bytes | None]] = [
+        (b"k1", b"\xff\xfe not utf-8"),
+        (b"k2", b"{not json"),
+        (b"k3", b"[1, 2, 3]"),
+        (b"k4", b'{"event_type": "page_view"}'),
+    ]
+    await publish(kafka.bootstrap, topics.events, good + bad)
+
+    async with running_aggregator(settings_from_env(service_env)) as task:
+        await wait_applied(
+            database.dsn, topics.group, topics.events, len(good) + len(bad), running=task
+        )
+
+    conn = await asyncpg.connect(database.dsn)
+    try:
+        rows = await conn.fetch("SELECT message_key, reason FROM dead_letters ORDER BY message_key")
+    finally:
+        await conn.close()
+    assert [(r["message_key"], r["reason"]) for r in rows] == [
+        (b"k1", "not_utf8"),
+        (b"k2", "not_json"),
+        (b"k3", "not_object"),
+        (b"k4", "schema"),
+    ]

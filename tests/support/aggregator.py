@@ -1,0 +1,67 @@
+"""Run the real aggregator loop in-process and wait for it to catch up."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+from collections.abc import AsyncIterator, Mapping
+
+import asyncpg
+
+from clickstream_aggregator.main import run
+from clickstream_aggregator.settings import AggregatorSettings
+
+
+def settings_from_env(env: Mapping[str, str], **overrides: object) -> AggregatorSettings:
+    fields = AggregatorSettings.model_fields
+    values: dict[str, object] = {k.lower(): v for k, v in env.items() if k.lower() in fields}
+    values.update(overrides)
+    return AggregatorSettings(_env_file=None, **values)  # type: ignore[call-arg]
+
+
+async def applied_offsets(dsn: str, group: str, topic: str) -> int:
+    """How many messages of the topic the group has committed (sum of next offsets)."""
+    conn = await asyncpg.connect(dsn)
+    try:
+        with contextlib.suppress(asyncpg.UndefinedTableError):
+            value = await conn.fetchval(
+                "SELECT coalesce(sum(next_offset), 0) FROM consumer_offsets "
+                "WHERE group_id = $1 AND topic = $2",
+                group,
+                topic,
+            )
+            return int(value)
+        return 0
+    finally:
+        await conn.close()
+
+
+async def wait_applied(
+    dsn: str, group: str, topic: str, at_least: int, *, timeout: float = 120.0,
+    running: asyncio.Task[None] | None = None,
+) -> int:
+    """Poll until the committed offsets reach ``at_least`` (fails fast if the service died)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        done = await applied_offsets(dsn, group, topic)
+        if done >= at_least:
+            return done
+        if running is not None and running.done():
+            running.result()
+            raise AssertionError(f"aggregator stopped at {done}/{at_least}")
+        if time.monotonic() > deadline:
+            raise AssertionError(f"only {done}/{at_least} messages applied after {timeout}s")
+        await asyncio.sleep(0.2)
+
+
+@contextlib.asynccontextmanager
+async def running_aggregator(settings: AggregatorSettings) -> AsyncIterator[asyncio.Task[None]]:
+    """The real ``run(settings, stop)`` as a task; stopped (gracefully) on exit."""
+    stop = asyncio.Event()
+    task = asyncio.create_task(run(settings, stop))
+    try:
+        yield task
+    finally:
+        stop.set()
+        await asyncio.wait_for(task, timeout=30)

@@ -1,0 +1,71 @@
+"""Put test traffic on a topic and read it back in consumption order."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Sequence
+from datetime import UTC, datetime
+
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+
+from clickstream_producer.generator import EventGenerator
+from clickstream_schema import ClickEvent, InvalidEvent, decode, encode
+
+START = datetime(2026, 11, 1, 9, 0, tzinfo=UTC)
+
+Message = tuple[bytes | None, bytes | None]
+
+
+def generate(count: int, *, seed: int = 7, users: int = 2000, sessions: int = 500) -> list[ClickEvent]:
+    return EventGenerator(seed=seed, users=users, concurrent_sessions=sessions, start=START).next_batch(count)
+
+
+def as_messages(events: Sequence[ClickEvent]) -> list[Message]:
+    return [encode(e) for e in events]
+
+
+async def publish(bootstrap: str, topic: str, messages: Sequence[Message]) -> None:
+    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, linger_ms=20, max_batch_size=1 << 20,
+                                acks="all")
+    await producer.start()
+    try:
+        futures = [await producer.send(topic, key=k, value=v) for k, v in messages]
+        await asyncio.gather(*futures)
+    finally:
+        await producer.stop()
+
+
+async def read_back(bootstrap: str, topic: str, partitions: int) -> list[tuple[int, int, bytes | None, bytes | None]]:
+    """Every message as (partition, offset, key, value), partition by partition in offset order."""
+    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False,
+                                auto_offset_reset="earliest", fetch_max_wait_ms=100)
+    await consumer.start()
+    try:
+        tps = [TopicPartition(topic, p) for p in range(partitions)]
+        consumer.assign(tps)
+        await consumer.seek_to_beginning(*tps)
+        out: list[tuple[int, int, bytes | None, bytes | None]] = []
+        done: set[TopicPartition] = set()
+        while len(done) < len(tps):
+            batch = await consumer.getmany(timeout_ms=500)
+            for tp, records in batch.items():
+                out.extend((tp.partition, r.offset, r.key, r.value) for r in records)
+            for tp in tps:
+                # Tansu under-reports end_offsets(); the fetch high-watermark is exact.
+                high = consumer.highwater(tp)
+                if high is not None and await consumer.position(tp) >= high:
+                    done.add(tp)
+        out.sort(key=lambda m: (m[0], m[1]))
+        return out
+    finally:
+        await consumer.stop()
+
+
+def valid_events(messages: Sequence[tuple[int, int, bytes | None, bytes | None]]) -> list[ClickEvent]:
+    events = []
+    for _p, _o, _k, value in messages:
+        try:
+            events.append(decode(value))
+        except InvalidEvent:
+            continue
+    return events

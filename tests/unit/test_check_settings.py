@@ -1,0 +1,64 @@
+"""Which services clickstream-check considers configured, and how bad settings show up."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+from clickstream_ops.check.main import line, run_checks
+from clickstream_ops.check.results import Verdict
+from clickstream_ops.check.settings import load_all
+
+
+@pytest.fixture(autouse=True)
+def clean_environment(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    monkeypatch.chdir(tmp_path)  # no .env
+    for name in list(os.environ):
+        if name.upper().startswith(("KAFKA_", "POSTGRES_", "OPENSEARCH_")):
+            monkeypatch.delenv(name)
+
+
+def test_defaults_do_not_count_as_configured() -> None:
+    settings = load_all()
+    assert not settings.kafka.configured
+    assert not settings.postgres.configured
+    assert not settings.opensearch.configured
+    assert not settings.dashboards.configured
+
+
+def test_a_dotenv_file_configures_a_service(tmp_path: Path) -> None:
+    (tmp_path / ".env").write_text("POSTGRES_HOST=db.example.com\nPOSTGRES_PASSWORD=s3cret\n")
+    settings = load_all()
+    assert settings.postgres.settings is not None
+    assert settings.postgres.settings.postgres_host == "db.example.com"
+    assert not settings.kafka.configured
+
+
+async def test_nothing_configured_is_four_skips_and_success() -> None:
+    results = await run_checks(load_all(), 1.0)
+    assert [(r.service, r.verdict) for r in results] == [
+        ("kafka", Verdict.SKIP),
+        ("postgres", Verdict.SKIP),
+        ("opensearch", Verdict.SKIP),
+        ("dashboards", Verdict.SKIP),
+    ]
+    assert all("not configured" in r.detail for r in results)
+
+
+async def test_malformed_settings_fail_at_the_settings_step(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("KAFKA_BOOTSTRAP_SERVERS", "https://broker.example.com:443")
+    monkeypatch.setenv("OPENSEARCH_URI", "opensearch.example.com:443")
+    results = await run_checks(load_all(), 1.0)
+    kafka = [r for r in results if r.service == "kafka"]
+    assert kafka[0].verdict is Verdict.FAIL
+    assert "is not host:port" in kafka[0].detail
+    assert {r.detail for r in kafka[1:]} == {"not checked: settings failed"}
+    [opensearch_settings] = [
+        r for r in results if r.service == "opensearch" and r.step == "settings"
+    ]
+    assert opensearch_settings.verdict is Verdict.FAIL
+    assert "OPENSEARCH_URI must be an http:// or https:// URL" in line(opensearch_settings)
