@@ -7,6 +7,7 @@ asks for them; the fixtures that hand out per-test topics and databases live in
 
 from __future__ import annotations
 
+import contextlib
 import shutil
 import tempfile
 from collections.abc import Iterator
@@ -20,7 +21,17 @@ from clickstream_devstack.postgres import EmbeddedPostgres
 INTEGRATION_DIR = Path(__file__).parent / "integration"
 # A test that asks for any of these talks to a real server.
 SERVER_FIXTURES = frozenset(
-    {"kafka", "postgres", "database", "topics", "topic", "make_topics", "service_env", "services"}
+    {
+        "kafka",
+        "postgres",
+        "database",
+        "topics",
+        "topic",
+        "make_topics",
+        "service_env",
+        "services",
+        "server_dir",
+    }
 )
 
 
@@ -58,17 +69,33 @@ def kafka(tmp_path_factory: pytest.TempPathFactory) -> Iterator[EmbeddedKafka]:
         broker.stop()
 
 
+@contextlib.contextmanager
+def _server_dir() -> Iterator[Path]:
+    # Not under pytest's basetemp: as root, PostgreSQL runs as another account,
+    # which must traverse every ancestor, and every new pytest session resets
+    # /tmp/pytest-of-root to 0700 (other sessions may run at the same time).
+    root = Path(tempfile.mkdtemp(prefix="clickstream-pg-"))
+    try:
+        yield root
+    finally:
+        shutil.rmtree(root, ignore_errors=True)
+
+
+@pytest.fixture
+def server_dir() -> Iterator[Path]:
+    """A private directory for a test's own PostgreSQL: ``EmbeddedPostgres(server_dir / "d")``."""
+    with _server_dir() as root:
+        yield root
+
+
 @pytest.fixture(scope="session")
 def postgres() -> Iterator[EmbeddedPostgres]:
     """One non-durable PostgreSQL for the session; tests isolate themselves with databases."""
-    # Not under pytest's basetemp: that is 0700 and, as root, the server account
-    # could not reach it without widening pytest's own directory.
-    root = Path(tempfile.mkdtemp(prefix="clickstream-pg-"))
-    server = EmbeddedPostgres(root / "data", durable=False)
-    try:
-        server.start()
-        yield server
-    finally:
-        # The data is throw-away: no shutdown checkpoint needed.
-        server.stop("immediate")
-        shutil.rmtree(root, ignore_errors=True)
+    with _server_dir() as root:
+        server = EmbeddedPostgres(root / "data", durable=False)
+        try:
+            server.start()
+            yield server
+        finally:
+            # The data is throw-away: no shutdown checkpoint needed.
+            server.stop("immediate")

@@ -23,11 +23,7 @@ import yaml
 from pydantic_settings import BaseSettings
 
 from clickstream_ops import envfile
-from clickstream_runtime.settings import (
-    ConsumerGroupSettings,
-    KafkaSettings,
-    ObservabilitySettings,
-)
+from clickstream_runtime.settings import ConsumerGroupSettings, KafkaSettings
 from clickstream_schema import CONSUMER_GROUP, DLQ_TOPIC, EVENTS_TOPIC
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -41,17 +37,6 @@ REGISTER_ENV = {"CONNECT_URL", "CONNECTOR_FILE", "CONNECT_DLQ_REPLICATION", "CON
 APP_SERVICES = ("producer", "aggregator")
 
 
-class _AgreedProducerSettings(KafkaSettings, ObservabilitySettings):
-    """Stand-in until ProducerSettings exists: the mixins plus the agreed producer names."""
-
-    kafka_enable_idempotence: bool = False
-    kafka_acks: str = "all"
-    producer_rate: float = 10.0
-    producer_events: int = 0
-    producer_seed: int | None = None
-    producer_users: int = 1000
-
-
 def _settings(service: str) -> type[BaseSettings]:
     modules = {
         "producer": ("clickstream_producer.settings", "ProducerSettings"),
@@ -59,12 +44,7 @@ def _settings(service: str) -> type[BaseSettings]:
         "setup": ("clickstream_ops.setup.settings", "SetupSettings"),
     }
     module, name = modules[service]
-    try:
-        cls: type[BaseSettings] = getattr(importlib.import_module(module), name)
-    except (ImportError, AttributeError):
-        if service != "producer":
-            raise
-        cls = _AgreedProducerSettings
+    cls: type[BaseSettings] = getattr(importlib.import_module(module), name)
     return cls
 
 

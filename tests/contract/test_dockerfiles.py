@@ -135,9 +135,11 @@ def test_healthcheck_probes_readyz_on_the_service_port(service: str) -> None:
     assert ObservabilitySettings.model_fields["metrics_port"].default == 0
 
 
-def test_aggregator_settings_default_port_matches_its_image() -> None:
+def test_settings_default_ports_match_the_images() -> None:
     from clickstream_aggregator.settings import AggregatorSettings
+    from clickstream_producer.settings import ProducerSettings
 
+    assert ProducerSettings.model_fields["metrics_port"].default == SERVICES["producer"][2]
     assert AggregatorSettings.model_fields["metrics_port"].default == SERVICES["aggregator"][2]
 
 

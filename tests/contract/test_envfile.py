@@ -20,7 +20,6 @@ from dotenv import dotenv_values
 from pydantic_settings import BaseSettings
 
 from clickstream_ops import envfile
-from clickstream_runtime.settings import KafkaSettings, ObservabilitySettings
 from clickstream_schema import CONSUMER_GROUP, DLQ_TOPIC, EVENTS_TOPIC
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -47,24 +46,6 @@ def clean_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Path:
 def _settings_class(module: str, name: str) -> type[BaseSettings]:
     cls: type[BaseSettings] = getattr(importlib.import_module(module), name)
     return cls
-
-
-class _AgreedProducerSettings(KafkaSettings, ObservabilitySettings):
-    """Stand-in until ProducerSettings exists: the mixins plus the agreed producer names."""
-
-    kafka_enable_idempotence: bool = False
-    kafka_acks: str = "all"
-    producer_rate: float = 10.0
-    producer_events: int = 0
-    producer_seed: int | None = None
-    producer_users: int = 1000
-
-
-def _producer_settings() -> type[BaseSettings]:
-    try:
-        return _settings_class("clickstream_producer.settings", "ProducerSettings")
-    except (ImportError, AttributeError):
-        return _AgreedProducerSettings
 
 
 def _values(lines: list[str], tmp_path: Path) -> dict[str, str | None]:
@@ -117,7 +98,7 @@ def test_the_env_file_is_accepted_by_every_service(
     env_path = clean_env / ".env"
     envfile.write_env(env_path, envfile.render_env(document, uid=1000, gid=1000), force=False)
     classes = {
-        "producer": _producer_settings(),
+        "producer": _settings_class("clickstream_producer.settings", "ProducerSettings"),
         "aggregator": _settings_class("clickstream_aggregator.settings", "AggregatorSettings"),
         "setup": _settings_class("clickstream_ops.setup.settings", "SetupSettings"),
     }

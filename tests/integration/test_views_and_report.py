@@ -266,3 +266,18 @@ def test_to_json_keeps_numbers_as_numbers() -> None:
     document = json.loads(to_json(report))
     assert document["funnel"] == [{"rate": 0.6667, "revenue": 12.0}]
     assert document["hourly_traffic"] == [{"hour": "2024-05-01T10:00:00+00:00", "events": 7}]
+
+
+async def test_watch_refreshes_until_stopped(
+    conn: asyncpg.Connection,
+    database: Any,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    for name, value in database.env.items():
+        monkeypatch.setenv(name, value)
+    stop = asyncio.Event()
+    stop.set()  # Ctrl-C already pressed: one refresh, then a clean return
+    await run(load(ReportSettings), stop, Options(json=True, watch_s=3600))
+    [document] = capsys.readouterr().out.splitlines()
+    assert json.loads(document)["totals"]["total_sessions"] == 5

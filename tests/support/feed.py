@@ -69,3 +69,30 @@ def valid_events(messages: Sequence[tuple[int, int, bytes | None, bytes | None]]
         except InvalidEvent:
             continue
     return events
+
+
+async def read_all(
+    bootstrap: str, topic: str, partitions: int
+) -> list[tuple[int, int, dict[str, bytes], bytes | None, bytes | None]]:
+    """Every message of a topic with its headers: (partition, offset, headers, key, value)."""
+    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False,
+                                auto_offset_reset="earliest", fetch_max_wait_ms=100)
+    await consumer.start()
+    try:
+        tps = [TopicPartition(topic, p) for p in range(partitions)]
+        consumer.assign(tps)
+        await consumer.seek_to_beginning(*tps)
+        out: list[tuple[int, int, dict[str, bytes], bytes | None, bytes | None]] = []
+        done: set[TopicPartition] = set()
+        while len(done) < len(tps):
+            batch = await consumer.getmany(timeout_ms=500)
+            for tp, records in batch.items():
+                out.extend((tp.partition, r.offset, dict(r.headers or ()), r.key, r.value)
+                           for r in records)
+            for tp in tps:
+                high = consumer.highwater(tp)
+                if high is not None and await consumer.position(tp) >= high:
+                    done.add(tp)
+        return out
+    finally:
+        await consumer.stop()

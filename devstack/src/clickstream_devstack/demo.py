@@ -73,13 +73,13 @@ def _parse(argv: list[str] | None) -> argparse.Namespace:
 def _line(phase: str, started: float, snap: Snapshot) -> Text:
     return Text.assemble(
         (f"{phase:<11}", "bold cyan"),
-        f" {time.monotonic() - started:6.1f} s   produced ",
-        (f"{snap.produced:>9,}", "bold"),
-        "   committed ",
-        (f"{snap.committed:>9,}", "bold"),
-        "   applied ",
-        (f"{snap.applied:>9,}", "bold green"),
-        f"   sessions {snap.sessions:>7,}   dead letters {snap.dead_letters:,}",
+        f"{time.monotonic() - started:5.1f} s | produced ",
+        (f"{snap.produced:,}", "bold"),
+        " | committed ",
+        (f"{snap.committed:,}", "bold"),
+        " | applied ",
+        (f"{snap.applied:,}", "bold green"),
+        f" | sessions {snap.sessions:,} | DLQ {snap.dead_letters:,}",
     )
 
 
@@ -116,8 +116,12 @@ async def _drive(
             if code != 0:
                 raise DemoError(producer.describe_exit())
             snap = await _catch_up(options, progress, services, live, started)
+        if not console.is_terminal:
+            console.line()  # a terminal gets its newline from Live; a pipe does not
+        codes = services.stop_all()
         for aggregator in aggregators:
-            services.stop(aggregator)
+            if codes[aggregator.name] != 0:
+                raise DemoError(aggregator.describe_exit())
         return snap
 
 
@@ -202,7 +206,10 @@ def main(argv: list[str] | None = None) -> int:
         TimeoutError,
         FileNotFoundError,
     ) as error:
-        console.print(f"[bold red]demo failed:[/] {error}\n(logs are in {work_dir})")
+        console.print("[bold red]demo failed:[/]")
+        # Plain text: log tails contain brackets that rich would read as markup.
+        console.print(str(error), markup=False, highlight=False, soft_wrap=True)
+        console.print(f"(logs are in {work_dir})", markup=False)
         return 1
     console.print(
         f"[bold green]done[/]: {final.produced:,} events produced, {final.applied:,} applied "

@@ -22,6 +22,7 @@ import structlog
 from clickstream_devstack import postgres_cluster as cluster
 from clickstream_devstack import processes
 from clickstream_devstack.ports import LOOPBACK, free_port
+from clickstream_devstack.postgres_template import create_cluster
 from clickstream_devstack.run_as import grant_traverse, make_world_readable, server_account
 
 log = structlog.get_logger()
@@ -133,7 +134,7 @@ class EmbeddedPostgres:
             self.data_dir.parent.mkdir(parents=True, exist_ok=True)
             grant_traverse(self.data_dir.parent)
         if not cluster.is_initialised(self.data_dir):
-            cluster.initdb(
+            create_cluster(
                 self.binaries, self.data_dir, password=self.password or None, run_as=self._run_as
             )
             log.info("postgres_initialised", data_dir=str(self.data_dir))

@@ -2,7 +2,8 @@
 
 Every server and service runs in its own session (so its own process group):
 Ctrl-C in the terminal reaches only the launcher, which then shuts the children
-down in order, and a final SIGKILL of the group leaves no stray grandchild.
+down in order; a final SIGKILL of the group and of every descendant leaves no
+stray grandchild, even when the child crashed or hung.
 """
 
 from __future__ import annotations
@@ -141,10 +142,12 @@ def _log_hint(log_path: Path | None) -> str:
     return f" (see {log_path})\n{tail(log_path)}"
 
 
-def tail(path: Path, lines: int = 15) -> str:
+def tail(path: Path, lines: int = 15, *, window: int = 64 * 1024) -> str:
     """The last lines of a log file, for error messages that explain themselves."""
     try:
-        text = path.read_text(errors="replace")
+        with path.open("rb") as handle:
+            handle.seek(max(0, path.stat().st_size - window))
+            text = handle.read().decode(errors="replace")
     except OSError:
         return ""
     return "\n".join(text.splitlines()[-lines:])

@@ -11,6 +11,7 @@ from __future__ import annotations
 import signal
 import subprocess
 import sys
+import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -41,6 +42,8 @@ class Service:
     name: str
     process: subprocess.Popen[bytes]
     log_path: Path
+    #: Set when we asked it to stop, so its exit is not reported as a death.
+    stopping: bool = False
 
     @property
     def running(self) -> bool:
@@ -84,23 +87,34 @@ class ServiceGroup:
     def check_running(self) -> None:
         """Raise :class:`ServiceDiedError` if a launched service is no longer running."""
         for service in self.services:
-            if not service.running:
+            if not service.stopping and not service.running:
                 raise ServiceDiedError(service.describe_exit())
 
     def stop(self, service: Service, *, timeout: float = 30.0) -> int:
         """SIGTERM (the services finish their batch and commit), SIGKILL after ``timeout``."""
+        service.stopping = True
         code = processes.stop(service.process, signum=signal.SIGTERM, timeout=timeout)
         log.info("service_stopped", service=service.name, exit_code=code)
         return code
 
-    def stop_all(self, *, timeout: float = 30.0) -> None:
-        """Stop every service still running, newest first; never raises for a stuck one."""
-        for service in reversed(self.services):
-            if service.running:
-                self.stop(service, timeout=timeout)
-            else:
-                # Reap, and sweep any grandchild left in its process group.
-                processes.stop(service.process, timeout=0)
+    def stop_all(self, *, timeout: float = 30.0) -> dict[str, int]:
+        """Stop every service still running; return each one's exit code.
+
+        All get SIGTERM at once and share one deadline, so N replicas finishing
+        their last batch take as long as the slowest, not the sum. Never raises
+        for a stuck one: it is killed.
+        """
+        for service in self.services:
+            if service.running and not service.stopping:
+                service.stopping = True
+                service.process.send_signal(signal.SIGTERM)
+        deadline = time.monotonic() + timeout
+        codes: dict[str, int] = {}
+        for service in self.services:
+            remaining = max(0.0, deadline - time.monotonic())
+            codes[service.name] = processes.stop(service.process, timeout=remaining)
+        log.info("services_stopped", exit_codes=codes)
+        return codes
 
     def __enter__(self) -> Self:
         return self

@@ -17,6 +17,7 @@ Reason = Literal["empty", "oversize", "not_utf8", "not_json", "not_object", "sch
 
 #: Larger messages are refused before parsing (Kafka's default max message size).
 MAX_MESSAGE_BYTES: Final = 1_048_576
+_NUL_ESCAPE: Final = b"\\u0000"
 
 
 class InvalidEvent(ValueError):
@@ -39,6 +40,10 @@ def decode(value: bytes | None, *, max_bytes: int = MAX_MESSAGE_BYTES) -> ClickE
         raise InvalidEvent("empty", "message has no value")
     if len(value) > max_bytes:
         raise InvalidEvent("oversize", f"{len(value)} bytes exceeds the {max_bytes}-byte limit")
+    if _NUL_ESCAPE in value:
+        # Valid JSON, but neither PostgreSQL text nor OpenSearch keywords can hold
+        # NUL; refusing it here keeps one bad message from failing a whole batch.
+        raise InvalidEvent("schema", "strings must not contain NUL (\\u0000)")
     try:
         # One call does UTF-8, JSON and schema checks in pydantic-core.
         return ClickEvent.model_validate_json(value)

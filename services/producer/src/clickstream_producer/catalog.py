@@ -8,11 +8,13 @@ from __future__ import annotations
 
 import random
 from bisect import bisect
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from decimal import Decimal
 from itertools import accumulate
 from typing import Final
 from urllib.parse import quote_plus
+
+import orjson
 
 BASE_URL: Final = "https://shop.example.com"
 HOME_URL: Final = f"{BASE_URL}/"
@@ -28,9 +30,40 @@ _CENT: Final = Decimal("0.01")
 
 
 @dataclass(frozen=True, slots=True)
+class Location:
+    """A page as events carry it, with its JSON fragments rendered once for the wire.
+
+    ``url_json`` follows ``"page_url":``; ``context_json`` is the product fields
+    of the page (or ``b""``), in the contract's field order.
+    """
+
+    url: str
+    product_id: str | None = None
+    category: str | None = None
+    url_json: bytes = field(init=False, repr=False)
+    context_json: bytes = field(init=False, repr=False)
+
+    def __post_init__(self) -> None:
+        context = b""
+        if self.product_id is not None:
+            context += b',"product_id":' + orjson.dumps(self.product_id)
+        if self.category is not None:
+            context += b',"product_category":' + orjson.dumps(self.category)
+        object.__setattr__(self, "url_json", orjson.dumps(self.url))
+        object.__setattr__(self, "context_json", context)
+
+
+HOME: Final = Location(HOME_URL)
+CART: Final = Location(CART_URL)
+CHECKOUT: Final = Location(CHECKOUT_URL)
+LOGIN: Final = Location(LOGIN_URL)
+CONTENT: Final = tuple(Location(url) for url in CONTENT_URLS)
+
+
+@dataclass(frozen=True, slots=True)
 class Category:
     slug: str
-    url: str
+    location: Location
     #: Median and spread of the log-normal price distribution of its products.
     median_price: float
     price_sigma: float
@@ -42,7 +75,7 @@ class Product:
     product_id: str
     category: Category
     price: Decimal
-    url: str
+    location: Location
 
 
 @dataclass(frozen=True, slots=True)
@@ -88,6 +121,7 @@ CAMPAIGN_REFERRERS: Final = (
     "https://newsletter.shop.example.com/",
 )
 CAMPAIGNS: Final = ("spring-sale", "black-friday", "newsletter-weekly", "retargeting")
+_CAMPAIGN_QUERY: Final = "utm_source=email&utm_medium=campaign&utm_campaign="
 
 # Share of sessions per channel: organic search leads, as on most shops.
 _CHANNEL_WEIGHTS: Final = (("search", 0.40), ("direct", 0.30), ("social", 0.15), ("campaign", 0.15))
@@ -113,7 +147,7 @@ class Catalog:
         self.categories: tuple[Category, ...] = tuple(
             Category(
                 slug=slug,
-                url=f"{BASE_URL}/category/{slug}",
+                location=Location(f"{BASE_URL}/category/{slug}", category=slug),
                 median_price=median,
                 price_sigma=sigma,
                 search_terms=terms,
@@ -124,11 +158,8 @@ class Catalog:
         for number in range(1, len(self.categories) * products_per_category + 1):
             category = self.categories[(number - 1) % len(self.categories)]
             product_id = f"P-{number:05d}"
-            products.append(
-                Product(
-                    product_id, category, _price(rng, category), f"{BASE_URL}/product/{product_id}"
-                )
-            )
+            location = Location(f"{BASE_URL}/product/{product_id}", product_id, category.slug)
+            products.append(Product(product_id, category, _price(rng, category), location))
         rng.shuffle(products)
         self.products: tuple[Product, ...] = tuple(products)
         self.by_category: dict[str, tuple[Product, ...]] = {
@@ -142,22 +173,19 @@ class Catalog:
             slug: list(accumulate(1.0 / (rank + 1) ** 0.8 for rank in range(len(items))))
             for slug, items in self.by_category.items()
         }
-        self.search_queries: tuple[tuple[str, str, Category], ...] = tuple(
-            (query, f"{BASE_URL}/search?q={quote_plus(query)}", category)
+        self.search_queries: tuple[tuple[str, Location, Category], ...] = tuple(
+            (query, Location(f"{BASE_URL}/search?q={quote_plus(query)}"), category)
             for category in self.categories
             for term in category.search_terms
-            for query in {f"{modifier}{term}" for modifier in _QUERY_MODIFIERS}
+            for query in sorted({f"{modifier}{term}" for modifier in _QUERY_MODIFIERS})
         )
-        self._by_id = {p.product_id: p for p in products}
-        self._by_slug = {c.slug: c for c in self.categories}
+        self._campaign_pages = tuple(
+            (Location(f"{c.location.url}?{_CAMPAIGN_QUERY}{campaign}", category=c.slug), c)
+            for c in self.categories
+            for campaign in CAMPAIGNS
+        )
         self._channels = tuple(name for name, _ in _CHANNEL_WEIGHTS)
         self._channel_cum = list(accumulate(weight for _, weight in _CHANNEL_WEIGHTS))
-
-    def product_by_id(self, product_id: str) -> Product:
-        return self._by_id[product_id]
-
-    def category_by_slug(self, slug: str) -> Category:
-        return self._by_slug[slug]
 
     def popular_product(self, rng: random.Random) -> Product:
         return self.products[_pick(rng, self._product_cum)]
@@ -165,9 +193,10 @@ class Catalog:
     def product_in(self, rng: random.Random, category: Category) -> Product:
         return self.by_category[category.slug][_pick(rng, self._category_cum[category.slug])]
 
-    def search(self, rng: random.Random) -> tuple[str, str, Category]:
-        """A (query, results page URL, category the query is about)."""
-        return rng.choice(self.search_queries)
+    def search(self, rng: random.Random) -> tuple[str, Location, Category]:
+        """A (query, results page, category the query is about)."""
+        queries = self.search_queries
+        return queries[int(rng.random() * len(queries))]
 
     def referrer(self, rng: random.Random) -> Referrer:
         channel = self._channels[_pick(rng, self._channel_cum)]
@@ -179,6 +208,6 @@ class Catalog:
             return Referrer(rng.choice(CAMPAIGN_REFERRERS), channel)
         return Referrer(None, channel)
 
-    def campaign_url(self, rng: random.Random, category: Category) -> str:
-        campaign = rng.choice(CAMPAIGNS)
-        return f"{category.url}?utm_source=email&utm_medium=campaign&utm_campaign={campaign}"
+    def campaign_landing(self, rng: random.Random) -> tuple[Location, Category]:
+        index = int(rng.random() * len(self._campaign_pages))
+        return self._campaign_pages[index]

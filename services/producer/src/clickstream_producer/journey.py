@@ -21,21 +21,23 @@ from decimal import Decimal
 from enum import Enum
 from itertools import accumulate
 from math import exp
-from typing import Final
+from typing import Final, TypeVar
 
 from clickstream_producer.catalog import (
-    CART_URL,
-    CHECKOUT_URL,
-    CONTENT_URLS,
-    HOME_URL,
-    LOGIN_URL,
+    CART,
+    CHECKOUT,
+    CONTENT,
+    HOME,
+    LOGIN,
     Catalog,
     Category,
+    Location,
     Product,
 )
 from clickstream_producer.wire import Step, Visit
 from clickstream_schema import EventType
 
+_T = TypeVar("_T")
 _PV: Final = EventType.PAGE_VIEW
 _CLICK: Final = EventType.CLICK
 
@@ -52,50 +54,25 @@ class Page(Enum):
 
 # Per page: (action, weight). Tuned with tests/unit/producer's share test; a
 # change to one weight shifts every share, so re-run it after editing.
+# fmt: off
 _ACTIONS: Final[dict[Page, tuple[tuple[str, float], ...]]] = {
-    Page.HOME: (
-        ("scroll", 1.0),
-        ("hover", 0.5),
-        ("category", 2.0),
-        ("product", 0.8),
-        ("search", 0.9),
-        ("login", 0.6),
-        ("content", 0.15),
-        ("exit", 0.35),
-    ),
-    Page.CATEGORY: (
-        ("scroll", 1.3),
-        ("hover", 0.6),
-        ("product", 2.4),
-        ("filter", 0.5),
-        ("category", 0.4),
-        ("search", 0.4),
-        ("home", 0.15),
-        ("exit", 0.5),
-    ),
-    Page.PRODUCT: (
-        ("scroll", 1.0),
-        ("hover", 0.6),
-        ("add", 1.2),
-        ("share", 0.22),
-        ("related", 0.9),
-        ("category", 0.7),
-        ("cart", 0.45),
-        ("search", 0.35),
-        ("exit", 0.7),
-    ),
-    Page.SEARCH: (
-        ("scroll", 0.7),
-        ("hover", 0.3),
-        ("product", 2.0),
-        ("search", 0.6),
-        ("category", 0.3),
-        ("exit", 0.45),
-    ),
-    Page.CART: (("checkout", 2.2), ("product", 0.4), ("home", 0.5), ("scroll", 0.4), ("exit", 0.5)),
-    Page.CHECKOUT: (("order", 3.0), ("cart", 0.4), ("exit", 0.7)),
-    Page.CONTENT: (("scroll", 1.0), ("hover", 0.3), ("share", 0.3), ("home", 1.0), ("exit", 0.6)),
+    Page.HOME: (("scroll", 2.04), ("hover", 1.11), ("category", 2.0), ("product", 0.8),
+                ("search", 1.17), ("login", 4.16), ("content", 0.15), ("exit", 0.35)),
+    Page.CATEGORY: (("scroll", 2.72), ("hover", 1.25), ("product", 2.4), ("filter", 0.4),
+                    ("category", 0.4), ("search", 0.53), ("login", 0.5), ("home", 0.15),
+                    ("exit", 0.5)),
+    Page.PRODUCT: (("scroll", 2.04), ("hover", 1.25), ("add", 1.71), ("share", 0.29),
+                   ("related", 0.9), ("category", 0.7), ("cart", 1.35), ("search", 0.45),
+                   ("login", 0.43), ("exit", 0.7)),
+    Page.SEARCH: (("scroll", 1.36), ("hover", 0.62), ("product", 2.0), ("search", 0.79),
+                  ("category", 0.3), ("exit", 0.45)),
+    Page.CART: (("checkout", 3.0), ("product", 0.4), ("home", 0.4), ("scroll", 0.68),
+                ("login", 1.0), ("exit", 0.4)),
+    Page.CHECKOUT: (("order", 3.0), ("cart", 0.3), ("exit", 0.3)),
+    Page.CONTENT: (("scroll", 2.04), ("hover", 0.62), ("share", 0.4), ("home", 1.0),
+                   ("exit", 0.6)),
 }
+# fmt: on
 # (action names, cumulative weights, total): random.choices is too slow for the hot path.
 _CHOICES: Final = {
     page: (
@@ -105,6 +82,8 @@ _CHOICES: Final = {
     )
     for page, actions in _ACTIONS.items()
 }
+#: Share of navigations without a tracked click (back button, typed URL, swipe).
+_CLICKLESS_NAVIGATION: Final = 0.45
 _FILTERS: Final = (
     "filter-price",
     "filter-brand",
@@ -135,22 +114,13 @@ def think_ms(rng: random.Random, median_s: float, sigma: float = 0.8) -> int:
     return int(exp(rng.gauss(0.0, sigma)) * median_s * 1000) + 1
 
 
-def _load_ms(rng: random.Random) -> int:
-    # From a click to the page view it triggers.
-    return rng.randint(250, 1500)
+def _between(rng: random.Random, low_ms: int, high_ms: int) -> int:
+    # randint costs 2.5x this and we call it for every click.
+    return low_ms + int(rng.random() * (high_ms - low_ms))
 
 
-def landing(rng: random.Random, catalog: Catalog, channel: str) -> str:
-    """The first URL of a visit from a channel: search and social deep-link to products."""
-    if channel == "search":
-        if rng.random() < 0.6:
-            return catalog.popular_product(rng).url
-        return rng.choice(catalog.categories).url
-    if channel == "social":
-        return catalog.popular_product(rng).url
-    if channel == "campaign":
-        return catalog.campaign_url(rng, rng.choice(catalog.categories))
-    return HOME_URL
+def _pick(rng: random.Random, items: tuple[_T, ...] | list[_T]) -> _T:
+    return items[int(rng.random() * len(items))]
 
 
 class Session:
@@ -162,7 +132,7 @@ class Session:
         self._catalog = catalog
         self._queue: deque[Step] = deque()
         self._page = Page.HOME
-        self._url = HOME_URL
+        self._location = HOME
         self._category: Category | None = None
         self._product: Product | None = None
         self._search_category: Category | None = None
@@ -171,7 +141,7 @@ class Session:
         # Page budget: most visits are short, a few browse for long (exponential tail).
         self._pages_left = 3 + int(rng.expovariate(1 / 10))
         self._ended = False
-        self._land(landing(rng, catalog, channel))
+        self._land(channel)
 
     def next_step(self) -> Step | None:
         """The next event of this session, or ``None`` once the user has left."""
@@ -183,7 +153,7 @@ class Session:
             _DISPATCH[names[bisect(cum, self._rng.random() * total)]](self)
         return queue.popleft()
 
-    # -- events on the current page -------------------------------------------------------
+    # -- building blocks ----------------------------------------------------------------------
 
     def _here(
         self,
@@ -193,62 +163,66 @@ class Session:
         price: Decimal | None = None,
         query: str | None = None,
     ) -> None:
-        category = self._category.slug if self._category and self._page is Page.CATEGORY else None
-        product = self._product if self._page is Page.PRODUCT else None
-        self._queue.append(
-            Step(delay_ms, event_type, self._url, element, product, category, price, query)
-        )
+        self._queue.append(Step(delay_ms, event_type, self._location, element, price, query))
 
     def _view(
         self,
         delay_ms: int,
-        url: str,
+        location: Location,
         page: Page,
         *,
         category: Category | None = None,
         product: Product | None = None,
     ) -> None:
-        self._url, self._page, self._pages_left = url, page, self._pages_left - 1
+        self._location, self._page, self._pages_left = location, page, self._pages_left - 1
         self._product = product
         self._category = product.category if product else category
-        self._here(delay_ms, _PV)
+        self._queue.append(Step(delay_ms, _PV, location))
 
     def _navigate(
         self,
         element: str,
         read_s: float,
-        url: str,
+        location: Location,
         page: Page,
         *,
         category: Category | None = None,
         product: Product | None = None,
     ) -> None:
-        self._here(think_ms(self._rng, read_s), _CLICK, element)
-        self._view(_load_ms(self._rng), url, page, category=category, product=product)
+        rng = self._rng
+        if rng.random() < _CLICKLESS_NAVIGATION:
+            # Back button, swipe or typed URL: a page view without a tracked click.
+            self._view(think_ms(rng, read_s), location, page, category=category, product=product)
+            return
+        self._here(think_ms(rng, read_s), _CLICK, element)
+        self._view(_between(rng, 250, 1500), location, page, category=category, product=product)
 
-    def _land(self, url: str) -> None:
-        catalog = self._catalog
-        if "/product/" in url:
-            product = catalog.product_by_id(url.rsplit("/", 1)[1])
-            self._view(0, url, Page.PRODUCT, product=product)
-        elif "/category/" in url:
-            slug = url.split("/category/", 1)[1].split("?", 1)[0]
-            self._view(0, url, Page.CATEGORY, category=catalog.category_by_slug(slug))
+    def _land(self, channel: str) -> None:
+        """The first page: search and social deep-link to products, campaigns to categories."""
+        rng, catalog = self._rng, self._catalog
+        if channel == "social" or (channel == "search" and rng.random() < 0.6):
+            product = catalog.popular_product(rng)
+            self._view(0, product.location, Page.PRODUCT, product=product)
+        elif channel == "search":
+            category = _pick(rng, catalog.categories)
+            self._view(0, category.location, Page.CATEGORY, category=category)
+        elif channel == "campaign":
+            location, category = catalog.campaign_landing(rng)
+            self._view(0, location, Page.CATEGORY, category=category)
         else:
-            self._view(0, url, Page.HOME)
+            self._view(0, HOME, Page.HOME)
 
-    # -- actions ----------------------------------------------------------------------------
+    # -- actions ------------------------------------------------------------------------------
 
     def _do_scroll(self) -> None:
         self._here(think_ms(self._rng, 7.0), EventType.SCROLL)
 
     def _do_hover(self) -> None:
-        self._here(
-            think_ms(self._rng, 3.0), EventType.HOVER, self._rng.choice(_HOVER_TARGETS[self._page])
-        )
+        rng = self._rng
+        self._here(think_ms(rng, 3.0), EventType.HOVER, _pick(rng, _HOVER_TARGETS[self._page]))
 
     def _do_filter(self) -> None:
-        self._here(think_ms(self._rng, 6.0), _CLICK, self._rng.choice(_FILTERS))
+        self._here(think_ms(self._rng, 6.0), _CLICK, _pick(self._rng, _FILTERS))
 
     def _do_share(self) -> None:
         self._here(think_ms(self._rng, 10.0), EventType.SHARE, "btn-share")
@@ -257,21 +231,25 @@ class Session:
         self._ended = True
 
     def _do_category(self) -> None:
-        category = self._rng.choice(self._catalog.categories)
+        category = _pick(self._rng, self._catalog.categories)
         self._navigate(
-            f"nav-category-{category.slug}", 10.0, category.url, Page.CATEGORY, category=category
+            f"nav-category-{category.slug}",
+            10.0,
+            category.location,
+            Page.CATEGORY,
+            category=category,
         )
 
     def _do_home(self) -> None:
-        self._navigate("nav-logo", 8.0, HOME_URL, Page.HOME)
+        self._navigate("nav-logo", 8.0, HOME, Page.HOME)
 
     def _do_content(self) -> None:
-        self._navigate("footer-link", 8.0, self._rng.choice(CONTENT_URLS), Page.CONTENT)
+        self._navigate("footer-link", 8.0, _pick(self._rng, CONTENT), Page.CONTENT)
 
     def _do_product(self) -> None:
         rng, catalog = self._rng, self._catalog
         if self._page is Page.CART and self._cart:
-            product = rng.choice(self._cart)
+            product = _pick(rng, self._cart)
         elif self._page is Page.SEARCH and self._search_category is not None:
             product = catalog.product_in(rng, self._search_category)
         elif self._page is Page.CATEGORY and self._category is not None:
@@ -279,52 +257,52 @@ class Session:
         else:
             product = catalog.popular_product(rng)
         element = _PRODUCT_ELEMENT.get(self._page, "product-link")
-        self._navigate(element, 12.0, product.url, Page.PRODUCT, product=product)
+        self._navigate(element, 12.0, product.location, Page.PRODUCT, product=product)
 
     def _do_related(self) -> None:
         assert self._product is not None  # only offered on product pages
         product = self._catalog.product_in(self._rng, self._product.category)
-        self._navigate("related-product", 15.0, product.url, Page.PRODUCT, product=product)
+        self._navigate("related-product", 15.0, product.location, Page.PRODUCT, product=product)
 
     def _do_search(self) -> None:
         rng = self._rng
-        query, url, category = self._catalog.search(rng)
+        query, location, category = self._catalog.search(rng)
         self._search_category = category
         # Typing the query, then the results page loads and records the search.
-        self._view(think_ms(rng, 9.0), url, Page.SEARCH)
-        self._here(rng.randint(100, 600), EventType.SEARCH, query=query)
+        self._view(think_ms(rng, 9.0), location, Page.SEARCH)
+        self._here(_between(rng, 100, 600), EventType.SEARCH, query=query)
 
     def _do_add(self) -> None:
         product = self._product
         assert product is not None  # only offered on product pages
         self._here(think_ms(self._rng, 14.0), _CLICK, "btn-add-to-cart")
-        self._here(self._rng.randint(150, 600), EventType.ADD_TO_CART, price=product.price)
+        self._here(_between(self._rng, 150, 600), EventType.ADD_TO_CART, price=product.price)
         self._cart.append(product)
 
     def _do_cart(self) -> None:
         if not self._cart:
             self._do_related() if self._page is Page.PRODUCT else self._do_home()
             return
-        self._navigate("nav-cart", 8.0, CART_URL, Page.CART)
+        self._navigate("nav-cart", 8.0, CART, Page.CART)
 
     def _do_checkout(self) -> None:
         if not self._cart:
             self._do_home()
             return
-        self._navigate("btn-checkout", 20.0, CHECKOUT_URL, Page.CHECKOUT)
+        self._navigate("btn-checkout", 20.0, CHECKOUT, Page.CHECKOUT)
 
     def _do_login(self) -> None:
         if self._logged_in or not self.visit.user.registered:
             self._do_category()
             return
-        back_url, back_page = self._url, self._page
-        back_category, back_product = self._category, self._product
-        self._navigate("nav-account", 6.0, LOGIN_URL, Page.CONTENT)
+        back = (self._location, self._page, self._category, self._product)
+        self._navigate("nav-account", 6.0, LOGIN, Page.CONTENT)
         self._here(think_ms(self._rng, 12.0), EventType.LOGIN)
         self._logged_in = True
         # The login form redirects to where the user came from.
+        location, page, category, product = back
         self._view(
-            _load_ms(self._rng), back_url, back_page, category=back_category, product=back_product
+            _between(self._rng, 250, 1500), location, page, category=category, product=product
         )
 
     def _do_order(self) -> None:
@@ -335,7 +313,7 @@ class Session:
             self._do_login()
         total = sum((p.price for p in self._cart), Decimal("0.00"))
         self._here(think_ms(self._rng, 40.0), _CLICK, "btn-place-order")
-        self._here(self._rng.randint(800, 3000), EventType.PURCHASE, price=total)
+        self._here(_between(self._rng, 800, 3000), EventType.PURCHASE, price=total)
         self._cart.clear()
 
 

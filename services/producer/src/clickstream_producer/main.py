@@ -6,14 +6,14 @@ Every option is a flag and an environment variable (flags win)::
     --rate R                 PRODUCER_RATE                 events/s, default 10; 0 = backfill
     --seed S                 PRODUCER_SEED                 same seed ⇒ same events and ids
     --users U                PRODUCER_USERS                default 1000
-    --concurrent-sessions C  PRODUCER_CONCURRENT_SESSIONS  default rate × 14 s (backfill: 500)
+    --concurrent-sessions C  PRODUCER_CONCURRENT_SESSIONS  default rate × 9 s (backfill: 500)
     --progress-every N       PRODUCER_PROGRESS_EVERY       default 10, at most one line per second
     --start ISO-TIME         PRODUCER_START                simulated clock start (backfill)
 
 Simulated clock: with ``--rate R > 0`` it starts now and events are released
 when the wall clock reaches their timestamps. With ``--rate 0`` it starts at
 ``--start`` or, by default, at now minus the simulated span of the run
-(``events × 14 s / concurrent sessions``) so the backfill ends near now; an
+(``events × 9 s / concurrent sessions``) so the backfill ends near now; an
 endless backfill starts one hour ago. See ``clickstream_producer.clock``.
 
 SIGINT/SIGTERM stop generating, flush and wait for the acknowledgements of what
@@ -74,7 +74,10 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--concurrent-sessions",
         type=int,
-        help=f"active sessions [PRODUCER_CONCURRENT_SESSIONS, rate × {MEAN_EVENT_GAP_S:g} s, backfill 500]",
+        help=(
+            "active sessions [PRODUCER_CONCURRENT_SESSIONS, "
+            f"rate × {MEAN_EVENT_GAP_S:g} s, backfill 500]"
+        ),
     )
     parser.add_argument(
         "--progress-every",

@@ -34,40 +34,53 @@ _ANDROID_PHONES: Final = ("SM-S911B", "Pixel 8", "SM-A546B", "Pixel 7a", "moto g
 _ANDROID_TABLETS: Final = ("SM-X710", "SM-X200", "Lenovo TB-J616F")
 
 
-def _user_agent(rng: random.Random, device: DeviceType) -> str:
+_WEBKIT: Final = "AppleWebKit/605.1.15 (KHTML, like Gecko)"
+_BLINK: Final = "AppleWebKit/537.36 (KHTML, like Gecko)"
+
+
+def _versions(rng: random.Random) -> tuple[str, str, str]:
+    """(Chrome version, iOS version with underscores, Safari version) of this decade."""
     chrome = f"{rng.randint(118, 131)}.0.{rng.randint(5000, 6800)}.{rng.randint(40, 200)}"
-    ios = f"{rng.randint(16, 18)}_{rng.randint(0, 6)}"
-    safari = f"{ios.split('_')[0]}.{ios.split('_')[1]}"
-    webkit = "AppleWebKit/605.1.15 (KHTML, like Gecko)"
-    blink = "AppleWebKit/537.36 (KHTML, like Gecko)"
-    if device is DeviceType.MOBILE:
-        if rng.random() < 0.5:
-            return (
-                f"Mozilla/5.0 (iPhone; CPU iPhone OS {ios} like Mac OS X) {webkit} "
-                f"Version/{safari} Mobile/15E148 Safari/604.1"
-            )
-        model = rng.choice(_ANDROID_PHONES)
+    major, minor = rng.randint(16, 18), rng.randint(0, 6)
+    return chrome, f"{major}_{minor}", f"{major}.{minor}"
+
+
+def _handheld_user_agent(rng: random.Random, device: DeviceType) -> str:
+    chrome, ios, safari = _versions(rng)
+    apple = rng.random() < (0.5 if device is DeviceType.MOBILE else 0.6)
+    if apple:
+        platform = "iPhone; CPU iPhone OS" if device is DeviceType.MOBILE else "iPad; CPU OS"
         return (
-            f"Mozilla/5.0 (Linux; Android {rng.randint(12, 15)}; {model}) {blink} "
-            f"Chrome/{chrome} Mobile Safari/537.36"
+            f"Mozilla/5.0 ({platform} {ios} like Mac OS X) {_WEBKIT} "
+            f"Version/{safari} Mobile/15E148 Safari/604.1"
         )
-    if device is DeviceType.TABLET:
-        if rng.random() < 0.6:
-            return (
-                f"Mozilla/5.0 (iPad; CPU OS {ios} like Mac OS X) {webkit} "
-                f"Version/{safari} Mobile/15E148 Safari/604.1"
-            )
-        model = rng.choice(_ANDROID_TABLETS)
-        return f"Mozilla/5.0 (Linux; Android {rng.randint(12, 14)}; {model}) {blink} Chrome/{chrome} Safari/537.36"
+    if device is DeviceType.MOBILE:
+        model, suffix = rng.choice(_ANDROID_PHONES), "Mobile Safari/537.36"
+    else:
+        model, suffix = rng.choice(_ANDROID_TABLETS), "Safari/537.36"
+    android = rng.randint(12, 15)
+    return f"Mozilla/5.0 (Linux; Android {android}; {model}) {_BLINK} Chrome/{chrome} {suffix}"
+
+
+def _desktop_user_agent(rng: random.Random) -> str:
+    chrome, _, safari = _versions(rng)
+    windows = "Windows NT 10.0; Win64; x64"
     pick = rng.random()
     if pick < 0.55:
-        return f"Mozilla/5.0 (Windows NT 10.0; Win64; x64) {blink} Chrome/{chrome} Safari/537.36"
+        return f"Mozilla/5.0 ({windows}) {_BLINK} Chrome/{chrome} Safari/537.36"
     if pick < 0.7:
-        return f"Mozilla/5.0 (Windows NT 10.0; Win64; x64) {blink} Chrome/{chrome} Safari/537.36 Edg/{chrome}"
+        return f"Mozilla/5.0 ({windows}) {_BLINK} Chrome/{chrome} Safari/537.36 Edg/{chrome}"
     if pick < 0.85:
-        return f"Mozilla/5.0 (Macintosh; Intel Mac OS X 10_15_7) {webkit} Version/{safari} Safari/605.1.15"
+        mac = "Macintosh; Intel Mac OS X 10_15_7"
+        return f"Mozilla/5.0 ({mac}) {_WEBKIT} Version/{safari} Safari/605.1.15"
     firefox = rng.randint(115, 133)
-    return f"Mozilla/5.0 (Windows NT 10.0; Win64; x64; rv:{firefox}.0) Gecko/20100101 Firefox/{firefox}.0"
+    return f"Mozilla/5.0 ({windows}; rv:{firefox}.0) Gecko/20100101 Firefox/{firefox}.0"
+
+
+def _user_agent(rng: random.Random, device: DeviceType) -> str:
+    if device is DeviceType.DESKTOP:
+        return _desktop_user_agent(rng)
+    return _handheld_user_agent(rng, device)
 
 
 def _public_ip(rng: random.Random) -> IPv4Address:
@@ -115,7 +128,7 @@ class Population:
                     ip_address=_public_ip(rng),
                     viewport=rng.choice(_VIEWPORTS[device]),
                     geo=rng.choice(places),
-                    registered=rng.random() < 0.6,
+                    registered=rng.random() < 0.75,
                 )
             )
         self.users: tuple[User, ...] = tuple(users)

@@ -22,18 +22,45 @@ from uuid import UUID
 
 import orjson
 
-from clickstream_producer.catalog import Product
+from clickstream_producer.catalog import Location
 from clickstream_producer.population import User
 from clickstream_schema import ClickEvent, EventType, encode
 
 _EPOCH: Final = datetime(1970, 1, 1, tzinfo=UTC)
 _TYPE_BYTES: Final = {member: member.value.encode() for member in EventType}
+_VERSION_7: Final = 0x7 << 76
+_VARIANT: Final = 0b10 << 62
+_RAND_B: Final = (1 << 62) - 1
+_LOW_48: Final = (1 << 48) - 1
 
 
-@lru_cache(maxsize=16384)
+def uuid7_int(time_ms: int, random_bits: int) -> int:
+    """A UUIDv7 (RFC 9562) as an int: 48-bit ms time, version, 74 random bits, variant."""
+    rand_a = (random_bits >> 62) & 0xFFF
+    return (time_ms << 80) | _VERSION_7 | (rand_a << 64) | _VARIANT | (random_bits & _RAND_B)
+
+
+def uuid7_bytes(time_ms: int, random_bits: int) -> bytes:
+    """``str(UUID(int=uuid7_int(...)))`` without building the int or the UUID."""
+    return b"%08x-%04x-7%03x-%04x-%012x" % (
+        time_ms >> 16,
+        time_ms & 0xFFFF,
+        (random_bits >> 62) & 0xFFF,
+        0x8000 | ((random_bits >> 48) & 0x3FFF),
+        random_bits & _LOW_48,
+    )
+
+
+@lru_cache(maxsize=4096)
 def _json_string(text: str) -> bytes:
-    # URLs, element ids and queries come from small finite sets: escape each once.
+    # Element ids, queries and referrers come from small finite sets: escape each once.
     return orjson.dumps(text)
+
+
+@lru_cache(maxsize=4096)
+def _price_json(price: Decimal) -> bytes:
+    # The contract serialises prices as float(Decimal); orjson prints the same shortest repr.
+    return orjson.dumps(float(price))
 
 
 @lru_cache(maxsize=4096)
@@ -49,9 +76,21 @@ def timestamp_bytes(time_ms: int) -> bytes:
     return _second_prefix(second) + b"Z"
 
 
-def uuid_bytes(value: int) -> bytes:
-    h = b"%032x" % value
-    return b"%s-%s-%s-%s-%s" % (h[:8], h[8:12], h[12:16], h[16:20], h[20:])
+@lru_cache(maxsize=65536)
+def _user_fragments(user: User) -> tuple[bytes, bytes]:
+    """(client fields after the referrer, tail from viewport to the end): fixed per user."""
+    geo = user.geo
+    location = {"lat": geo.location.lat, "lon": geo.location.lon}
+    client = b',"user_agent":%s,"ip_address":"%s","device_type":"%s"' % (
+        orjson.dumps(user.user_agent),
+        str(user.ip_address).encode(),
+        user.device.value.encode(),
+    )
+    tail = b',"viewport_size":%s,"geo":%s}' % (
+        orjson.dumps(user.viewport),
+        orjson.dumps({"country": geo.country, "city": geo.city, "location": location}),
+    )
+    return client, tail
 
 
 class Step(NamedTuple):
@@ -59,71 +98,63 @@ class Step(NamedTuple):
 
     delay_ms: int
     event_type: EventType
-    page_url: str
+    location: Location
     element_id: str | None = None
-    product: Product | None = None
-    category: str | None = None
     price: Decimal | None = None
     search_query: str | None = None
 
 
 @dataclass(slots=True)
 class Visit:
-    """A session's identity; what every one of its events repeats."""
+    """A session's identity: what every one of its events repeats, pre-rendered."""
 
     session_id: str
     user: User
     referrer: str | None
     key: bytes = field(init=False)
-    who_bytes: bytes = field(init=False, repr=False)
-    client_bytes: bytes = field(init=False, repr=False)
-    tail_bytes: bytes = field(init=False, repr=False)
+    head: bytes = field(init=False, repr=False)
+    client: bytes = field(init=False, repr=False)
+    tail: bytes = field(init=False, repr=False)
 
     def __post_init__(self) -> None:
-        user = self.user
         self.key = self.session_id.encode()
-        self.who_bytes = b'"user_id":%s,"session_id":%s,"event_type":"' % (
-            _json_string(user.user_id),
-            _json_string(self.session_id),
+        self.head = b'"user_id":%s,"session_id":"%s","event_type":"' % (
+            _json_string(self.user.user_id),
+            self.key,
         )
-        referrer = b',"referrer":%s' % orjson.dumps(self.referrer) if self.referrer else b""
-        self.client_bytes = b'%s,"user_agent":%s,"ip_address":"%s","device_type":"%s"' % (
-            referrer,
-            orjson.dumps(user.user_agent),
-            str(user.ip_address).encode(),
-            user.device.value.encode(),
-        )
-        geo = user.geo
-        location = {"lat": geo.location.lat, "lon": geo.location.lon}
-        self.tail_bytes = b',"viewport_size":%s,"geo":%s}' % (
-            orjson.dumps(user.viewport),
-            orjson.dumps({"country": geo.country, "city": geo.city, "location": location}),
-        )
+        client, self.tail = _user_fragments(self.user)
+        if self.referrer is not None:
+            client = b',"referrer":%s%s' % (_json_string(self.referrer), client)
+        self.client = client
 
 
 class EventRecord(NamedTuple):
     time_ms: int
-    event_id: int
+    #: The 74 random bits of the UUIDv7 event id.
+    random_bits: int
     visit: Visit
     step: Step
+
+    @property
+    def event_id(self) -> UUID:
+        return UUID(int=uuid7_int(self.time_ms, self.random_bits))
 
     def to_event(self) -> ClickEvent:
         """The validated contract model of this record."""
         step, visit, user = self.step, self.visit, self.visit.user
-        product = step.product
         return ClickEvent(
-            event_id=UUID(int=self.event_id),
+            event_id=self.event_id,
             timestamp=_EPOCH + timedelta(milliseconds=self.time_ms),
             user_id=user.user_id,
             session_id=visit.session_id,
             event_type=step.event_type,
-            page_url=step.page_url,
+            page_url=step.location.url,
             referrer=visit.referrer,
             user_agent=user.user_agent,
-            ip_address=user.ip_address,
+            ip_address=str(user.ip_address),
             device_type=user.device,
-            product_id=product.product_id if product else None,
-            product_category=product.category.slug if product else step.category,
+            product_id=step.location.product_id,
+            product_category=step.location.category,
             price=step.price,
             search_query=step.search_query,
             element_id=step.element_id,
@@ -134,31 +165,25 @@ class EventRecord(NamedTuple):
 
 def encode_record(record: EventRecord) -> tuple[bytes, bytes]:
     """The Kafka ``(key, value)`` that ``clickstream_schema.encode`` gives for this record."""
-    step, visit = record.step, record.visit
+    time_ms, bits, visit, step = record
     extras = b""
-    product = step.product
-    if product is not None:
-        extras = b',"product_id":"%s","product_category":%s' % (
-            product.product_id.encode(),
-            _json_string(product.category.slug),
-        )
-    elif step.category is not None:
-        extras = b',"product_category":%s' % _json_string(step.category)
     if step.price is not None:
-        extras += b',"price":%s' % orjson.dumps(float(step.price))
+        extras = b',"price":' + _price_json(step.price)
     if step.search_query is not None:
-        extras += b',"search_query":%s' % _json_string(step.search_query)
+        extras += b',"search_query":' + _json_string(step.search_query)
     if step.element_id is not None:
-        extras += b',"element_id":%s' % _json_string(step.element_id)
-    value = b'{"event_id":"%s","schema_version":1,"timestamp":"%s",%s%s","page_url":%s%s%s%s' % (
-        uuid_bytes(record.event_id),
-        timestamp_bytes(record.time_ms),
-        visit.who_bytes,
+        extras += b',"element_id":' + _json_string(step.element_id)
+    location = step.location
+    value = b'{"event_id":"%s","schema_version":1,"timestamp":"%s",%s%s","page_url":%s%s%s%s%s' % (
+        uuid7_bytes(time_ms, bits),
+        timestamp_bytes(time_ms),
+        visit.head,
         _TYPE_BYTES[step.event_type],
-        _json_string(step.page_url),
-        visit.client_bytes,
+        location.url_json,
+        visit.client,
+        location.context_json,
         extras,
-        visit.tail_bytes,
+        visit.tail,
     )
     return visit.key, value
 

@@ -1,0 +1,6 @@
+"""``clickstream-bench`` (``make bench``): the pipeline's performance figures in one table.
+
+Every scenario runs the real console scripts against the embedded broker and a
+durable PostgreSQL, measures from the services' own log events where it can,
+and never asserts: the targets are printed next to the figures.
+"""

@@ -1,0 +1,81 @@
+"""The bench's servers and the fresh topics and databases each scenario gets.
+
+One broker and one PostgreSQL for the whole run (starting them is not what we
+measure); every scenario gets its own topic, consumer group and database so no
+figure is helped or hurt by what ran before it.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import uuid
+from contextlib import ExitStack
+from pathlib import Path
+from typing import Any
+
+import asyncpg
+import structlog
+
+from clickstream_devstack.broker import EmbeddedKafka
+from clickstream_devstack.environment import (
+    EVENTS_PARTITIONS,
+    Database,
+    KafkaTopics,
+    create_topics,
+    service_env,
+)
+from clickstream_devstack.postgres import EmbeddedPostgres
+from clickstream_devstack.services import ServiceGroup
+
+log = structlog.get_logger()
+
+
+class Rig:
+    """Broker + durable PostgreSQL under ``work_dir``; stopped when ``stack`` closes."""
+
+    def __init__(self, stack: ExitStack, work_dir: Path) -> None:
+        self.work_dir = work_dir
+        self.kafka = stack.enter_context(EmbeddedKafka(work_dir / "kafka"))
+        # durable=True: fsync and synchronous commit on, as on a real server; the
+        # aggregator commits once per batch, so this is part of its cost.
+        self.postgres = stack.enter_context(EmbeddedPostgres(work_dir / "postgres", durable=True))
+
+    def topics(self, label: str, partitions: int = EVENTS_PARTITIONS) -> KafkaTopics:
+        topics = KafkaTopics.unique(f"bench-{label}", partitions=partitions)
+        create_topics(self.kafka, topics)
+        log.info("topic_created", topic=topics.events, partitions=partitions)
+        return topics
+
+    @staticmethod
+    def new_group(topics: KafkaTopics, label: str) -> KafkaTopics:
+        """The same topic read by a consumer group nobody has used yet."""
+        return dataclasses.replace(topics, group=f"bench-{label}-{uuid.uuid4().hex[:10]}")
+
+    def database(self, label: str) -> Database:
+        name = f"bench_{label}_{uuid.uuid4().hex[:8]}"
+        self.postgres.create_database(name)
+        return Database.on(self.postgres, name)
+
+    def env(self, topics: KafkaTopics, database: Database, **extra: Any) -> dict[str, str]:
+        return service_env(self.kafka, topics, database, **extra)
+
+    def services(self, scenario: str) -> ServiceGroup:
+        """A group whose processes log to ``logs/<scenario>/``; use it with ``with``."""
+        return ServiceGroup(self.work_dir / "logs" / scenario, cwd=self.work_dir)
+
+    def client_options(self) -> dict[str, Any]:
+        return self.kafka.client_options()
+
+
+async def committed(connection: asyncpg.Connection, topics: KafkaTopics) -> int:
+    """Messages of ``topics.events`` the group has committed (0 before the first migration)."""
+    try:
+        value = await connection.fetchval(
+            "SELECT COALESCE(SUM(next_offset), 0) FROM consumer_offsets "
+            "WHERE group_id = $1 AND topic = $2",
+            topics.group,
+            topics.events,
+        )
+    except asyncpg.UndefinedTableError:
+        return 0
+    return int(value)
