@@ -94,3 +94,16 @@ def test_json_document_keeps_missing_figures_as_null(tmp_path: Path) -> None:
     assert figure["value"] is None
     assert figure["met"] is None
     assert figure["target"] == {"comparison": ">=", "threshold": 0.4, "note": ""}
+
+
+def test_lower_bound_can_only_break_an_upper_limit() -> None:
+    over = Figure("p99", "f", "p99", 2000.0, "ms", Target("<=", 1000), lower_bound=True)
+    under = Figure("p99", "f", "p99", 500.0, "ms", Target("<=", 1000), lower_bound=True)
+    assert over.met is False
+    assert under.met is None  # the true value may still exceed the limit
+
+
+def test_lower_bound_is_shown_as_such() -> None:
+    figure = Figure("p99", "freshness", "p99", 2000.0, "ms", lower_bound=True)
+    table = build_table([figure], "t")
+    assert list(table.columns[2].cells) == ["≥ 2,000 ms"]

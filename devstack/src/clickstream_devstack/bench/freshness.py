@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import math
 import time
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -10,6 +11,7 @@ from datetime import UTC, datetime, timedelta
 import asyncpg
 import structlog
 
+from clickstream_devstack.bench import servicelog
 from clickstream_devstack.bench.measure import percentile, rate
 from clickstream_devstack.bench.probes import Prober, ProbeRun
 from clickstream_devstack.bench.rig import Rig, committed
@@ -32,18 +34,20 @@ class FreshnessRun:
     #: Events/s the aggregator committed during the probe window (the load it kept up with).
     applied_rate: float
     seconds: float
+    #: What the producer reported for its whole run (``finished``), the offered load.
+    produced_rate: float
 
     @property
     def p50_ms(self) -> float:
-        return percentile(self.probes.delays_ms, 50)
+        return percentile(self.probes.all_delays_ms(), 50)
 
     @property
     def p99_ms(self) -> float:
-        return percentile(self.probes.delays_ms, 99)
+        return percentile(self.probes.all_delays_ms(), 99)
 
     @property
     def max_ms(self) -> float:
-        return max(self.probes.delays_ms, default=float("nan"))
+        return max(self.probes.all_delays_ms(), default=float("nan"))
 
 
 async def run_freshness(
@@ -82,7 +86,14 @@ async def run_freshness(
         finally:
             await connection.close()
         services.check_running()
-    run = FreshnessRun(probes=probes, applied_rate=rate(applied, seconds), seconds=seconds)
+    finished = servicelog.last(producer.log_path, "finished")
+    produced = float(finished.fields.get("rate", math.nan)) if finished else math.nan
+    run = FreshnessRun(
+        probes=probes,
+        applied_rate=rate(applied, seconds),
+        seconds=seconds,
+        produced_rate=produced,
+    )
     log.info(
         "freshness_measured",
         probes=probes.sent,

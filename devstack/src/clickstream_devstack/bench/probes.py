@@ -33,6 +33,11 @@ class ProbeRun:
     sent: int = 0
     #: Probes never seen within the grace period after the window.
     missing: int = 0
+    #: Their delays so far: lower bounds, so the percentiles are not flattered by leaving them out.
+    censored_ms: list[float] = field(default_factory=list)
+
+    def all_delays_ms(self) -> list[float]:
+        return self.delays_ms + self.censored_ms
 
 
 def probe_event() -> ClickEvent:
@@ -87,7 +92,9 @@ class Prober:
                 await poller
             await connection.close()
             await producer.stop()
+        now = time.monotonic()
         self._result.missing = len(self._pending)
+        self._result.censored_ms = [(now - sent) * 1000 for sent in self._pending.values()]
         return self._result
 
     async def _emit(self, producer: AIOKafkaProducer, duration: float) -> None:

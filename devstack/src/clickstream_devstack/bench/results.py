@@ -49,10 +49,18 @@ class Figure:
     detail: str = ""
     runs: tuple[float, ...] = ()
     data: dict[str, Any] = field(default_factory=dict)
+    #: The true value is at least ``value`` (e.g. probes still unseen when the bench gave up).
+    lower_bound: bool = False
 
     @property
     def met(self) -> bool | None:
-        return self.target.met(self.value) if self.target else None
+        if self.target is None:
+            return None
+        met = self.target.met(self.value)
+        if self.lower_bound and not (met is False and self.target.comparison != ">="):
+            # A lower bound can only prove an upper limit broken, never kept.
+            return None
+        return met
 
 
 @dataclass(frozen=True)

@@ -66,7 +66,7 @@ def build_table(figures: list[Figure], title: str) -> Table:
         table.add_row(
             scenario,
             figure.label,
-            format_value(figure.value, figure.unit),
+            ("≥ " if figure.lower_bound else "") + format_value(figure.value, figure.unit),
             format_target(figure.target, figure.unit),
             format_met(figure.met),
             figure.detail,

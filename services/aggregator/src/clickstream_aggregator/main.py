@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
+import gc
 from collections.abc import Collection
 from contextlib import AsyncExitStack
 
@@ -25,6 +27,8 @@ from clickstream_runtime.health import Readiness, serve_health
 from clickstream_runtime.settings import load
 
 log = structlog.get_logger()
+
+_FINAL_DRAIN_S = 5.0
 
 
 async def _connect(
@@ -143,10 +147,13 @@ async def run(settings: AggregatorSettings, stop: asyncio.Event) -> None:
         try:
             await aggregator.run(stop)
         finally:
-            # Drain the outbox one last time so a clean stop leaves nothing pending.
             stop.set()
+            dead_letters.set()  # wake the relay so it sees the stop at once
             await relay_task
-            await relay.sweep(asyncio.Event())
+            # Drain the outbox once more so a clean stop leaves nothing pending,
+            # bounded so that SIGTERM still exits promptly if PostgreSQL is down.
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(relay.sweep(asyncio.Event()), timeout=_FINAL_DRAIN_S)
     log.info("aggregator_stopped")
 
 
@@ -159,4 +166,18 @@ def main(argv: list[str] | None = None) -> None:
     parser.parse_args(argv)
     settings = load(AggregatorSettings)
     logs.configure("aggregator", level=settings.log_level, fmt=settings.log_format)
+    tune_gc()
     serve(run, settings)
+
+
+def tune_gc() -> None:
+    """Collect young objects less often: a batch allocates ~10 objects per event.
+
+    With the default threshold (700) the cyclic collector runs thousands of times
+    per batch and keeps re-scanning the batch's live models; events form no
+    cycles, so collecting every 50k allocations loses nothing and saves most of
+    that time. Modules and settings loaded at start are frozen out of scans.
+    """
+    gc.collect()
+    gc.freeze()
+    gc.set_threshold(50_000, 20, 20)

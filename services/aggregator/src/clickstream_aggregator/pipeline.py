@@ -70,47 +70,72 @@ class Aggregator:
         self._next_prune = time.monotonic() + settings.aggregator_prune_interval_s
 
     async def run(self, stop: asyncio.Event) -> None:
-        topic = self._s.kafka_topic
-        while not stop.is_set():
-            self._ownership.raise_if_failed()
-            try:
-                fetched = await self._consumer.getmany(
-                    timeout_ms=self._s.aggregator_batch_timeout_ms,
-                    max_records=self._s.aggregator_batch_max_records,
-                )
-            except OffsetOutOfRangeError as error:
-                log.error(
-                    "offset_out_of_range",
-                    partitions={str(tp): o for tp, o in error.args[0].items()}
-                    if error.args and isinstance(error.args[0], dict)
-                    else repr(error),
-                    hint="the stored offset is outside the topic's retained log; "
-                    "inspect consumer_offsets before resetting it by hand",
-                )
-                raise
-            except NoOffsetForPartitionError as error:
-                # The fetcher looked for a Kafka-committed offset while the
-                # assignment listener was still seeking to the stored one; the
-                # seek stands, so fetching again is enough.
-                log.debug("kafka_offset_missing", error=repr(error))
-                continue
-            self._ownership.raise_if_failed()
-            records = {tp.partition: msgs for tp, msgs in fetched.items() if tp.topic == topic}
-            if records:
-                await self._process(records, stop)
-            if time.monotonic() >= self._next_prune:
-                await self._prune()
+        """Fetch and validate batch N+1 while batch N's transaction runs in PostgreSQL."""
+        committing: asyncio.Task[None] | None = None
+        try:
+            while not stop.is_set():
+                self._ownership.raise_if_failed()
+                records = await self._fetch()
+                batch = await self._prepare(records) if records else None
+                if committing is not None:
+                    # One transaction at a time, in fetch order: offsets stay contiguous.
+                    await committing
+                    committing = None
+                if batch is not None:
+                    committing = asyncio.create_task(self._commit(batch, stop), name="commit")
+                if time.monotonic() >= self._next_prune:
+                    await self._prune()
+        finally:
+            if committing is not None:
+                # On stop: finish the batch in flight and commit it, then return.
+                await committing
 
-    async def _process(self, records: dict[int, list[Record]], stop: asyncio.Event) -> None:
-        async with self._in_flight:
-            owned = {p: r for p, r in records.items() if p in self._ownership.epochs}
-            if not owned:
-                return
-            batch = validate(
-                self._s.kafka_topic,
-                owned,
-                max_bytes=self._s.aggregator_max_message_bytes,
+    async def _fetch(self) -> dict[int, list[Record]]:
+        try:
+            fetched = await self._consumer.getmany(
+                timeout_ms=self._s.aggregator_batch_timeout_ms,
+                max_records=self._s.aggregator_batch_max_records,
             )
+        except OffsetOutOfRangeError as error:
+            log.error(
+                "offset_out_of_range",
+                error=repr(error),
+                hint="the stored offset is outside the topic's retained log; "
+                "inspect consumer_offsets before resetting it by hand",
+            )
+            raise
+        except NoOffsetForPartitionError as error:
+            # The fetcher looked for a Kafka-committed offset while the assignment
+            # listener was still seeking to the stored one; the seek stands.
+            log.debug("kafka_offset_missing", error=repr(error))
+            return {}
+        self._ownership.raise_if_failed()
+        topic = self._s.kafka_topic
+        return {tp.partition: msgs for tp, msgs in fetched.items() if tp.topic == topic}
+
+    async def _prepare(self, records: dict[int, list[Record]]) -> Batch | None:
+        owned = {p: r for p, r in records.items() if p in self._ownership.epochs}
+        if not owned:
+            return None
+        parts = []
+        for partition in sorted(owned):
+            parts.append(
+                validate(
+                    self._s.kafka_topic,
+                    {partition: owned[partition]},
+                    max_bytes=self._s.aggregator_max_message_bytes,
+                )
+            )
+            # Let the transaction in flight send its next statement meanwhile.
+            await asyncio.sleep(0)
+        return Batch.combine(parts)
+
+    async def _commit(self, batch: Batch, stop: asyncio.Event) -> None:
+        async with self._in_flight:
+            # Partitions revoked since the fetch are simply not ours to write.
+            gone = {p for p in batch.ranges if p not in self._ownership.epochs}
+            if gone:
+                batch = batch.without_partitions(gone)
             started = time.perf_counter()
             applied = await self._apply_with_retry(batch, stop)
             elapsed = time.perf_counter() - started

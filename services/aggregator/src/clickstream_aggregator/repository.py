@@ -19,6 +19,7 @@ import orjson
 
 from clickstream_aggregator.aggregate import SessionAggregate
 from clickstream_aggregator.validate import DeadLetter, PartitionRange
+from clickstream_schema import EventType
 
 
 @dataclass(frozen=True, slots=True)
@@ -113,93 +114,104 @@ async def record_event_ids(
     conn: asyncpg.Connection, event_ids: Sequence[UUID], event_times: Sequence[datetime]
 ) -> set[UUID]:
     """Remember the batch's event ids; return those already applied before (duplicates)."""
-    row = await conn.fetchval(
+    status: str = await conn.execute(
         """
-        WITH fresh AS (
-            INSERT INTO processed_events (event_id, event_time)
-            SELECT * FROM unnest($1::uuid[], $2::timestamptz[])
-            ON CONFLICT (event_id) DO NOTHING
-            RETURNING event_id
-        )
-        SELECT array_agg(id) FROM unnest($1::uuid[]) AS id
-        WHERE id NOT IN (SELECT event_id FROM fresh)
+        INSERT INTO processed_events (event_id, event_time)
+        SELECT * FROM unnest($1::uuid[], $2::timestamptz[])
+        ON CONFLICT (event_id) DO NOTHING
         """,
         list(event_ids),
         list(event_times),
     )
-    return set(row) if row else set()
+    if int(status.rsplit(" ", 1)[-1]) == len(event_ids):
+        return set()  # the common case: nothing seen before, one statement
+    # Rows this transaction inserted carry its id in xmin; the others were there before.
+    rows = await conn.fetch(
+        """
+        SELECT event_id FROM processed_events
+        WHERE event_id = ANY($1::uuid[]) AND xmin <> pg_current_xact_id()::xid
+        """,
+        list(event_ids),
+    )
+    return {r["event_id"] for r in rows}
 
 
 def _json_array(values: Iterable[str]) -> str:
     return orjson.dumps(sorted(values)).decode()
 
 
-_UPSERT_SESSIONS = """
+#: Event types with a counter column in ``session_metrics`` (``<type>_count``).
+COUNTED_TYPES = tuple(t.value for t in EventType)
+_COUNT_COLUMNS = ", ".join(f"{t}_count" for t in COUNTED_TYPES)
+_COUNT_VALUES = ", ".join(f"b.{t}" for t in COUNTED_TYPES)
+_COUNT_ARRAYS = ", ".join(f"${17 + i}::int[]" for i in range(len(COUNTED_TYPES)))
+_COUNT_NAMES = ", ".join(COUNTED_TYPES)
+_COUNT_UPDATES = ",\n    ".join(
+    f"{t}_count = s.{t}_count + EXCLUDED.{t}_count" for t in COUNTED_TYPES
+)
+
+
+def _union(column: str) -> str:
+    # Most batches add nothing new to a session's sets (same referrer, revisited
+    # pages): containment is a cheap C check that skips the merge.
+    return (
+        f"{column} = CASE WHEN s.{column} @> EXCLUDED.{column} THEN s.{column} "
+        f"ELSE clickstream_sorted_union(s.{column}, EXCLUDED.{column}) END"
+    )
+
+
+def _earliest(column: str) -> str:
+    # Attributes of the earliest event: an equal timestamp keeps the stored
+    # value, which was consumed first.
+    return (
+        f"{column} = CASE WHEN EXCLUDED.first_event_timestamp < s.first_event_timestamp "
+        f"THEN EXCLUDED.{column} ELSE s.{column} END"
+    )
+
+
+_UPSERT_SESSIONS = f"""
 INSERT INTO session_metrics AS s (
-    session_id, user_id, total_events, event_type_counts,
-    first_event_timestamp, last_event_timestamp, session_duration_minutes,
-    unique_pages_count, unique_pages, total_revenue,
-    products_viewed_count, products_viewed, search_queries,
-    unique_referrers_count, referrers, user_agent, ip_address,
-    entry_page, exit_page, page_view_count, bounced, converted,
-    device_type, country, updated_at
+    session_id, user_id, total_events, first_event_timestamp, last_event_timestamp,
+    unique_pages, total_revenue, products_viewed, search_queries, referrers,
+    user_agent, ip_address, entry_page, exit_page, device_type, country, updated_at,
+    {_COUNT_COLUMNS}
 )
 SELECT
-    b.session_id, b.user_id, b.total_events, b.type_counts::jsonb,
-    b.first_ts, b.last_ts, extract(epoch FROM b.last_ts - b.first_ts)::float8 / 60,
-    jsonb_array_length(b.pages::jsonb), b.pages::jsonb, b.revenue,
-    jsonb_array_length(b.products::jsonb), b.products::jsonb, b.queries::jsonb,
-    jsonb_array_length(b.referrers::jsonb), b.referrers::jsonb, b.user_agent, b.ip::inet,
-    b.entry_page, b.exit_page, b.page_views, b.page_views <= 1, b.converted,
-    b.device_type, b.country, now()
+    b.session_id, b.user_id, b.total_events, b.first_ts, b.last_ts,
+    b.pages::jsonb, b.revenue, b.products::jsonb, b.queries::jsonb, b.referrers::jsonb,
+    b.user_agent, b.ip::inet, b.entry_page, b.exit_page, b.device_type, b.country, now(),
+    {_COUNT_VALUES}
 FROM unnest(
-    $1::text[], $2::text[], $3::int[], $4::text[], $5::timestamptz[], $6::timestamptz[],
-    $7::text[], $8::numeric[], $9::text[], $10::text[], $11::text[], $12::text[],
-    $13::text[], $14::text[], $15::text[], $16::int[], $17::bool[], $18::text[], $19::text[]
+    $1::text[], $2::text[], $3::int[], $4::timestamptz[], $5::timestamptz[],
+    $6::text[], $7::numeric[], $8::text[], $9::text[], $10::text[],
+    $11::text[], $12::text[], $13::text[], $14::text[], $15::text[], $16::text[],
+    {_COUNT_ARRAYS}
 ) AS b(
-    session_id, user_id, total_events, type_counts, first_ts, last_ts,
-    pages, revenue, products, queries, referrers, user_agent,
-    ip, entry_page, exit_page, page_views, converted, device_type, country
+    session_id, user_id, total_events, first_ts, last_ts,
+    pages, revenue, products, queries, referrers,
+    user_agent, ip, entry_page, exit_page, device_type, country,
+    {_COUNT_NAMES}
 )
 ORDER BY b.session_id
 ON CONFLICT (session_id) DO UPDATE SET
     total_events = s.total_events + EXCLUDED.total_events,
-    event_type_counts = clickstream_add_counts(s.event_type_counts, EXCLUDED.event_type_counts),
     first_event_timestamp = LEAST(s.first_event_timestamp, EXCLUDED.first_event_timestamp),
     last_event_timestamp = GREATEST(s.last_event_timestamp, EXCLUDED.last_event_timestamp),
-    session_duration_minutes = extract(epoch FROM
-        GREATEST(s.last_event_timestamp, EXCLUDED.last_event_timestamp)
-        - LEAST(s.first_event_timestamp, EXCLUDED.first_event_timestamp))::float8 / 60,
-    unique_pages = clickstream_sorted_union(s.unique_pages, EXCLUDED.unique_pages),
-    unique_pages_count = jsonb_array_length(
-        clickstream_sorted_union(s.unique_pages, EXCLUDED.unique_pages)),
+    {_union("unique_pages")},
+    {_union("products_viewed")},
+    {_union("referrers")},
     total_revenue = s.total_revenue + EXCLUDED.total_revenue,
-    products_viewed = clickstream_sorted_union(s.products_viewed, EXCLUDED.products_viewed),
-    products_viewed_count = jsonb_array_length(
-        clickstream_sorted_union(s.products_viewed, EXCLUDED.products_viewed)),
     search_queries = s.search_queries || EXCLUDED.search_queries,
-    referrers = clickstream_sorted_union(s.referrers, EXCLUDED.referrers),
-    unique_referrers_count = jsonb_array_length(
-        clickstream_sorted_union(s.referrers, EXCLUDED.referrers)),
-    -- attributes of the earliest event: an equal timestamp keeps the stored
-    -- (earlier consumed) value; the exit page takes the later consumed one
-    user_id = CASE WHEN EXCLUDED.first_event_timestamp < s.first_event_timestamp
-        THEN EXCLUDED.user_id ELSE s.user_id END,
-    user_agent = CASE WHEN EXCLUDED.first_event_timestamp < s.first_event_timestamp
-        THEN EXCLUDED.user_agent ELSE s.user_agent END,
-    ip_address = CASE WHEN EXCLUDED.first_event_timestamp < s.first_event_timestamp
-        THEN EXCLUDED.ip_address ELSE s.ip_address END,
-    entry_page = CASE WHEN EXCLUDED.first_event_timestamp < s.first_event_timestamp
-        THEN EXCLUDED.entry_page ELSE s.entry_page END,
-    device_type = CASE WHEN EXCLUDED.first_event_timestamp < s.first_event_timestamp
-        THEN EXCLUDED.device_type ELSE s.device_type END,
-    country = CASE WHEN EXCLUDED.first_event_timestamp < s.first_event_timestamp
-        THEN EXCLUDED.country ELSE s.country END,
+    {_earliest("user_id")},
+    {_earliest("user_agent")},
+    {_earliest("ip_address")},
+    {_earliest("entry_page")},
+    {_earliest("device_type")},
+    {_earliest("country")},
+    -- the exit page is the latest event's; on a tie the later consumed one
     exit_page = CASE WHEN EXCLUDED.last_event_timestamp >= s.last_event_timestamp
         THEN EXCLUDED.exit_page ELSE s.exit_page END,
-    page_view_count = s.page_view_count + EXCLUDED.page_view_count,
-    bounced = s.page_view_count + EXCLUDED.page_view_count <= 1,
-    converted = s.converted OR EXCLUDED.converted,
+    {_COUNT_UPDATES},
     updated_at = now()
 """
 
@@ -208,11 +220,10 @@ def session_columns(sessions: Iterable[SessionAggregate]) -> list[list[Any]]:
     """Column arrays for the upsert, one list per ``unnest`` argument, in session order."""
     ordered = sorted(sessions, key=lambda s: s.session_id)
     dumps = orjson.dumps
-    return [
+    columns: list[list[Any]] = [
         [s.session_id for s in ordered],
         [s.user_id for s in ordered],
         [s.total_events for s in ordered],
-        [dumps(s.type_counts, option=orjson.OPT_SORT_KEYS).decode() for s in ordered],
         [s.first_ts for s in ordered],
         [s.last_ts for s in ordered],
         [_json_array(s.pages) for s in ordered],
@@ -224,11 +235,11 @@ def session_columns(sessions: Iterable[SessionAggregate]) -> list[list[Any]]:
         [s.ip_address for s in ordered],
         [s.entry_page for s in ordered],
         [s.exit_page for s in ordered],
-        [s.page_views for s in ordered],
-        [s.converted for s in ordered],
         [s.device_type for s in ordered],
         [s.country for s in ordered],
     ]
+    columns.extend([s.type_counts.get(t, 0) for s in ordered] for t in COUNTED_TYPES)
+    return columns
 
 
 async def upsert_sessions(conn: asyncpg.Connection, sessions: Collection[SessionAggregate]) -> None:

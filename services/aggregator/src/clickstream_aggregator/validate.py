@@ -67,6 +67,24 @@ class Batch:
     def all_events(self) -> list[ClickEvent]:
         return [event for partition in sorted(self.events) for event in self.events[partition]]
 
+    @classmethod
+    def combine(cls, parts: list[Batch]) -> Batch:
+        """One batch from batches of distinct partitions of the same topic."""
+        combined = cls(topic=parts[0].topic)
+        seen: set[UUID] = set()
+        for part in parts:
+            for partition, events in part.events.items():
+                # An event_id is unique across partitions too (the dedupe table is
+                # global), so a copy on another partition is a duplicate as well.
+                kept = [e for e in events if e.event_id not in seen]
+                seen.update(e.event_id for e in kept)
+                combined.duplicates += len(events) - len(kept)
+                combined.events[partition] = kept
+            combined.dead_letters.extend(part.dead_letters)
+            combined.ranges.update(part.ranges)
+            combined.duplicates += part.duplicates
+        return combined
+
     def without_partitions(self, partitions: set[int]) -> Batch:
         """The batch minus the given partitions (used after they were fenced)."""
         return Batch(

@@ -11,18 +11,3 @@ LANGUAGE sql IMMUTABLE PARALLEL SAFE AS $$
         SELECT jsonb_array_elements_text(b)
     ) AS t(v)
 $$;
-
--- Key-wise sum of two JSON objects of counts.
-CREATE OR REPLACE FUNCTION clickstream_add_counts(a jsonb, b jsonb) RETURNS jsonb
-LANGUAGE sql IMMUTABLE PARALLEL SAFE AS $$
-    SELECT coalesce(jsonb_object_agg(k, n), '{}'::jsonb)
-    FROM (
-        SELECT k, sum(v::bigint) AS n
-        FROM (
-            SELECT * FROM jsonb_each_text(a)
-            UNION ALL
-            SELECT * FROM jsonb_each_text(b)
-        ) AS e(k, v)
-        GROUP BY k
-    ) AS s
-$$;
