@@ -88,12 +88,24 @@ def _opensearch_type(name: str, annotation: Any) -> str:
     raise AssertionError(f"{name}: no intended OpenSearch type for {annotation!r}; decide one")
 
 
+_IP_FORMATS = {"ipv4", "ipv6", "ipvanyaddress"}
+
+
+def _is_ip(model: type[BaseModel], name: str) -> bool:
+    # The contract validates IPs as strings; its JSON Schema says they are IPs.
+    schema = model.model_json_schema()["properties"][name]
+    formats = {schema.get("format")} | {s.get("format") for s in schema.get("anyOf", [])}
+    return bool(formats & _IP_FORMATS)
+
+
 def expected_fields(model: type[BaseModel] = ClickEvent, prefix: str = "") -> dict[str, str]:
     fields: dict[str, str] = {}
     for name, info in model.model_fields.items():
         path = f"{prefix}{name}"
         base = _unwrap(info.annotation)
-        if base is GeoPoint:
+        if _is_ip(model, name):
+            fields[path] = "ip"
+        elif base is GeoPoint:
             fields[path] = "geo_point"
         elif isinstance(base, type) and issubclass(base, BaseModel):
             fields.update(expected_fields(base, f"{path}."))

@@ -78,8 +78,9 @@ def fault_topic(kafka: EmbeddedKafka) -> FaultTopic:
 class Cluster:
     """Aggregator replicas of one consumer group, launched as real processes."""
 
-    def __init__(self, services: ServiceGroup, env: dict[str, str], database: Database,
-                 topics: KafkaTopics) -> None:
+    def __init__(
+        self, services: ServiceGroup, env: dict[str, str], database: Database, topics: KafkaTopics
+    ) -> None:
         self.services = services
         self.env = env
         self.database = database
@@ -91,7 +92,8 @@ class Cluster:
         if name in self.replicas:
             self.retired.append(self.replicas[name])
         service = self.services.launch(
-            "clickstream-aggregator", env={**self.env, "AGGREGATOR_REPLICA_ID": name},
+            "clickstream-aggregator",
+            env={**self.env, "AGGREGATOR_REPLICA_ID": name},
             name=f"{name}-{len(self.retired)}",
         )
         self.replicas[name] = service
@@ -160,14 +162,18 @@ class Cluster:
 
 
 @pytest.fixture
-def cluster(kafka: EmbeddedKafka, fault_topic: FaultTopic, database: Database,
-            services: ServiceGroup) -> Iterator[Cluster]:
+def cluster(
+    kafka: EmbeddedKafka, fault_topic: FaultTopic, database: Database, services: ServiceGroup
+) -> Iterator[Cluster]:
     mine = KafkaTopics.unique(prefix="faults-run", partitions=PARTITIONS)
     create_topics(kafka, mine)  # creates the per-scenario dead-letter topic
-    topics = KafkaTopics(events=fault_topic.topic, dlq=mine.dlq, group=mine.group,
-                         partitions=PARTITIONS)
+    topics = KafkaTopics(
+        events=fault_topic.topic, dlq=mine.dlq, group=mine.group, partitions=PARTITIONS
+    )
     env = service_env(
-        kafka, topics, database,
+        kafka,
+        topics,
+        database,
         AGGREGATOR_MAX_MESSAGE_BYTES=MAX_BYTES,
         KAFKA_SESSION_TIMEOUT_MS=6000,
         KAFKA_HEARTBEAT_INTERVAL_MS=1000,
@@ -175,11 +181,12 @@ def cluster(kafka: EmbeddedKafka, fault_topic: FaultTopic, database: Database,
         AGGREGATOR_BATCH_MAX_RECORDS=5000,
         LOG_LEVEL="info",
     )
-    yield Cluster(services, env, database, topics)
+    return Cluster(services, env, database, topics)
 
 
-async def test_baseline_three_replicas(cluster: Cluster, fault_topic: FaultTopic,
-                                       kafka: EmbeddedKafka) -> None:
+async def test_baseline_three_replicas(
+    cluster: Cluster, fault_topic: FaultTopic, kafka: EmbeddedKafka
+) -> None:
     for name in ("r1", "r2", "r3"):
         cluster.start(name)
     await cluster.finish(fault_topic, kafka)

@@ -38,7 +38,12 @@ async def applied_offsets(dsn: str, group: str, topic: str) -> int:
 
 
 async def wait_applied(
-    dsn: str, group: str, topic: str, at_least: int, *, timeout: float = 120.0,
+    dsn: str,
+    group: str,
+    topic: str,
+    at_least: int,
+    *,
+    timeout: float = 120.0,
     running: asyncio.Task[None] | None = None,
 ) -> int:
     """Poll until the committed offsets reach ``at_least`` (fails fast if the service died)."""

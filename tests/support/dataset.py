@@ -27,8 +27,10 @@ class Dataset:
 
 def _poison_kinds(rng: random.Random, event: ClickEvent) -> list[bytes | None]:
     base = orjson.loads(encode(event)[1])
+
     def with_(**changes: object) -> bytes:
         return orjson.dumps({**base, **changes})
+
     missing = dict(base)
     del missing["user_agent"]
     last_field_bad = {**base, "geo": {**base.get("geo", {}), "location": {"lat": 123.0, "lon": 0}}}
@@ -51,8 +53,14 @@ def _poison_kinds(rng: random.Random, event: ClickEvent) -> list[bytes | None]:
     ]
 
 
-def build(count: int, *, seed: int = 2024, dup_rate: float = 0.01, poison_rate: float = 0.005,
-          late_sessions: int = 40) -> Dataset:
+def build(
+    count: int,
+    *,
+    seed: int = 2024,
+    dup_rate: float = 0.01,
+    poison_rate: float = 0.005,
+    late_sessions: int = 40,
+) -> Dataset:
     rng = random.Random(seed)
     events = generate(count, seed=seed, users=5000, sessions=800)
     stream: list[tuple[bytes | None, bytes | None]] = [encode(e) for e in events]
@@ -63,11 +71,13 @@ def build(count: int, *, seed: int = 2024, dup_rate: float = 0.01, poison_rate: 
     sessions = sorted({e.session_id for e in events})
     for sid in rng.sample(sessions, late_sessions):
         first = next(e for e in events if e.session_id == sid)
-        late = first.model_copy(update={
-            "event_id": first.event_id.__class__(int=rng.getrandbits(128)),
-            "timestamp": first.timestamp - timedelta(hours=rng.randint(2, 6)),
-            "page_url": first.page_url + "#late",
-        })
+        late = first.model_copy(
+            update={
+                "event_id": first.event_id.__class__(int=rng.getrandbits(128)),
+                "timestamp": first.timestamp - timedelta(hours=rng.randint(2, 6)),
+                "page_url": first.page_url + "#late",
+            }
+        )
         stream.append(encode(late))
         data.late += 1
 

@@ -16,8 +16,12 @@ START = datetime(2026, 11, 1, 9, 0, tzinfo=UTC)
 Message = tuple[bytes | None, bytes | None]
 
 
-def generate(count: int, *, seed: int = 7, users: int = 2000, sessions: int = 500) -> list[ClickEvent]:
-    return EventGenerator(seed=seed, users=users, concurrent_sessions=sessions, start=START).next_batch(count)
+def generate(
+    count: int, *, seed: int = 7, users: int = 2000, sessions: int = 500
+) -> list[ClickEvent]:
+    return EventGenerator(
+        seed=seed, users=users, concurrent_sessions=sessions, start=START
+    ).next_batch(count)
 
 
 def as_messages(events: Sequence[ClickEvent]) -> list[Message]:
@@ -25,8 +29,9 @@ def as_messages(events: Sequence[ClickEvent]) -> list[Message]:
 
 
 async def publish(bootstrap: str, topic: str, messages: Sequence[Message]) -> None:
-    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, linger_ms=20, max_batch_size=1 << 20,
-                                acks="all")
+    producer = AIOKafkaProducer(
+        bootstrap_servers=bootstrap, linger_ms=20, max_batch_size=1 << 20, acks="all"
+    )
     await producer.start()
     try:
         futures = [await producer.send(topic, key=k, value=v) for k, v in messages]
@@ -35,10 +40,16 @@ async def publish(bootstrap: str, topic: str, messages: Sequence[Message]) -> No
         await producer.stop()
 
 
-async def read_back(bootstrap: str, topic: str, partitions: int) -> list[tuple[int, int, bytes | None, bytes | None]]:
+async def read_back(
+    bootstrap: str, topic: str, partitions: int
+) -> list[tuple[int, int, bytes | None, bytes | None]]:
     """Every message as (partition, offset, key, value), partition by partition in offset order."""
-    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False,
-                                auto_offset_reset="earliest", fetch_max_wait_ms=100)
+    consumer = AIOKafkaConsumer(
+        bootstrap_servers=bootstrap,
+        enable_auto_commit=False,
+        auto_offset_reset="earliest",
+        fetch_max_wait_ms=100,
+    )
     await consumer.start()
     try:
         tps = [TopicPartition(topic, p) for p in range(partitions)]
@@ -61,7 +72,9 @@ async def read_back(bootstrap: str, topic: str, partitions: int) -> list[tuple[i
         await consumer.stop()
 
 
-def valid_events(messages: Sequence[tuple[int, int, bytes | None, bytes | None]]) -> list[ClickEvent]:
+def valid_events(
+    messages: Sequence[tuple[int, int, bytes | None, bytes | None]],
+) -> list[ClickEvent]:
     events = []
     for _p, _o, _k, value in messages:
         try:
@@ -75,8 +88,12 @@ async def read_all(
     bootstrap: str, topic: str, partitions: int
 ) -> list[tuple[int, int, dict[str, bytes], bytes | None, bytes | None]]:
     """Every message of a topic with its headers: (partition, offset, headers, key, value)."""
-    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False,
-                                auto_offset_reset="earliest", fetch_max_wait_ms=100)
+    consumer = AIOKafkaConsumer(
+        bootstrap_servers=bootstrap,
+        enable_auto_commit=False,
+        auto_offset_reset="earliest",
+        fetch_max_wait_ms=100,
+    )
     await consumer.start()
     try:
         tps = [TopicPartition(topic, p) for p in range(partitions)]
@@ -87,8 +104,9 @@ async def read_all(
         while len(done) < len(tps):
             batch = await consumer.getmany(timeout_ms=500)
             for tp, records in batch.items():
-                out.extend((tp.partition, r.offset, dict(r.headers or ()), r.key, r.value)
-                           for r in records)
+                out.extend(
+                    (tp.partition, r.offset, dict(r.headers or ()), r.key, r.value) for r in records
+                )
             for tp in tps:
                 high = consumer.highwater(tp)
                 if high is not None and await consumer.position(tp) >= high:

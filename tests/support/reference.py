@@ -89,16 +89,22 @@ async def stored_rows(dsn: str) -> dict[str, dict[str, Any]]:
     result = {}
     for row in rows:
         item = dict(row)
-        for key in ("event_type_counts", "unique_pages", "products_viewed", "search_queries",
-                    "referrers"):
+        for key in (
+            "event_type_counts",
+            "unique_pages",
+            "products_viewed",
+            "search_queries",
+            "referrers",
+        ):
             item[key] = orjson.loads(item[key])
         item["ip_address"] = str(item["ip_address"])
         result[item["session_id"]] = item
     return result
 
 
-def differences(expected: dict[str, dict[str, Any]], stored: dict[str, dict[str, Any]],
-                limit: int = 5) -> list[str]:
+def differences(
+    expected: dict[str, dict[str, Any]], stored: dict[str, dict[str, Any]], limit: int = 5
+) -> list[str]:
     """Human-readable differences (empty when the tables agree exactly)."""
     problems = []
     for sid in sorted(expected.keys() - stored.keys())[:limit]:

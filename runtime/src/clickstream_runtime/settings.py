@@ -102,7 +102,9 @@ class PostgresSettings(BaseSettings):
     @model_validator(mode="after")
     def _check_postgres(self) -> Self:
         if self.postgres_sslmode in ("verify-ca", "verify-full") and not self.postgres_sslrootcert:
-            raise ValueError(f"POSTGRES_SSLROOTCERT is required with sslmode={self.postgres_sslmode}")
+            raise ValueError(
+                f"POSTGRES_SSLROOTCERT is required with sslmode={self.postgres_sslmode}"
+            )
         return self
 
     def postgres_connect_options(self) -> dict[str, Any]:

@@ -33,7 +33,9 @@ def kafka_ssl_context(
         try:
             context.load_verify_locations(cafile=str(_readable("KAFKA_SSL_CAFILE", cafile)))
         except ssl.SSLError as exc:
-            raise TlsFileError("KAFKA_SSL_CAFILE", cafile, f"not a CA certificate ({exc})") from None
+            raise TlsFileError(
+                "KAFKA_SSL_CAFILE", cafile, f"not a CA certificate ({exc})"
+            ) from None
     if certfile is not None and keyfile is not None:
         _readable("KAFKA_SSL_CERTFILE", certfile)
         _readable("KAFKA_SSL_KEYFILE", keyfile)
@@ -51,6 +53,8 @@ def postgres_ssl_context(rootcert: Path, *, check_hostname: bool) -> ssl.SSLCont
     try:
         context.load_verify_locations(cafile=str(_readable("POSTGRES_SSLROOTCERT", rootcert)))
     except ssl.SSLError as exc:
-        raise TlsFileError("POSTGRES_SSLROOTCERT", rootcert, f"not a CA certificate ({exc})") from None
+        raise TlsFileError(
+            "POSTGRES_SSLROOTCERT", rootcert, f"not a CA certificate ({exc})"
+        ) from None
     context.check_hostname = check_hostname
     return context
