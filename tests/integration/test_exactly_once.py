@@ -10,11 +10,15 @@ Faults are triggered by progress (offsets committed), never by sleeping.
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import json
 import os
 import random
 import signal
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import Any
 
 import asyncpg
@@ -106,7 +110,19 @@ class Cluster:
         self.signal(name, signal.SIGKILL)
         self.replicas[name].process.wait(timeout=10)
 
+    def wait_logged(self, name: str, event: str, timeout: float = 60.0) -> None:
+        """Block until replica ``name`` has logged ``event`` (e.g. it joined the group)."""
+        service = self.replicas[name]
+        deadline = time.monotonic() + timeout
+        while f'"event":"{event}"' not in service.log_path.read_text(errors="replace"):
+            assert service.running, f"replica {name} died:\n{service.describe_exit()}"
+            assert time.monotonic() < deadline, f"{name} never logged {event}"
+            time.sleep(0.1)
+
     def stop(self, name: str) -> int:
+        # Signal handlers exist once the service logs its start; a SIGTERM during
+        # the imports before that would kill it instead of stopping it.
+        self.wait_logged(name, "aggregator_starting")
         service = self.replicas.pop(name)
         self.retired.append(service)
         return self.services.stop(service, timeout=20)
@@ -121,6 +137,31 @@ class Cluster:
                 assert service.running, f"replica {name} died:\n{service.describe_exit()}"
             assert asyncio.get_running_loop().time() < deadline, f"stuck at {done}/{at_least}"
             await asyncio.sleep(0.2)
+
+    async def take_over(self, name: str) -> list[int]:
+        """Claim ``name``'s partitions as a new owner would (epoch + 1); wait for its locks."""
+        while True:
+            conn = await asyncpg.connect(self.database.dsn)
+            try:
+                # A replica frozen inside a transaction holds its rows until it resumes.
+                await conn.execute("SET lock_timeout = '2s'")
+                rows = await conn.fetch(
+                    "UPDATE consumer_offsets SET epoch = epoch + 1, owner = 'takeover' "
+                    "WHERE group_id = $1 AND owner = $2 RETURNING partition",
+                    self.topics.group,
+                    name,
+                )
+                return sorted(r["partition"] for r in rows)
+            except asyncpg.LockNotAvailableError:
+                # Frozen inside a transaction: let it run briefly to finish it.
+                self.signal(name, signal.SIGCONT)
+                await asyncio.sleep(0.5)
+                self.signal(name, signal.SIGSTOP)
+            finally:
+                await conn.close()
+
+    async def wait_for_log(self, name: str, event: str, timeout: float = 60.0) -> None:
+        await asyncio.to_thread(self.wait_logged, name, event, timeout)
 
     async def query(self, sql: str, *args: object) -> Any:
         conn = await asyncpg.connect(self.database.dsn)
@@ -152,6 +193,24 @@ class Cluster:
         assert {h["__connect.errors.topic"] for _p, _o, h, _k, _v in copies} == {
             fault.topic.encode()
         }
+
+    def log_entries(self, name: str) -> list[dict[str, Any]]:
+        entries = []
+        for service in [*self.retired, *self.replicas.values()]:
+            if service.name.startswith(f"{name}-"):
+                for line in service.log_path.read_text(errors="replace").splitlines():
+                    if line.startswith("{"):
+                        entries.append(json.loads(line))
+        return entries
+
+    def reclaimed(self, name: str, partitions: set[int], after: str, before: str) -> bool:
+        """Did ``name`` claim these partitions anew (a new assignment) in (after, before)?"""
+        return any(
+            entry["event"] == "partitions_claimed"
+            and after < entry["timestamp"] < before
+            and partitions <= set(entry["partitions"])
+            for entry in self.log_entries(name)
+        )
 
     def log_events(self, event: str) -> int:
         needle = f'"event":"{event}"'
@@ -216,6 +275,7 @@ async def test_scale_one_to_three_to_two(
     await cluster.wait_applied(fault_topic.total // 5)
     cluster.start("r2")
     cluster.start("r3")
+    cluster.wait_logged("r3", "partitions_assigned")
     await cluster.wait_applied(fault_topic.total // 2)
     assert cluster.stop("r2") == 0
     await cluster.finish(fault_topic, kafka)
@@ -224,24 +284,59 @@ async def test_scale_one_to_three_to_two(
 async def test_frozen_replica_is_fenced_when_it_resumes(
     cluster: Cluster, fault_topic: FaultTopic, kafka: EmbeddedKafka
 ) -> None:
+    """A replica frozen past its session loses its partitions; once it resumes it must
+    not write a single row for them.
+
+    The test broker (Tansu) never evicts a member whose connection stays open, so
+    the group would simply wait for the frozen replica. The takeover is therefore
+    done the way a new owner's claim does it: by bumping the partitions' epochs in
+    PostgreSQL while the replica is stopped. A real Kafka would move the partitions
+    and the new owner's claim would do exactly this.
+    """
     for name in ("r1", "r2", "r3"):
         cluster.start(name)
+    for name in ("r1", "r2", "r3"):
+        cluster.wait_logged(name, "partitions_assigned")
     await cluster.wait_applied(fault_topic.total // 5)
-    cluster.signal("r1", signal.SIGSTOP)
-    try:
-        # Past the session timeout the group moves r1's partitions to the others,
-        # whose claims take them over in PostgreSQL.
-        deadline = asyncio.get_running_loop().time() + 60
-        while await cluster.query(
+    deadline = asyncio.get_running_loop().time() + 60
+    taken: list[int] = []
+    while not taken:
+        # Rebalances may still move partitions around: freeze r1 while it owns some.
+        assert asyncio.get_running_loop().time() < deadline, "r1 never kept a partition"
+        if not await cluster.query(
             "SELECT count(*) FROM consumer_offsets WHERE group_id = $1 AND owner = 'r1'",
             cluster.topics.group,
         ):
-            assert asyncio.get_running_loop().time() < deadline, "r1's partitions never moved"
             await asyncio.sleep(0.2)
-    finally:
-        cluster.signal("r1", signal.SIGCONT)
+            continue
+        cluster.signal("r1", signal.SIGSTOP)
+        try:
+            taken = await cluster.take_over("r1")
+            taken_at = datetime.now(UTC).isoformat()
+        finally:
+            cluster.signal("r1", signal.SIGCONT)
+    assert taken, "r1 owned no partition"
+    # Give the zombie the chance to try its stale batch, then let it leave the group
+    # so the others claim the partitions (a real Kafka would already have moved them).
+    with contextlib.suppress(AssertionError):
+        await cluster.wait_for_log("r1", "fenced", timeout=15)
+    assert cluster.stop("r1") == 0
     await cluster.finish(fault_topic, kafka)
-    assert cluster.log_events("fenced") >= 1
+
+    # Once its partitions were taken, the zombie wrote nothing for them: every
+    # later attempt was either fenced or dropped at revocation.
+    late = [
+        entry
+        for entry in cluster.log_entries("r1")
+        if entry["event"] == "batch_committed"
+        and entry["timestamp"] > taken_at
+        and set(entry["partitions"]) & set(taken)
+        and not cluster.reclaimed(
+            "r1", set(entry["partitions"]) & set(taken), taken_at, entry["timestamp"]
+        )
+    ]
+    assert late == []
+    print(f"zombie r1: fenced {cluster.log_events('fenced')} time(s), partitions {taken}")
 
 
 async def test_postgres_restart_mid_run(

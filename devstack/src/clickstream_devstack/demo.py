@@ -18,6 +18,7 @@ import time
 from collections.abc import Mapping
 from contextlib import ExitStack
 from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import structlog
@@ -36,6 +37,7 @@ from clickstream_runtime import logs
 from clickstream_schema import CONSUMER_GROUP, DLQ_TOPIC, EVENTS_TOPIC
 
 log = structlog.get_logger()
+_WARM_UP_S = 75
 
 DATABASE = "clickstream"
 POLL_S = 0.5
@@ -98,12 +100,22 @@ async def _drive(
             services.launch("clickstream-aggregator", env=env, name=f"aggregator-{n}")
             for n in range(1, options.replicas + 1)
         ]
+        # Enough users for the rate's concurrent sessions, and a clock started a
+        # little in the past so traffic is already at full rate (sessions mid-visit)
+        # instead of ramping up over the demo's first minute.
+        warm_start = datetime.now(UTC) - timedelta(seconds=_WARM_UP_S)
         producer = services.launch(
             "clickstream-producer",
-            ["--events", "0", "--rate", str(options.rate), "--seed", str(options.seed)],
+            [
+                "--events", "0",
+                "--rate", str(options.rate),
+                "--seed", str(options.seed),
+                "--users", str(max(10_000, options.rate * 20)),
+                "--start", warm_start.isoformat(),
+            ],
             env=env,
             name="producer",
-        )
+        )  # fmt: skip
         started = time.monotonic()
         snap = Snapshot()
         with Live(_line("producing", started, snap), console=console, refresh_per_second=4) as live:

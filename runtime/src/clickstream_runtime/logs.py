@@ -14,8 +14,10 @@ _SECRET_KEYS = frozenset({"password", "postgres_password", "secret", "token", "a
 
 
 def _redact(_: Any, __: str, event_dict: dict[str, Any]) -> dict[str, Any]:
-    for key in _SECRET_KEYS.intersection(event_dict):
-        event_dict[key] = "**********"
+    for key in list(event_dict):
+        lowered = key.lower()
+        if lowered in _SECRET_KEYS or lowered.endswith(("password", "_secret", "_token")):
+            event_dict[key] = "**********"
     return event_dict
 
 

@@ -7,6 +7,7 @@ existing ``.env`` keeps working.
 
 from __future__ import annotations
 
+import re
 import ssl
 from pathlib import Path
 from typing import Any, Literal, Self, TypeVar
@@ -53,14 +54,18 @@ class KafkaSettings(BaseSettings):
         for server in self.kafka_bootstrap_servers.split(","):
             host, sep, port = server.strip().rpartition(":")
             if not sep or not host or not port.isdigit() or "/" in host:
+                # Never echo credentials someone put in a URL by mistake.
+                shown = re.sub(r"//[^@/]*@", "//***@", server.strip())
                 raise ValueError(
-                    f"KAFKA_BOOTSTRAP_SERVERS: {server!r} is not host:port (no scheme, no path)"
+                    f"KAFKA_BOOTSTRAP_SERVERS: {shown!r} is not host:port (no scheme, no path)"
                 )
-        tls = (self.kafka_ssl_cafile, self.kafka_ssl_certfile, self.kafka_ssl_keyfile)
-        if any(tls) and not all(tls[1:]) and (self.kafka_ssl_certfile or self.kafka_ssl_keyfile):
+        if (self.kafka_ssl_certfile is None) != (self.kafka_ssl_keyfile is None):
             raise ValueError(
                 "KAFKA_SSL_CERTFILE and KAFKA_SSL_KEYFILE must be set together (client certificate)"
             )
+        if self.kafka_ssl_certfile is not None and self.kafka_ssl_cafile is None:
+            # TLS is on only with KAFKA_SSL_CAFILE: without it the client would go plaintext.
+            raise ValueError("KAFKA_SSL_CAFILE is required with a client certificate")
         return self
 
     @property
@@ -147,8 +152,15 @@ T = TypeVar("T", bound=BaseSettings)
 def load(cls: type[T], **overrides: Any) -> T:
     """Build a settings object, turning validation errors into one clear line."""
     try:
-        return cls(**overrides)
+        settings = cls(**overrides)
     except ValidationError as error:
         first = error.errors(include_url=False)[0]
         name = str(first["loc"][0]).upper() if first["loc"] else cls.__name__
         raise SettingsError(f"{name}: {first['msg']}") from None
+    # Open the TLS files now: a service must not wait for one server first and
+    # only then find that a file for the other is missing.
+    if isinstance(settings, KafkaSettings):
+        settings.kafka_ssl_context()
+    if isinstance(settings, PostgresSettings):
+        settings.postgres_connect_options()
+    return settings

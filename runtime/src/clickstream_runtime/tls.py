@@ -40,7 +40,21 @@ def kafka_ssl_context(
         _readable("KAFKA_SSL_CERTFILE", certfile)
         _readable("KAFKA_SSL_KEYFILE", keyfile)
         try:
-            context.load_cert_chain(certfile=str(certfile), keyfile=str(keyfile))
+            # Parse the certificate on its own, so a bad one is not blamed on the key.
+            ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT).load_verify_locations(cafile=str(certfile))
+        except ssl.SSLError as exc:
+            raise TlsFileError(
+                "KAFKA_SSL_CERTFILE", certfile, f"not a PEM certificate ({exc})"
+            ) from None
+
+        def no_password() -> bytes:
+            # Without this callback OpenSSL would prompt on the terminal and hang a service.
+            raise TlsFileError("KAFKA_SSL_KEYFILE", keyfile, "is encrypted; use an unencrypted key")
+
+        try:
+            context.load_cert_chain(
+                certfile=str(certfile), keyfile=str(keyfile), password=no_password
+            )
         except ssl.SSLError as exc:
             raise TlsFileError(
                 "KAFKA_SSL_KEYFILE", keyfile, f"does not match KAFKA_SSL_CERTFILE ({exc})"

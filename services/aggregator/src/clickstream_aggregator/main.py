@@ -6,12 +6,14 @@ import argparse
 import asyncio
 import contextlib
 import gc
-from collections.abc import Collection
+import ssl
 from contextlib import AsyncExitStack
+from pathlib import Path
 
 import asyncpg
 import structlog
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+from aiokafka.errors import KafkaConnectionError
 
 from clickstream_aggregator import repository as repo
 from clickstream_aggregator.deadletter import DeadLetterRelay
@@ -24,7 +26,9 @@ from clickstream_aggregator.source import Ownership, create_consumer
 from clickstream_runtime import logs
 from clickstream_runtime.entrypoint import serve
 from clickstream_runtime.health import Readiness, serve_health
+from clickstream_runtime.kafka_tls import explain_kafka_tls_failure
 from clickstream_runtime.settings import load
+from clickstream_runtime.tls import TlsFileError
 
 log = structlog.get_logger()
 
@@ -51,6 +55,12 @@ async def _connect(
             )
             async with pool.acquire() as conn:
                 await migrate(conn)
+        except ssl.SSLCertVerificationError as error:
+            raise TlsFileError(
+                "POSTGRES_SSLROOTCERT",
+                settings.postgres_sslrootcert or Path("(system CAs)"),
+                f"PostgreSQL's certificate does not verify against it ({error.verify_message})",
+            ) from None
         except Exception as error:
             if not is_transient(error):
                 raise
@@ -64,6 +74,15 @@ async def _connect(
         readiness.leave_retry()
         readiness.set("postgres", True)
         return pool
+
+
+async def _start_consumer(consumer: AIOKafkaConsumer, settings: AggregatorSettings) -> None:
+    try:
+        await consumer.start()
+    except KafkaConnectionError:
+        # aiokafka only says "Unable to bootstrap": name the TLS file if it is the reason.
+        await explain_kafka_tls_failure(settings)
+        raise
 
 
 async def run(settings: AggregatorSettings, stop: asyncio.Event) -> None:
@@ -93,7 +112,7 @@ async def run(settings: AggregatorSettings, stop: asyncio.Event) -> None:
         dead_letters = asyncio.Event()
         consumer = create_consumer(settings)
 
-        async def claim(partitions: Collection[int]) -> dict[int, repo.Claim]:
+        async def claim(log_starts: dict[int, int]) -> dict[int, repo.Claim]:
             backoff = Backoff.from_settings(settings)
             while True:
                 try:
@@ -102,7 +121,7 @@ async def run(settings: AggregatorSettings, stop: asyncio.Event) -> None:
                             conn,
                             settings.kafka_group_id,
                             settings.kafka_topic,
-                            partitions,
+                            log_starts,
                             settings.aggregator_replica_id,
                         )
                 except Exception as error:
@@ -119,14 +138,15 @@ async def run(settings: AggregatorSettings, stop: asyncio.Event) -> None:
 
         ownership = Ownership(settings.kafka_topic, consumer, claim, in_flight, on_change)
         consumer.subscribe([settings.kafka_topic], listener=ownership)
-        await consumer.start()
-        # Leaving the group on exit lets the others take over at once.
+        # Leaving the group on exit lets the others take over at once; registered
+        # before start so that a failed start still closes the client.
         stack.push_async_callback(consumer.stop)
+        await _start_consumer(consumer, settings)
         readiness.set("kafka", True)
 
         producer = AIOKafkaProducer(**settings.kafka_client_options(), acks="all", linger_ms=5)
-        await producer.start()
         stack.push_async_callback(producer.stop)
+        await producer.start()
         tail_reader = AIOKafkaConsumer(
             **settings.kafka_client_options(),
             group_id=None,
@@ -134,8 +154,8 @@ async def run(settings: AggregatorSettings, stop: asyncio.Event) -> None:
             auto_offset_reset="earliest",
             fetch_max_wait_ms=100,
         )
-        await tail_reader.start()
         stack.push_async_callback(tail_reader.stop)
+        await tail_reader.start()
 
         relay = DeadLetterRelay(
             settings, pool, producer, tail_reader, ownership, metrics, dead_letters

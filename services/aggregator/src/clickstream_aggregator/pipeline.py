@@ -75,7 +75,7 @@ class Aggregator:
         try:
             while not stop.is_set():
                 self._ownership.raise_if_failed()
-                records = await self._fetch()
+                records = await self._fetch(stop)
                 batch = await self._prepare(records) if records else None
                 if committing is not None:
                     # One transaction at a time, in fetch order: offsets stay contiguous.
@@ -90,12 +90,23 @@ class Aggregator:
                 # On stop: finish the batch in flight and commit it, then return.
                 await committing
 
-    async def _fetch(self) -> dict[int, list[Record]]:
-        try:
-            fetched = await self._consumer.getmany(
+    async def _fetch(self, stop: asyncio.Event) -> dict[int, list[Record]]:
+        # getmany() ignores its timeout while a rebalance is in progress, which
+        # can last long; racing it with ``stop`` keeps SIGTERM prompt.
+        fetching = asyncio.ensure_future(
+            self._consumer.getmany(
                 timeout_ms=self._s.aggregator_batch_timeout_ms,
                 max_records=self._s.aggregator_batch_max_records,
             )
+        )
+        stopping = asyncio.ensure_future(stop.wait())
+        await asyncio.wait((fetching, stopping), return_when=asyncio.FIRST_COMPLETED)
+        stopping.cancel()
+        if not fetching.done():
+            fetching.cancel()
+            return {}
+        try:
+            fetched = fetching.result()
         except OffsetOutOfRangeError as error:
             log.error(
                 "offset_out_of_range",
@@ -170,7 +181,7 @@ class Aggregator:
             self._readiness.set("postgres", True)
             if isinstance(result, Applied):
                 return result
-            batch = self._reject(batch, result)
+            batch = await self._reject(batch, result)
         return None
 
     async def _apply(self, batch: Batch) -> Applied | repo.OffsetCheck:
@@ -185,7 +196,7 @@ class Aggregator:
                 batch.ranges,
             )
             if check:
-                return check  # leaving the block rolls back (nothing was written)
+                return check  # nothing was written; the locks go with the transaction
             duplicates: set[object] = set()
             if events:
                 duplicates = set(
@@ -207,11 +218,14 @@ class Aggregator:
         newest = max((s.last_ts for s in sessions.values()), default=None)
         return Applied(len(events), batch.duplicates + len(duplicates), reasons, newest)
 
-    def _reject(self, batch: Batch, check: repo.OffsetCheck) -> Batch:
+    async def _reject(self, batch: Batch, check: repo.OffsetCheck) -> Batch:
         if check.fenced:
             self._metrics.fenced.inc(len(check.fenced))
             log.warning("fenced", partitions=sorted(check.fenced), action="dropped")
             self._ownership.drop(check.fenced)
+        if check.unclaimed:
+            log.warning("claim_lost", partitions=sorted(check.unclaimed), action="reclaimed")
+            await self._ownership.claim(check.unclaimed)
         for partition, stored in check.stale.items():
             tp = TopicPartition(batch.topic, partition)
             if tp in self._consumer.assignment():
@@ -222,7 +236,7 @@ class Aggregator:
                 batch_first=batch.ranges[partition].first,
                 stored_offset=stored,
             )
-        return batch.without_partitions(check.fenced | set(check.stale))
+        return batch.without_partitions(check.fenced | check.unclaimed | set(check.stale))
 
     def _after_commit(self, batch: Batch, applied: Applied, elapsed: float) -> None:
         m = self._metrics

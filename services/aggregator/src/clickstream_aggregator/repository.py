@@ -32,20 +32,34 @@ class Claim:
 
 
 async def claim_partitions(
-    conn: asyncpg.Connection, group: str, topic: str, partitions: Collection[int], owner: str
+    conn: asyncpg.Connection,
+    group: str,
+    topic: str,
+    log_starts: Mapping[int, int],
+    owner: str,
 ) -> dict[int, Claim]:
-    """Bump the epoch of each partition (fencing out its previous owner) and read its offset."""
+    """Bump the epoch of each partition (fencing out its previous owner) and read its offset.
+
+    A partition never committed starts at its log-start offset, written here so
+    that the stored offset is never NULL and every batch can be checked for
+    contiguity against it.
+    """
+    partitions = sorted(log_starts)
     rows = await conn.fetch(
         """
-        INSERT INTO consumer_offsets AS o (group_id, topic, partition, epoch, owner, assigned_at)
-        SELECT $1, $2, p, 1, $4, now() FROM unnest($3::int[]) AS p ORDER BY p
+        INSERT INTO consumer_offsets AS o
+            (group_id, topic, partition, next_offset, epoch, owner, assigned_at)
+        SELECT $1, $2, t.p, t.start, 1, $5, now()
+        FROM unnest($3::int[], $4::bigint[]) AS t(p, start) ORDER BY t.p
         ON CONFLICT (group_id, topic, partition) DO UPDATE
-            SET epoch = o.epoch + 1, owner = EXCLUDED.owner, assigned_at = now()
+            SET epoch = o.epoch + 1, owner = EXCLUDED.owner, assigned_at = now(),
+                next_offset = coalesce(o.next_offset, EXCLUDED.next_offset)
         RETURNING partition, epoch, next_offset
         """,
         group,
         topic,
-        sorted(partitions),
+        partitions,
+        [log_starts[p] for p in partitions],
         owner,
     )
     return {r["partition"]: Claim(r["partition"], r["epoch"], r["next_offset"]) for r in rows}
@@ -53,14 +67,20 @@ async def claim_partitions(
 
 @dataclass(frozen=True, slots=True)
 class OffsetCheck:
-    """Partitions a batch may not write: ``fenced`` (claimed by another replica since)
-    and ``stale`` (the stored offset is not where the batch starts → where it is)."""
+    """Partitions a batch may not write.
+
+    ``fenced``: another replica claimed them since (a higher epoch is stored).
+    ``unclaimed``: the stored claim is older than ours: the database lost it
+    (restored from a backup, or a crash with ``synchronous_commit=off``).
+    ``stale``: the stored offset is not where the batch starts (→ the stored one).
+    """
 
     fenced: set[int]
+    unclaimed: set[int]
     stale: dict[int, int]
 
     def __bool__(self) -> bool:
-        return bool(self.fenced or self.stale)
+        return bool(self.fenced or self.unclaimed or self.stale)
 
 
 async def lock_offsets(
@@ -83,12 +103,15 @@ async def lock_offsets(
         sorted(ranges),
     )
     found = {r["partition"]: r for r in rows}
-    check = OffsetCheck(set(), {})
+    check = OffsetCheck(set(), set(), {})
     for partition, span in ranges.items():
         row = found.get(partition)
-        if row is None or row["epoch"] != epochs.get(partition):
+        mine = epochs.get(partition, 0)  # 0: not ours at all, so any stored claim wins
+        if row is None or row["epoch"] < mine:
+            check.unclaimed.add(partition)
+        elif row["epoch"] > mine:
             check.fenced.add(partition)
-        elif row["next_offset"] is not None and row["next_offset"] != span.first:
+        elif row["next_offset"] != span.first:
             check.stale[partition] = row["next_offset"]
     return check
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import random
+import ssl
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
@@ -34,6 +35,9 @@ _TRANSIENT: tuple[type[BaseException], ...] = (
 
 
 def is_transient(error: BaseException) -> bool:
+    # An OSError, but retrying cannot help: the CA file or the server must change.
+    if isinstance(error, ssl.SSLCertVerificationError):
+        return False
     return isinstance(error, _TRANSIENT)
 
 

@@ -23,7 +23,7 @@ from clickstream_aggregator.settings import AggregatorSettings
 
 log = structlog.get_logger()
 
-ClaimPartitions = Callable[[Collection[int]], Awaitable[dict[int, Claim]]]
+ClaimPartitions = Callable[[dict[int, int]], Awaitable[dict[int, Claim]]]
 
 
 def create_consumer(settings: AggregatorSettings) -> AIOKafkaConsumer:
@@ -90,27 +90,31 @@ class Ownership(ConsumerRebalanceListener):  # type: ignore[misc]
     async def on_partitions_assigned(self, assigned: Collection[TopicPartition]) -> None:
         try:
             partitions = sorted(tp.partition for tp in assigned if tp.topic == self.topic)
-            if not partitions:
-                return
-            claims = await self._claim(partitions)
-            for partition, claim in claims.items():
-                tp = TopicPartition(self.topic, partition)
-                if claim.next_offset is None:
-                    await self._consumer.seek_to_beginning(tp)
-                else:
-                    self._consumer.seek(tp, claim.next_offset)
-                self.epochs[partition] = claim.epoch
-            log.info(
-                "partitions_assigned",
-                partitions=partitions,
-                epochs=[claims[p].epoch for p in partitions],
-                offsets=[claims[p].next_offset for p in partitions],
-            )
-            self._changed()
+            if partitions:
+                await self.claim(partitions)
+                log.info("partitions_assigned", partitions=partitions)
+                self._changed()
         except BaseException as error:
             self.failure = error
             log.error("partition_assignment_failed", error=repr(error))
             raise
+
+    async def claim(self, partitions: Collection[int]) -> None:
+        """Claim partitions in PostgreSQL and seek to their stored offsets."""
+        tps = [TopicPartition(self.topic, p) for p in sorted(partitions)]
+        starts = await self._consumer.beginning_offsets(tps)
+        claims = await self._claim({tp.partition: starts[tp] for tp in tps})
+        for tp in tps:
+            claim = claims[tp.partition]
+            assert claim.next_offset is not None  # claim_partitions never leaves it NULL
+            self._consumer.seek(tp, claim.next_offset)
+            self.epochs[tp.partition] = claim.epoch
+        log.info(
+            "partitions_claimed",
+            partitions=[tp.partition for tp in tps],
+            epochs=[claims[tp.partition].epoch for tp in tps],
+            offsets=[claims[tp.partition].next_offset for tp in tps],
+        )
 
     def _changed(self) -> None:
         if self._on_change is not None:

@@ -18,6 +18,9 @@ endless backfill starts one hour ago. See ``clickstream_producer.clock``.
 
 SIGINT/SIGTERM stop generating, flush and wait for the acknowledgements of what
 was sent, then exit 0.
+
+``METRICS_PORT`` (default 9101, 0 = off) serves ``/metrics``, ``/healthz`` and
+``/readyz`` (ready once the Kafka client has started, not after a failed delivery).
 """
 
 from __future__ import annotations
@@ -33,14 +36,18 @@ from typing import Any, Final
 
 import structlog
 from aiokafka import AIOKafkaProducer
+from aiokafka.errors import KafkaConnectionError
 
 from clickstream_producer.clock import WallPacer, default_concurrency, simulated_start
 from clickstream_producer.generator import MEAN_EVENT_GAP_S, EventGenerator
+from clickstream_producer.metrics import KAFKA, ProducerMetrics
 from clickstream_producer.progress import Progress
 from clickstream_producer.publisher import Publisher
 from clickstream_producer.settings import ProducerSettings
 from clickstream_producer.wire import check_matches_contract, encode_record
 from clickstream_runtime.entrypoint import serve
+from clickstream_runtime.health import serve_health
+from clickstream_runtime.kafka_tls import explain_kafka_tls_failure
 from clickstream_runtime.logs import configure
 from clickstream_runtime.settings import load
 
@@ -96,12 +103,20 @@ def main(argv: list[str] | None = None) -> None:
         f"producer_{name}": value for name, value in vars(args).items() if value is not None
     }
     settings = load(ProducerSettings, **overrides)
-    configure("clickstream-producer", level=settings.log_level, fmt=settings.log_format)
+    configure("producer", level=settings.log_level, fmt=settings.log_format)
     serve(run, settings)
 
 
-async def run(settings: ProducerSettings, stop: asyncio.Event) -> None:
-    """Generate and publish until ``--events`` are acknowledged or ``stop`` is set."""
+async def run(
+    settings: ProducerSettings, stop: asyncio.Event, *, metrics: ProducerMetrics | None = None
+) -> None:
+    """Generate and publish until ``--events`` are acknowledged or ``stop`` is set.
+
+    ``metrics`` lets a caller (a test) keep the registry after the run ends; by
+    default each run has its own.
+    """
+    if metrics is None:
+        metrics = ProducerMetrics.create()
     # The seed is the only thing drawn from the OS; everything after derives from it.
     seed = settings.producer_seed
     if seed is None:
@@ -138,14 +153,32 @@ async def run(settings: ProducerSettings, stop: asyncio.Event) -> None:
         concurrent_sessions=generator.concurrent_sessions,
         start=start.isoformat(),
     )
-    progress = Progress(settings.producer_progress_every)
+    progress = Progress(settings.producer_progress_every, metrics=metrics)
     async with AsyncExitStack() as stack:
+        # First in, last out: probes get answers while connecting and while draining.
+        await stack.enter_async_context(
+            serve_health(
+                settings.metrics_host, settings.metrics_port, metrics.registry, metrics.readiness
+            )
+        )
         producer = AIOKafkaProducer(**settings.producer_options())
-        await producer.start()
+        # Registered before start so that a failed start still closes the client.
         stack.push_async_callback(producer.stop)
+        try:
+            await producer.start()
+        except KafkaConnectionError:
+            # aiokafka only says "Unable to bootstrap": name the TLS file if it is the reason.
+            await explain_kafka_tls_failure(settings)
+            raise
         partitions = sorted(await producer.partitions_for(settings.kafka_topic))
+        metrics.readiness.set(KAFKA, True)
         publisher = Publisher(
-            producer, settings.kafka_topic, partitions, on_acked=progress.acked_events
+            producer,
+            settings.kafka_topic,
+            partitions,
+            on_acked=progress.acked_events,
+            on_batch=metrics.batch_sent,
+            on_failed=metrics.delivery_failed,
         )
         # Runs before producer.stop (LIFO): whatever was generated gets delivered.
         stack.push_async_callback(publisher.drain)

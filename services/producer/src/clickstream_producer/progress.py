@@ -2,7 +2,7 @@
 
 At 50 000 events/s a line per ten events would be the bottleneck and unreadable;
 the throttle keeps the log useful at any rate while low rates still see every
-N-th event.
+N-th event. The same counts feed the Prometheus metrics when given.
 """
 
 from __future__ import annotations
@@ -11,6 +11,8 @@ import time
 from collections.abc import Callable
 
 import structlog
+
+from clickstream_producer.metrics import ProducerMetrics
 
 log = structlog.get_logger()
 
@@ -22,8 +24,10 @@ class Progress:
         *,
         min_interval_s: float = 1.0,
         clock: Callable[[], float] = time.monotonic,
+        metrics: ProducerMetrics | None = None,
     ) -> None:
         self._every = every
+        self._metrics = metrics
         self._min_interval = min_interval_s
         self._clock = clock
         self._started = clock()
@@ -35,6 +39,8 @@ class Progress:
 
     def sent_events(self, count: int) -> None:
         self.sent += count
+        if self._metrics is not None:
+            self._metrics.produced.inc(count)
         if self.sent >= self._next_due:
             now = self._clock()
             if now - self._last_time >= self._min_interval or self._min_interval == 0:
@@ -44,6 +50,8 @@ class Progress:
 
     def acked_events(self, count: int) -> None:
         self.acked += count
+        if self._metrics is not None:
+            self._metrics.acknowledged.inc(count)
 
     def finish(self) -> None:
         self._emit("finished", self._clock(), overall=True)
@@ -54,4 +62,6 @@ class Progress:
         elapsed = now - since
         rate = round(count / elapsed, 1) if elapsed > 0 else 0.0
         log.info(event, events=self.sent, acked=self.acked, rate=rate)
+        if self._metrics is not None:
+            self._metrics.rate.set(rate)
         self._last_time, self._last_count = now, self.sent

@@ -40,6 +40,8 @@ class Publisher:
         partitions: list[int],
         *,
         on_acked: Callable[[int], None] = lambda _count: None,
+        on_batch: Callable[[int], None] = lambda _count: None,
+        on_failed: Callable[[int, BaseException], None] = lambda _count, _error: None,
     ) -> None:
         if not partitions:
             raise ValueError(f"topic {topic!r} has no partitions")
@@ -50,6 +52,9 @@ class Publisher:
         self._partition_of: dict[bytes, int] = {}
         self._builders: dict[int, Any] = {p: producer.create_batch() for p in self._partitions}
         self._on_acked = on_acked
+        # Observers (metrics): records per batch handed over, records lost with their error.
+        self._on_batch = on_batch
+        self._on_failed = on_failed
         self._in_flight: set[asyncio.Future[Any]] = set()
         self._failure: BaseException | None = None
 
@@ -94,7 +99,14 @@ class Publisher:
         # Closed batches skip aiokafka's linger: we decide ourselves when a batch is done.
         builder.close()
         count = builder.record_count()
-        future = await self._producer.send_batch(builder, self._topic, partition=partition)
+        try:
+            future = await self._producer.send_batch(builder, self._topic, partition=partition)
+        except Exception as error:
+            # Not a policy (the error propagates and ends the run): the lost
+            # records are only counted, like a failed delivery.
+            self._on_failed(count, error)
+            raise
+        self._on_batch(count)
         self._in_flight.add(future)
         future.add_done_callback(lambda done: self._delivered(done, partition, count))
 
@@ -108,6 +120,7 @@ class Publisher:
             return
         if self._failure is None:
             self._failure = error
+        self._on_failed(count, error)
         log.error("delivery_failed", partition=partition, records=count, error=repr(error))
 
     async def flush(self) -> None:
