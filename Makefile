@@ -50,7 +50,7 @@ soak: $(STAMP) ## the long fault-suite variant (not part of make test)
 bench: $(STAMP) ## the performance table (several minutes)
 	$(BIN)/clickstream-bench $(BENCH_ARGS)
 
-bench-quick: $(STAMP) ## a smaller benchmark for development (under a minute)
+bench-quick: $(STAMP) ## a smaller benchmark for development (about two minutes here)
 	$(BIN)/clickstream-bench --quick $(BENCH_ARGS)
 
 schema: $(STAMP) ## regenerate shared/event.schema.json from the model

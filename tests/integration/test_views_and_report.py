@@ -23,6 +23,7 @@ import pytest
 from clickstream_aggregator.migrate import migrate
 from clickstream_aggregator.report.main import Options, ReportSettings, run
 from clickstream_aggregator.report.render import to_json
+from clickstream_aggregator.repository import COUNTED_TYPES
 from clickstream_runtime.settings import load
 
 pytestmark = pytest.mark.integration
@@ -45,12 +46,14 @@ def session(
 ) -> tuple[Any, ...]:
     first = T0 + timedelta(minutes=start_min)
     urls = [SHOP + p for p in pages]
+    # bounced, converted, the durations and the counts are generated columns;
+    # the crafted flag must agree with what PostgreSQL derives.
+    assert bounced == (counts.get("page_view", 0) <= 1)
     return (
-        sid, f"user-{sid}", events, json.dumps(counts), first,
-        first + timedelta(minutes=duration), duration, len(set(urls)), json.dumps(urls),
-        Decimal(revenue), 0, "[]", "[]", 0, "[]", "Mozilla/5.0", ip_address("10.0.0.1"),
-        urls[0], urls[-1], counts.get("page_view", 0), bounced, counts.get("purchase", 0) > 0,
-        device, "DE",
+        sid, f"user-{sid}", events, first, first + timedelta(minutes=duration),
+        json.dumps(urls), Decimal(revenue), "[]", "[]", "[]", "Mozilla/5.0",
+        ip_address("10.0.0.1"), urls[0], urls[-1], device, "DE",
+        *(counts.get(t, 0) for t in COUNTED_TYPES),
     )  # fmt: skip
 
 
@@ -75,13 +78,13 @@ SESSIONS = [
 
 INSERT_SESSION = """
 INSERT INTO session_metrics (
-    session_id, user_id, total_events, event_type_counts, first_event_timestamp,
-    last_event_timestamp, session_duration_minutes, unique_pages_count, unique_pages,
-    total_revenue, products_viewed_count, products_viewed, search_queries,
-    unique_referrers_count, referrers, user_agent, ip_address,
-    entry_page, exit_page, page_view_count, bounced, converted, device_type, country
-) VALUES ($1, $2, $3, $4::jsonb, $5, $6, $7, $8, $9::jsonb, $10, $11, $12::jsonb, $13::jsonb,
-          $14, $15::jsonb, $16, $17, $18, $19, $20, $21, $22, $23, $24)
+    session_id, user_id, total_events, first_event_timestamp, last_event_timestamp,
+    unique_pages, total_revenue, products_viewed, search_queries, referrers,
+    user_agent, ip_address, entry_page, exit_page, device_type, country,
+    page_view_count, click_count, scroll_count, hover_count, add_to_cart_count,
+    search_count, login_count, purchase_count, share_count
+) VALUES ($1, $2, $3, $4, $5, $6::jsonb, $7, $8::jsonb, $9::jsonb, $10::jsonb, $11, $12,
+          $13, $14, $15, $16, $17, $18, $19, $20, $21, $22, $23, $24, $25)
 """
 
 INSERT_DEAD_LETTER = """

@@ -8,10 +8,10 @@ with the original key, value and timestamp and Kafka Connect's
   for the whole send-then-mark transaction, so a new owner (whose claim needs
   the same lock) never relays concurrently;
 * a copy lands on dead-letter partition ``source_partition % dlq_partitions``;
-* before its first relay under an epoch it reconciles: it reads the
-  dead-letter partition after the last position it knows was marked and marks
-  every copy already there (a crash between send and mark), by the source
-  partition and offset headers, so nothing is sent twice.
+* before each relay it reconciles: it reads the dead-letter partition after
+  the last position it knows was marked and marks every copy already there (a
+  crash or dropped connection between send and mark), by the source partition
+  and offset headers, so nothing is sent twice.
 """
 
 from __future__ import annotations
@@ -79,7 +79,6 @@ class DeadLetterRelay:
         self._ownership = ownership
         self._metrics = metrics
         self._wake = wake
-        self._reconciled: set[tuple[int, int]] = set()
         self._backoff = Backoff.from_settings(settings)
 
     async def run(self, stop: asyncio.Event) -> None:
@@ -113,10 +112,12 @@ class DeadLetterRelay:
             await conn.execute(f"SET LOCAL idle_in_transaction_session_timeout = '{_LOCK_TIMEOUT}'")
             if not await repo.lock_if_owner(conn, self._s.kafka_group_id, topic, partition, epoch):
                 return 0
+            if not await repo.pending_dead_letters(conn, topic, partition, 1):
+                return 0
             dlq_partition = await self._dlq_partition(partition)
-            if (partition, epoch) not in self._reconciled:
-                await self._reconcile(conn, partition, dlq_partition)
-                self._reconciled.add((partition, epoch))
+            # Every time, not once: a send whose mark was lost (a dropped
+            # connection, a crash) must be found in the topic, not sent again.
+            await self._reconcile(conn, partition, dlq_partition)
             rows = await repo.pending_dead_letters(conn, topic, partition, _BATCH)
             if not rows:
                 return 0
