@@ -38,6 +38,7 @@ from clickstream_schema import CONSUMER_GROUP, DLQ_TOPIC, EVENTS_TOPIC
 
 log = structlog.get_logger()
 _WARM_UP_S = 75
+_BACKFILL_EVENTS = 20_000
 
 DATABASE = "clickstream"
 POLL_S = 0.5
@@ -115,6 +116,21 @@ async def _drive(
             ],
             env=env,
             name="producer",
+        )  # fmt: skip
+        # Live sessions are still young when a short demo ends (purchases come late
+        # in a visit), so an hour of complete sessions is backfilled alongside.
+        services.launch(
+            "clickstream-producer",
+            [
+                "--events", str(_BACKFILL_EVENTS),
+                "--rate", "0",
+                "--seed", str(options.seed + 1),
+                "--users", "5000",
+                "--start", (warm_start - timedelta(hours=1)).isoformat(),
+            ],
+            env=env,
+            name="backfill",
+            finite=True,
         )  # fmt: skip
         started = time.monotonic()
         snap = Snapshot()

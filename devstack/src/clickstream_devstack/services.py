@@ -42,6 +42,8 @@ class Service:
     name: str
     process: subprocess.Popen[bytes]
     log_path: Path
+    #: a job meant to finish (a backfill): exiting 0 is success, not death
+    finite: bool = False
     #: Set when we asked it to stop, so its exit is not reported as a death.
     stopping: bool = False
 
@@ -72,6 +74,7 @@ class ServiceGroup:
         *,
         env: Mapping[str, str],
         name: str | None = None,
+        finite: bool = False,
     ) -> Service:
         name = name or script
         log_path = self.log_dir / f"{name}.log"
@@ -79,7 +82,7 @@ class ServiceGroup:
         process = processes.spawn(
             [str(script_path(script)), *args], log_path=log_path, env=env, cwd=self.cwd
         )
-        service = Service(name=name, process=process, log_path=log_path)
+        service = Service(name=name, process=process, log_path=log_path, finite=finite)
         self.services.append(service)
         log.info("service_started", service=name, pid=process.pid, log=str(log_path))
         return service
@@ -87,7 +90,9 @@ class ServiceGroup:
     def check_running(self) -> None:
         """Raise :class:`ServiceDiedError` if a launched service is no longer running."""
         for service in self.services:
-            if not service.stopping and not service.running:
+            if service.stopping or service.running:
+                continue
+            if not (service.finite and service.process.returncode == 0):
                 raise ServiceDiedError(service.describe_exit())
 
     def stop(self, service: Service, *, timeout: float = 30.0) -> int:
