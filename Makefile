@@ -45,7 +45,7 @@ faults: $(STAMP) ## the exactly-once fault suite
 	$(BIN)/pytest -m faults $(PYTEST_ARGS)
 
 soak: $(STAMP) ## the long fault-suite variant (not part of make test)
-	$(BIN)/pytest -m soak --run-soak $(PYTEST_ARGS)
+	$(BIN)/pytest -m soak --run-soak tests/integration/test_exactly_once.py $(PYTEST_ARGS)
 
 bench: $(STAMP) ## the performance table (several minutes)
 	$(BIN)/clickstream-bench $(BENCH_ARGS)

@@ -361,3 +361,23 @@ async def test_duplicates_across_a_full_restart(
     for name in ("r1", "r2"):
         cluster.start(name)
     await cluster.finish(fault_topic, kafka)
+
+
+@pytest.mark.soak
+async def test_soak_kills_and_scaling_for_the_whole_run(
+    cluster: Cluster, fault_topic: FaultTopic, kafka: EmbeddedKafka
+) -> None:
+    """`make soak` (with e.g. FAULT_SUITE_EVENTS=1000000): a kill or a scale step at
+    every twelfth of the run."""
+    rng = random.Random(9)
+    for name in ("r1", "r2"):
+        cluster.start(name)
+    for step in range(1, 12):
+        await cluster.wait_applied(fault_topic.total * step // 12)
+        if step % 3 == 0 and "r3" not in cluster.replicas:
+            cluster.start("r3")
+        else:
+            victim = rng.choice(sorted(cluster.replicas))
+            cluster.kill(victim)
+            cluster.start(victim)
+    await cluster.finish(fault_topic, kafka)
