@@ -39,6 +39,8 @@ log = structlog.get_logger()
 
 @dataclass(slots=True)
 class Applied:
+    #: what was committed: the fetched batch minus any partition rejected on the way
+    batch: Batch
     events: int = 0
     duplicates: int = 0
     dead_letters: dict[str, int] = field(default_factory=dict)
@@ -152,8 +154,8 @@ class Aggregator:
             elapsed = time.perf_counter() - started
         if applied is None:
             return
-        self._after_commit(batch, applied, elapsed)
-        await self._mirror_offsets(batch)
+        self._after_commit(applied.batch, applied, elapsed)
+        await self._mirror_offsets(applied.batch)
 
     async def _apply_with_retry(self, batch: Batch, stop: asyncio.Event) -> Applied | None:
         while batch.ranges:
@@ -216,7 +218,7 @@ class Aggregator:
         for letter in batch.dead_letters:
             reasons[letter.reason] = reasons.get(letter.reason, 0) + 1
         newest = max((s.last_ts for s in sessions.values()), default=None)
-        return Applied(len(events), batch.duplicates + len(duplicates), reasons, newest)
+        return Applied(batch, len(events), batch.duplicates + len(duplicates), reasons, newest)
 
     async def _reject(self, batch: Batch, check: repo.OffsetCheck) -> Batch:
         if check.fenced:
