@@ -103,19 +103,15 @@ class EmbeddedKafka:
             "memory://tansu/",
         ]
         process = processes.spawn(argv, log_path=self.log_path, cwd=self.work_dir)
+        seconds = processes.wait_serving(
+            process,
+            port,
+            lambda: answers_metadata(self.host, port),
+            what="Kafka broker (Tansu)",
+            timeout=self._start_timeout,
+            log_path=self.log_path,
+        )
         self._process = process
-        try:
-            seconds = processes.wait_until(
-                lambda: processes.listens_on(process, port) and answers_metadata(self.host, port),
-                what="Kafka broker (Tansu)",
-                timeout=self._start_timeout,
-                process=process,
-                log_path=self.log_path,
-            )
-        except BaseException:
-            processes.kill(process)
-            self._process = None
-            raise
         self._port = port
         log.info(
             "broker_started",

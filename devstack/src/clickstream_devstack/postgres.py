@@ -171,19 +171,15 @@ class EmbeddedPostgres:
             cwd=self.data_dir,
             run_as=self._run_as,
         )
+        seconds = processes.wait_serving(
+            process,
+            port,
+            lambda: self._accepts_queries(port),
+            what="PostgreSQL",
+            timeout=self._start_timeout,
+            log_path=self.log_path,
+        )
         self._process = process
-        try:
-            seconds = processes.wait_until(
-                lambda: processes.listens_on(process, port) and self._accepts_queries(port),
-                what="PostgreSQL",
-                timeout=self._start_timeout,
-                process=process,
-                log_path=self.log_path,
-            )
-        except BaseException:
-            processes.kill(process)
-            self._process = None
-            raise
         self._port = port
         log.info(
             "postgres_started",

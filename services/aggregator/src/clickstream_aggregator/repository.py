@@ -271,29 +271,27 @@ async def upsert_sessions(conn: asyncpg.Connection, sessions: Collection[Session
 
 
 async def insert_dead_letters(conn: asyncpg.Connection, letters: Sequence[DeadLetter]) -> None:
+    """Record a batch's invalid messages in the outbox, in one statement."""
     if not letters:
         return
-    await conn.executemany(
+    await conn.execute(
         """
         INSERT INTO dead_letters (source_topic, source_partition, source_offset, message_key,
             message_value, message_timestamp_ms, reason, error_class, error_message)
-        VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)
+        SELECT * FROM unnest($1::text[], $2::int[], $3::bigint[], $4::bytea[], $5::bytea[],
+                             $6::bigint[], $7::text[], $8::text[], $9::text[])
         ON CONFLICT (source_topic, source_partition, source_offset) DO NOTHING
         """,
-        [
-            (
-                d.topic,
-                d.partition,
-                d.offset,
-                d.key,
-                d.value,
-                d.timestamp_ms,
-                d.reason,
-                d.error_class,
-                d.error_message.replace("\x00", "\\0"),
-            )
-            for d in letters
-        ],
+        [d.topic for d in letters],
+        [d.partition for d in letters],
+        [d.offset for d in letters],
+        [d.key for d in letters],
+        [d.value for d in letters],
+        [d.timestamp_ms for d in letters],
+        [d.reason for d in letters],
+        [d.error_class for d in letters],
+        # PostgreSQL text cannot hold NUL; the original bytes are kept as they are.
+        [d.error_message.replace("\x00", "\\0") for d in letters],
     )
 
 
