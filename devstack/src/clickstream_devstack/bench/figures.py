@@ -147,19 +147,25 @@ def freshness(run: FreshnessRun, load_rate: int) -> list[Figure]:
     ]
 
 
-def memory(one: AggregatorRun, low: AggregatorRun, high: AggregatorRun) -> list[Figure]:
+def memory(one: AggregatorRun | None, low: AggregatorRun, high: AggregatorRun) -> list[Figure]:
+    """The memory figures; ``one`` (the 1-replica throughput run) is absent with ``--only``."""
     growth = ratio(high.peak_rss_mb, low.peak_rss_mb)
+    peak = []
+    if one is not None:
+        peak.append(
+            Figure(
+                key="aggregator_peak_rss_mb",
+                scenario="aggregator memory",
+                label="peak RSS, 1-replica run",
+                value=one.peak_rss_mb,
+                unit="MB",
+                target=Target("<", RSS_LIMIT_MB),
+                detail=f"{one.sessions:,} sessions (producer traffic)",
+                data={"rss_halves_mb": list(one.rss_halves_mb)},
+            )
+        )
     return [
-        Figure(
-            key="aggregator_peak_rss_mb",
-            scenario="aggregator memory",
-            label="peak RSS, 1-replica run",
-            value=one.peak_rss_mb,
-            unit="MB",
-            target=Target("<", RSS_LIMIT_MB),
-            detail=f"{one.sessions:,} sessions (producer traffic)",
-            data={"rss_halves_mb": list(one.rss_halves_mb)},
-        ),
+        *peak,
         _rss("aggregator_rss_low_sessions_mb", low),
         _rss("aggregator_rss_high_sessions_mb", high),
         Figure(

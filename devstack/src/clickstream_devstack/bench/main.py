@@ -30,6 +30,7 @@ from clickstream_devstack.bench.rig import Rig
 from clickstream_devstack.bench.scenarios import AggregatorRun, run_aggregators, run_producer
 from clickstream_devstack.bench.services import BenchError
 from clickstream_devstack.bench.table import render
+from clickstream_devstack.environment import KafkaTopics
 from clickstream_devstack.interrupts import Interrupts
 from clickstream_devstack.processes import ProcessExitedError
 from clickstream_devstack.services import ServiceDiedError
@@ -45,28 +46,65 @@ def _parse(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--dir", type=Path, default=Path(".bench/work"), help="work directory")
     parser.add_argument("--output", type=Path, default=Path(".bench/results.json"))
     parser.add_argument("--keep", action="store_true", help="keep the work directory and logs")
+    parser.add_argument(
+        "--only",
+        action="append",
+        choices=SCENARIOS,
+        help="run only this scenario group (repeatable; default: all)",
+    )
     parser.add_argument("--verbose", action="store_true", help="log the bench's own steps")
     return parser.parse_args(argv)
 
 
-async def _scenarios(rig: Rig, options: BenchOptions, results: Results, console: Console) -> None:
+#: Scenario groups ``--only`` can pick; all of them by default, in this order.
+SCENARIOS = ("producer", "throughput", "freshness", "memory")
+
+
+async def _scenarios(
+    rig: Rig, options: BenchOptions, results: Results, console: Console, only: set[str]
+) -> None:
     o = options
-    with console.status(f"producer: {o.producer_runs} × {o.events:,} events at --rate 0…"):
-        topics = rig.topics("events")
-        runs = [
-            await run_producer(
+    topics = rig.topics("events")
+    if "producer" in only or "throughput" in only:
+        # The first run's topic is the aggregators' input; throughput alone needs only it.
+        count = o.producer_runs if "producer" in only else 1
+        with console.status(f"producer: {count} × {o.events:,} events at --rate 0…"):
+            runs = [
+                await run_producer(
+                    rig,
+                    topics if n == 1 else rig.topics(f"producer{n}"),
+                    events=o.events,
+                    seed=o.seed + n - 1,
+                    users=o.users,
+                    name=f"producer-{n}",
+                    limit_s=o.timeout,
+                )
+                for n in range(1, count + 1)
+            ]
+        if "producer" in only:
+            results.add(figures.producer(runs))
+    one: AggregatorRun | None = None
+    if "throughput" in only:
+        one = await _throughput(rig, topics, o, results, console)
+    if "freshness" in only:
+        with console.status(f"freshness: probes at {o.freshness_rate:,} events/s…"):
+            fresh = await run_freshness(
                 rig,
-                topics if n == 1 else rig.topics(f"producer{n}"),
-                events=o.events,
-                seed=o.seed + n - 1,
-                users=o.users,
-                name=f"producer-{n}",
+                load_rate=o.freshness_rate,
+                duration=o.freshness_seconds,
+                warmup=o.freshness_warmup,
+                grace=o.probe_grace,
+                seed=o.seed,
                 limit_s=o.timeout,
             )
-            for n in range(1, o.producer_runs + 1)
-        ]
-    results.add(figures.producer(runs))
+        results.add(*figures.freshness(fresh, o.freshness_rate))
+    if "memory" in only:
+        await _memory(rig, o, results, console, one)
 
+
+async def _throughput(
+    rig: Rig, topics: KafkaTopics, o: BenchOptions, results: Results, console: Console
+) -> AggregatorRun:
     with console.status("bare consumer: read and decode the topic…"):
         bare = await read_and_parse(
             rig.client_options(), topics.events, topics.partitions, o.events, limit_s=o.timeout
@@ -85,19 +123,12 @@ async def _scenarios(rig: Rig, options: BenchOptions, results: Results, console:
                 limit_s=o.timeout,
             )
     results.add(*figures.throughput(drained[1], bare, drained[3]))
+    return drained[1]
 
-    with console.status(f"freshness: probes at {o.freshness_rate:,} events/s…"):
-        fresh = await run_freshness(
-            rig,
-            load_rate=o.freshness_rate,
-            duration=o.freshness_seconds,
-            warmup=o.freshness_warmup,
-            grace=o.probe_grace,
-            seed=o.seed,
-            limit_s=o.timeout,
-        )
-    results.add(*figures.freshness(fresh, o.freshness_rate))
 
+async def _memory(
+    rig: Rig, o: BenchOptions, results: Results, console: Console, one: AggregatorRun | None
+) -> None:
     memory: list[AggregatorRun] = []
     for sessions in o.rss_sessions:
         with console.status(f"memory: {o.rss_events:,} events over {sessions:,} sessions…"):
@@ -120,15 +151,17 @@ async def _scenarios(rig: Rig, options: BenchOptions, results: Results, console:
                     limit_s=o.timeout,
                 )
             )
-    results.add(*figures.memory(drained[1], memory[0], memory[1]))
+    results.add(*figures.memory(one, memory[0], memory[1]))
 
 
-def run(options: BenchOptions, work_dir: Path, results: Results, console: Console) -> None:
+def run(
+    options: BenchOptions, work_dir: Path, results: Results, console: Console, only: set[str]
+) -> None:
     # Leaving the ExitStack stops PostgreSQL, then the broker (services stop per scenario).
     with ExitStack() as stack:
         with console.status("starting the broker and PostgreSQL (durable)…"):
             rig = Rig(stack, work_dir)
-        uvloop.run(_scenarios(rig, options, results, console))
+        uvloop.run(_scenarios(rig, options, results, console, only))
 
 
 def _notes(results: Results) -> None:
@@ -160,7 +193,7 @@ def main(argv: list[str] | None = None) -> int:
     work_dir.mkdir(parents=True)
     results = Results(options.mode, Machine.describe(), dataclasses.asdict(options))
     try:
-        run(options, work_dir, results, console)
+        run(options, work_dir, results, console, set(args.only or SCENARIOS))
     except KeyboardInterrupt:
         console.print(f"[yellow]interrupted[/]; everything is stopped, logs are in {work_dir}")
         return interrupts.exit_code

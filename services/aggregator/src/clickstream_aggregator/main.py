@@ -5,7 +5,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
-import gc
 import ssl
 from contextlib import AsyncExitStack
 from pathlib import Path
@@ -20,9 +19,11 @@ from clickstream_aggregator.deadletter import DeadLetterRelay
 from clickstream_aggregator.metrics import AggregatorMetrics
 from clickstream_aggregator.migrate import migrate
 from clickstream_aggregator.pipeline import Aggregator
+from clickstream_aggregator.prepare import tune_gc
 from clickstream_aggregator.retry import Backoff, cause, is_transient
 from clickstream_aggregator.settings import AggregatorSettings
 from clickstream_aggregator.source import Ownership, create_consumer
+from clickstream_aggregator.workers import Preparer
 from clickstream_runtime import logs
 from clickstream_runtime.entrypoint import serve
 from clickstream_runtime.health import Readiness, serve_health
@@ -85,6 +86,25 @@ async def _start_consumer(consumer: AIOKafkaConsumer, settings: AggregatorSettin
         raise
 
 
+async def _dead_letter_clients(
+    stack: AsyncExitStack, settings: AggregatorSettings
+) -> tuple[AIOKafkaProducer, AIOKafkaConsumer]:
+    """The relay's producer and the reader it checks the dead-letter topic's tail with."""
+    producer = AIOKafkaProducer(**settings.kafka_client_options(), acks="all", linger_ms=5)
+    stack.push_async_callback(producer.stop)
+    await producer.start()
+    tail_reader = AIOKafkaConsumer(
+        **settings.kafka_client_options(),
+        group_id=None,
+        enable_auto_commit=False,
+        auto_offset_reset="earliest",
+        fetch_max_wait_ms=100,
+    )
+    stack.push_async_callback(tail_reader.stop)
+    await tail_reader.start()
+    return producer, tail_reader
+
+
 async def run(settings: AggregatorSettings, stop: asyncio.Event) -> None:
     readiness = Readiness(
         ("postgres", "kafka", "assigned"),
@@ -144,24 +164,28 @@ async def run(settings: AggregatorSettings, stop: asyncio.Event) -> None:
         await _start_consumer(consumer, settings)
         readiness.set("kafka", True)
 
-        producer = AIOKafkaProducer(**settings.kafka_client_options(), acks="all", linger_ms=5)
-        stack.push_async_callback(producer.stop)
-        await producer.start()
-        tail_reader = AIOKafkaConsumer(
-            **settings.kafka_client_options(),
-            group_id=None,
-            enable_auto_commit=False,
-            auto_offset_reset="earliest",
-            fetch_max_wait_ms=100,
-        )
-        stack.push_async_callback(tail_reader.stop)
-        await tail_reader.start()
+        producer, tail_reader = await _dead_letter_clients(stack, settings)
 
         relay = DeadLetterRelay(
             settings, pool, producer, tail_reader, ownership, metrics, dead_letters
         )
+        preparer = await stack.enter_async_context(
+            Preparer(
+                settings.kafka_topic,
+                max_bytes=settings.aggregator_max_message_bytes,
+                workers=settings.aggregator_decode_workers,
+            )
+        )
         aggregator = Aggregator(
-            settings, pool, consumer, ownership, in_flight, metrics, readiness, dead_letters
+            settings,
+            pool,
+            consumer,
+            preparer,
+            ownership,
+            in_flight,
+            metrics,
+            readiness,
+            dead_letters,
         )
         relay_task = asyncio.create_task(relay.run(stop), name="dead-letter-relay")
         try:
@@ -188,16 +212,3 @@ def main(argv: list[str] | None = None) -> None:
     logs.configure("aggregator", level=settings.log_level, fmt=settings.log_format)
     tune_gc()
     serve(run, settings)
-
-
-def tune_gc() -> None:
-    """Collect young objects less often: a batch allocates ~10 objects per event.
-
-    With the default threshold (700) the cyclic collector runs thousands of times
-    per batch and keeps re-scanning the batch's live models; events form no
-    cycles, so collecting every 50k allocations loses nothing and saves most of
-    that time. Modules and settings loaded at start are frozen out of scans.
-    """
-    gc.collect()
-    gc.freeze()
-    gc.set_threshold(50_000, 20, 20)

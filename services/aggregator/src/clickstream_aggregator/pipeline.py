@@ -1,4 +1,4 @@
-"""The batch loop: fetch → validate → aggregate → one PostgreSQL transaction.
+"""The batch loop: fetch → prepare (validate, aggregate) → one PostgreSQL transaction.
 
 Each batch commits, in one transaction: the fence check (offset rows locked,
 epochs compared), the event-id dedupe, the session upserts, the dead-letter
@@ -26,12 +26,13 @@ from aiokafka.errors import KafkaError, NoOffsetForPartitionError, OffsetOutOfRa
 from aiokafka.structs import OffsetAndMetadata
 
 from clickstream_aggregator import repository as repo
-from clickstream_aggregator.aggregate import aggregate
 from clickstream_aggregator.metrics import AggregatorMetrics
+from clickstream_aggregator.prepare import Batch
 from clickstream_aggregator.retry import Backoff, cause, is_transient
 from clickstream_aggregator.settings import AggregatorSettings
 from clickstream_aggregator.source import Ownership
-from clickstream_aggregator.validate import Batch, Record, validate
+from clickstream_aggregator.validate import RawPartition, Record
+from clickstream_aggregator.workers import Preparer
 from clickstream_runtime.health import Readiness
 
 log = structlog.get_logger()
@@ -53,6 +54,7 @@ class Aggregator:
         settings: AggregatorSettings,
         pool: asyncpg.Pool,
         consumer: AIOKafkaConsumer,
+        preparer: Preparer,
         ownership: Ownership,
         in_flight: asyncio.Lock,
         metrics: AggregatorMetrics,
@@ -62,6 +64,7 @@ class Aggregator:
         self._s = settings
         self._pool = pool
         self._consumer = consumer
+        self._preparer = preparer
         self._ownership = ownership
         self._in_flight = in_flight
         self._metrics = metrics
@@ -127,21 +130,13 @@ class Aggregator:
         return {tp.partition: msgs for tp, msgs in fetched.items() if tp.topic == topic}
 
     async def _prepare(self, records: dict[int, list[Record]]) -> Batch | None:
-        owned = {p: r for p, r in records.items() if p in self._ownership.epochs}
+        owned = {p: r for p, r in records.items() if p in self._ownership.epochs and r}
         if not owned:
             return None
-        parts = []
-        for partition in sorted(owned):
-            parts.append(
-                validate(
-                    self._s.kafka_topic,
-                    {partition: owned[partition]},
-                    max_bytes=self._s.aggregator_max_message_bytes,
-                )
-            )
-            # Let the transaction in flight send its next statement meanwhile.
-            await asyncio.sleep(0)
-        return Batch.combine(parts)
+        batch = Batch(self._s.kafka_topic, {p: RawPartition.of(p, r) for p, r in owned.items()})
+        # In a worker process: this process meanwhile drives the transaction in flight.
+        batch.prepared = await self._preparer.prepare(batch)
+        return batch
 
     async def _commit(self, batch: Batch, stop: asyncio.Event) -> None:
         async with self._in_flight:
@@ -187,8 +182,9 @@ class Aggregator:
         return None
 
     async def _apply(self, batch: Batch) -> Applied | repo.OffsetCheck:
-        events = batch.all_events()
-        sessions = aggregate(events)
+        if batch.prepared is None:  # partitions were dropped since it was prepared
+            batch.prepared = await self._preparer.prepare(batch)
+        prepared = batch.prepared
         async with self._pool.acquire() as conn, conn.transaction():
             check = await repo.lock_offsets(
                 conn,
@@ -199,26 +195,28 @@ class Aggregator:
             )
             if check:
                 return check  # nothing was written; the locks go with the transaction
-            duplicates: set[object] = set()
-            if events:
-                duplicates = set(
-                    await repo.record_event_ids(
-                        conn, [e.event_id for e in events], [e.timestamp for e in events]
-                    )
+            if prepared.event_ids:
+                applied_before = await repo.record_event_ids(
+                    conn, prepared.event_ids, prepared.event_times_ms
                 )
-                if duplicates:
-                    events = [e for e in events if e.event_id not in duplicates]
-                    sessions = aggregate(events)
-            await repo.upsert_sessions(conn, list(sessions.values()))
-            await repo.insert_dead_letters(conn, batch.dead_letters)
+                if applied_before:
+                    # Rare (a producer retry, a replayed topic): aggregate again without them.
+                    prepared = await self._preparer.prepare(batch, exclude=applied_before)
+            await repo.upsert_sessions(conn, prepared.session_rows)
+            await repo.insert_dead_letters(conn, prepared.dead_letters)
             await repo.advance_offsets(
                 conn, self._s.kafka_group_id, batch.topic, batch.ranges.values()
             )
         reasons: dict[str, int] = {}
-        for letter in batch.dead_letters:
+        for letter in prepared.dead_letters:
             reasons[letter.reason] = reasons.get(letter.reason, 0) + 1
-        newest = max((s.last_ts for s in sessions.values()), default=None)
-        return Applied(batch, len(events), batch.duplicates + len(duplicates), reasons, newest)
+        return Applied(
+            batch,
+            prepared.events,
+            prepared.duplicates + prepared.excluded,
+            reasons,
+            prepared.newest,
+        )
 
     async def _reject(self, batch: Batch, check: repo.OffsetCheck) -> Batch:
         if check.fenced:

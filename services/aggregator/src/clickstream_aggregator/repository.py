@@ -8,18 +8,16 @@ rows in ``session_id`` order, so replicas never deadlock.
 
 from __future__ import annotations
 
-from collections.abc import Collection, Iterable, Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 from uuid import UUID
 
 import asyncpg
-import orjson
 
-from clickstream_aggregator.aggregate import SessionAggregate
+from clickstream_aggregator.rows import COUNTED_TYPES
 from clickstream_aggregator.validate import DeadLetter, PartitionRange
-from clickstream_schema import EventType
 
 
 @dataclass(frozen=True, slots=True)
@@ -134,37 +132,34 @@ async def advance_offsets(
 
 
 async def record_event_ids(
-    conn: asyncpg.Connection, event_ids: Sequence[UUID], event_times: Sequence[datetime]
-) -> set[UUID]:
-    """Remember the batch's event ids; return those already applied before (duplicates)."""
+    conn: asyncpg.Connection, event_ids: Sequence[str], event_times_ms: Sequence[int]
+) -> frozenset[UUID]:
+    """Remember the batch's event ids; return those already applied before (duplicates).
+
+    The event time is kept only to prune old ids, so milliseconds suffice.
+    """
     status: str = await conn.execute(
         """
         INSERT INTO processed_events (event_id, event_time)
-        SELECT * FROM unnest($1::uuid[], $2::timestamptz[])
+        SELECT i, to_timestamp(t / 1000.0) FROM unnest($1::uuid[], $2::bigint[]) AS u(i, t)
         ON CONFLICT (event_id) DO NOTHING
         """,
-        list(event_ids),
-        list(event_times),
+        event_ids,
+        event_times_ms,
     )
     if int(status.rsplit(" ", 1)[-1]) == len(event_ids):
-        return set()  # the common case: nothing seen before, one statement
+        return frozenset()  # the common case: nothing seen before, one statement
     # Rows this transaction inserted carry its id in xmin; the others were there before.
     rows = await conn.fetch(
         """
-        SELECT event_id FROM processed_events
+        SELECT event_id::text AS event_id FROM processed_events
         WHERE event_id = ANY($1::uuid[]) AND xmin <> pg_current_xact_id()::xid
         """,
-        list(event_ids),
+        event_ids,
     )
-    return {r["event_id"] for r in rows}
+    return frozenset(UUID(r["event_id"]) for r in rows)
 
 
-def _json_array(values: Iterable[str]) -> str:
-    return orjson.dumps(sorted(values)).decode()
-
-
-#: Event types with a counter column in ``session_metrics`` (``<type>_count``).
-COUNTED_TYPES = tuple(t.value for t in EventType)
 _COUNT_COLUMNS = ", ".join(f"{t}_count" for t in COUNTED_TYPES)
 _COUNT_VALUES = ", ".join(f"b.{t}" for t in COUNTED_TYPES)
 _COUNT_ARRAYS = ", ".join(f"${17 + i}::int[]" for i in range(len(COUNTED_TYPES)))
@@ -239,35 +234,10 @@ ON CONFLICT (session_id) DO UPDATE SET
 """
 
 
-def session_columns(sessions: Iterable[SessionAggregate]) -> list[list[Any]]:
-    """Column arrays for the upsert, one list per ``unnest`` argument, in session order."""
-    ordered = sorted(sessions, key=lambda s: s.session_id)
-    dumps = orjson.dumps
-    columns: list[list[Any]] = [
-        [s.session_id for s in ordered],
-        [s.user_id for s in ordered],
-        [s.total_events for s in ordered],
-        [s.first_ts for s in ordered],
-        [s.last_ts for s in ordered],
-        [_json_array(s.pages) for s in ordered],
-        [s.revenue for s in ordered],
-        [_json_array(s.products) for s in ordered],
-        [dumps(s.search_queries).decode() for s in ordered],
-        [_json_array(s.referrers) for s in ordered],
-        [s.user_agent for s in ordered],
-        [s.ip_address for s in ordered],
-        [s.entry_page for s in ordered],
-        [s.exit_page for s in ordered],
-        [s.device_type for s in ordered],
-        [s.country for s in ordered],
-    ]
-    columns.extend([s.type_counts.get(t, 0) for s in ordered] for t in COUNTED_TYPES)
-    return columns
-
-
-async def upsert_sessions(conn: asyncpg.Connection, sessions: Collection[SessionAggregate]) -> None:
-    if sessions:
-        await conn.execute(_UPSERT_SESSIONS, *session_columns(sessions))
+async def upsert_sessions(conn: asyncpg.Connection, columns: Sequence[Sequence[Any]]) -> None:
+    """Merge a batch's session rows (``rows.session_columns``) into ``session_metrics``."""
+    if columns and columns[0]:
+        await conn.execute(_UPSERT_SESSIONS, *columns)
 
 
 async def insert_dead_letters(conn: asyncpg.Connection, letters: Sequence[DeadLetter]) -> None:

@@ -27,6 +27,9 @@ class AggregatorSettings(
 
     aggregator_batch_max_records: int = Field(20_000, ge=1)
     aggregator_batch_timeout_ms: int = Field(100, ge=0)
+    aggregator_decode_workers: int = Field(
+        1, ge=0, le=32, description="processes that decode and aggregate batches; 0: inline"
+    )
     aggregator_max_message_bytes: int = Field(MAX_MESSAGE_BYTES, ge=1024)
     aggregator_dedupe_retention_hours: float = Field(48.0, ge=24.0)
     aggregator_prune_interval_s: float = Field(60.0, gt=0)

@@ -1,14 +1,17 @@
-"""Kafka records → a validated batch: events to apply and messages to dead-letter.
+"""Kafka records → valid events and dead letters, one partition at a time.
 
 Decoding is the contract's ``decode`` (one pydantic call per message). A message
 that is not a valid event never stops the pipeline: it becomes a
 :class:`DeadLetter` carrying the original bytes and the reason.
+
+Records travel as :class:`RawPartition` (plain lists) so that a batch can be
+handed to a worker process cheaply; nothing here does I/O.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
 from typing import Protocol
 from uuid import UUID
 
@@ -50,91 +53,90 @@ class PartitionRange:
     next: int
 
 
-@dataclass(slots=True)
-class Batch:
-    topic: str
-    # Valid events per partition, in offset order (a session lives on one partition).
-    events: dict[int, list[ClickEvent]] = field(default_factory=dict)
-    dead_letters: list[DeadLetter] = field(default_factory=list)
-    ranges: dict[int, PartitionRange] = field(default_factory=dict)
-    # Same event_id seen twice inside this batch: only the first is kept.
-    duplicates: int = 0
+@dataclass(frozen=True, slots=True)
+class RawPartition:
+    """One partition's fetched records, in offset order, as parallel lists."""
 
-    @property
-    def size(self) -> int:
-        return sum(r.next - r.first for r in self.ranges.values())
-
-    def all_events(self) -> list[ClickEvent]:
-        return [event for partition in sorted(self.events) for event in self.events[partition]]
+    partition: int
+    offsets: list[int]
+    keys: list[bytes | None]
+    values: list[bytes | None]
+    timestamps: list[int]
 
     @classmethod
-    def combine(cls, parts: list[Batch]) -> Batch:
-        """One batch from batches of distinct partitions of the same topic."""
-        combined = cls(topic=parts[0].topic)
-        seen: set[UUID] = set()
-        for part in parts:
-            for partition, events in part.events.items():
-                # An event_id is unique across partitions too (the dedupe table is
-                # global), so a copy on another partition is a duplicate as well.
-                kept = [e for e in events if e.event_id not in seen]
-                seen.update(e.event_id for e in kept)
-                combined.duplicates += len(events) - len(kept)
-                combined.events[partition] = kept
-            combined.dead_letters.extend(part.dead_letters)
-            combined.ranges.update(part.ranges)
-            combined.duplicates += part.duplicates
-        return combined
-
-    def without_partitions(self, partitions: set[int]) -> Batch:
-        """The batch minus the given partitions (used after they were fenced)."""
-        return Batch(
-            topic=self.topic,
-            events={p: e for p, e in self.events.items() if p not in partitions},
-            dead_letters=[d for d in self.dead_letters if d.partition not in partitions],
-            ranges={p: r for p, r in self.ranges.items() if p not in partitions},
-            duplicates=self.duplicates,
+    def of(cls, partition: int, records: Sequence[Record]) -> RawPartition:
+        return cls(
+            partition,
+            [r.offset for r in records],
+            [r.key for r in records],
+            [r.value for r in records],
+            [r.timestamp for r in records],
         )
+
+    @property
+    def span(self) -> PartitionRange:
+        return PartitionRange(self.partition, self.offsets[0], self.offsets[-1] + 1)
 
 
 ERROR_CLASS = f"{InvalidEvent.__module__}.{InvalidEvent.__qualname__}"
 
 
-def validate(
-    topic: str,
-    records: Mapping[int, Sequence[Record]],
-    *,
-    max_bytes: int,
-) -> Batch:
-    """Decode every record, partition by partition in offset order."""
-    batch = Batch(topic=topic)
-    seen: set[UUID] = set()
-    for partition in sorted(records):
-        chunk = records[partition]
-        if not chunk:
-            continue
-        batch.ranges[partition] = PartitionRange(partition, chunk[0].offset, chunk[-1].offset + 1)
-        events = batch.events.setdefault(partition, [])
-        for record in chunk:
-            try:
-                event = decode(record.value, max_bytes=max_bytes)
-            except InvalidEvent as error:
-                batch.dead_letters.append(
-                    DeadLetter(
-                        topic=topic,
-                        partition=partition,
-                        offset=record.offset,
-                        key=record.key,
-                        value=record.value,
-                        timestamp_ms=record.timestamp,
-                        reason=error.reason,
-                        error_class=ERROR_CLASS,
-                        error_message=str(error),
-                    )
-                )
-                continue
-            if event.event_id in seen:
-                batch.duplicates += 1
-                continue
-            seen.add(event.event_id)
-            events.append(event)
-    return batch
+class Decoding:
+    """Decodes a batch's messages lazily; dead letters and duplicates are counted on the way.
+
+    :meth:`events` yields the valid events (partitions in the given order, each in
+    offset order) without holding them all, so a large batch costs no more
+    memory than its aggregates. An event_id is unique across partitions too (the
+    dedupe table is global): a copy on another partition is a duplicate as well.
+    """
+
+    def __init__(
+        self,
+        topic: str,
+        partitions: Sequence[RawPartition],
+        *,
+        max_bytes: int,
+        exclude: frozenset[UUID] = frozenset(),
+    ) -> None:
+        self._topic = topic
+        self._partitions = partitions
+        self._max_bytes = max_bytes
+        #: Ids an earlier batch applied: their events are skipped (and counted).
+        self._exclude = exclude
+        self.dead_letters: list[DeadLetter] = []
+        #: Same event_id twice in the batch (the first is kept).
+        self.duplicates = 0
+        self.excluded = 0
+
+    def events(self) -> Iterator[ClickEvent]:
+        seen: set[UUID] = set()
+        exclude, max_bytes = self._exclude, self._max_bytes
+        for raw in self._partitions:
+            for index, value in enumerate(raw.values):
+                try:
+                    event = decode(value, max_bytes=max_bytes)
+                except InvalidEvent as error:
+                    self.dead_letters.append(_dead_letter(self._topic, raw, index, error))
+                    continue
+                event_id = event.event_id
+                if event_id in seen:
+                    self.duplicates += 1
+                elif event_id in exclude:
+                    self.excluded += 1
+                else:
+                    seen.add(event_id)
+                    yield event
+
+
+def _dead_letter(topic: str, raw: RawPartition, index: int, error: InvalidEvent) -> DeadLetter:
+    return DeadLetter(
+        topic=topic,
+        partition=raw.partition,
+        offset=raw.offsets[index],
+        key=raw.keys[index],
+        value=raw.values[index],
+        timestamp_ms=raw.timestamps[index],
+        reason=error.reason,
+        error_class=ERROR_CLASS,
+        error_message=str(error),
+    )
