@@ -25,7 +25,7 @@ class AggregatorSettings(
 ):
     metrics_port: int = Field(9102, ge=0, le=65535, description="0 turns the HTTP server off")
 
-    aggregator_batch_max_records: int = Field(20_000, ge=1)
+    aggregator_batch_max_records: int = Field(10_000, ge=1)
     aggregator_batch_timeout_ms: int = Field(100, ge=0)
     aggregator_decode_workers: int = Field(
         1, ge=0, le=32, description="processes that decode and aggregate batches; 0: inline"

@@ -28,7 +28,8 @@ from uuid import UUID
 
 import structlog
 
-from clickstream_aggregator.prepare import Batch, Prepared, prepare, tune_gc
+from clickstream_aggregator.prepare import Batch, Prepared, combine, prepare, tune_gc
+from clickstream_aggregator.validate import RawPartition
 
 log = structlog.get_logger()
 
@@ -90,8 +91,22 @@ class Preparer:
             await asyncio.to_thread(pool.shutdown, wait=True, cancel_futures=True)
 
     async def prepare(self, batch: Batch, exclude: frozenset[UUID] = frozenset()) -> Prepared:
-        """Prepare ``batch`` without the events whose ids are in ``exclude``."""
-        args = (self._topic, batch.partitions(), self._max_bytes, exclude)
+        """Prepare ``batch`` without the events whose ids are in ``exclude``.
+
+        With several workers each partition is prepared on its own, in parallel,
+        and the results combined; a batch whose partitions share sessions or
+        event ids is prepared as a whole instead.
+        """
+        partitions = batch.partitions()
+        if self._workers > 1 and len(partitions) > 1:
+            parts = await asyncio.gather(*(self._run([p], exclude) for p in partitions))
+            combined = combine(parts)
+            if combined is not None:
+                return combined
+        return await self._run(partitions, exclude)
+
+    async def _run(self, partitions: list[RawPartition], exclude: frozenset[UUID]) -> Prepared:
+        args = (self._topic, partitions, self._max_bytes, exclude)
         if self._pool is None:
             return prepare(*args)
         return await asyncio.get_running_loop().run_in_executor(self._pool, prepare, *args)

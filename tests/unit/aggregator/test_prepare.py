@@ -1,0 +1,168 @@
+"""Preparing a batch: decode, dead-letter, dedupe and aggregate, inline or in a worker."""
+
+from __future__ import annotations
+
+import random
+from collections import Counter
+from decimal import Decimal
+
+import pytest
+
+from clickstream_aggregator.aggregate import aggregate, merge
+from clickstream_aggregator.prepare import Batch, combine, prepare
+from clickstream_aggregator.rows import COUNTED_TYPES, session_columns
+from clickstream_aggregator.validate import RawPartition
+from clickstream_aggregator.workers import Preparer
+from clickstream_schema import ClickEvent, encode
+from support.feed import generate
+
+TOPIC = "clicks"
+MAX_BYTES = 8192
+POISON = [None, b"not json", b"[1]", b'{"event_id": "x"}', b"\xc3\x28"]
+
+
+def _partition(partition: int, first_offset: int, values: list[bytes | None]) -> RawPartition:
+    return RawPartition(
+        partition,
+        list(range(first_offset, first_offset + len(values))),
+        [b"key-%d" % i for i in range(len(values))],
+        values,
+        [1_700_000_000_000 + i for i in range(len(values))],
+    )
+
+
+def _values(events: list[ClickEvent]) -> list[bytes | None]:
+    return [encode(e)[1] for e in events]
+
+
+def _rows_by_session(columns: list[list[object]]) -> dict[str, tuple[object, ...]]:
+    return {row[0]: row for row in zip(*columns, strict=True)}  # type: ignore[misc]
+
+
+def test_aggregating_in_two_parts_and_merging_equals_aggregating_at_once() -> None:
+    events = generate(3000, seed=11, sessions=300)
+    cut = random.Random(3).randrange(1, len(events))
+    first, second = aggregate(events[:cut]), aggregate(events[cut:])
+    whole = aggregate(events)
+    merged = dict(first)
+    for session_id, later in second.items():
+        earlier = merged.get(session_id)
+        merged[session_id] = later if earlier is None else merge(earlier, later)
+    # Sessions spanning the cut exist, so merge() is really exercised.
+    assert set(first) & set(second)
+    assert session_columns(merged.values()) == session_columns(whole.values())
+
+
+def test_prepare_counts_every_message_once_and_dead_letters_the_bad_ones() -> None:
+    events = generate(400, seed=5)
+    values = _values(events)
+    left = values[:200] + POISON
+    # The first event again, on the other partition: a duplicate within the batch.
+    right = [values[0], *values[200:]]
+    batch = Batch(TOPIC, {3: _partition(3, 1000, right), 1: _partition(1, 50, left)})
+
+    prepared = prepare(TOPIC, batch.partitions(), MAX_BYTES)
+
+    assert prepared.events == len(events)
+    assert prepared.duplicates == 1
+    assert prepared.excluded == 0
+    # Partition order, then offset order: the order the batch is applied in.
+    assert prepared.event_ids == [e.event_id.hex for e in events]
+    assert prepared.event_times_ms == [int(e.timestamp.timestamp() * 1000) for e in events]
+    letters = prepared.dead_letters
+    assert [(d.partition, d.offset, d.value) for d in letters] == [
+        (1, 50 + 200 + i, value) for i, value in enumerate(POISON)
+    ]
+    assert {d.reason for d in letters} == {"empty", "not_json", "not_object", "schema", "not_utf8"}
+    assert letters[0].key == b"key-200"
+    rows = _rows_by_session(prepared.session_rows)
+    assert list(rows) == sorted({e.session_id for e in events})
+    assert sum(row[2] for row in rows.values()) == len(events)  # type: ignore[misc]
+    revenue = sum((e.price or Decimal(0)) for e in events if e.event_type == "purchase")
+    assert sum(row[6] for row in rows.values()) == revenue  # type: ignore[misc]
+    assert batch.ranges[1].first == 50 and batch.ranges[1].next == 50 + len(left)
+    assert batch.size == len(left) + len(right)
+
+
+def test_prepare_without_ids_an_earlier_batch_applied() -> None:
+    events = generate(300, seed=9)
+    batch = Batch(TOPIC, {0: _partition(0, 0, _values(events))})
+    applied_before = {events[10].event_id, events[250].event_id}
+
+    full = prepare(TOPIC, batch.partitions(), MAX_BYTES)
+    reduced = prepare(TOPIC, batch.partitions(), MAX_BYTES, frozenset(applied_before))
+
+    assert reduced.events == full.events - 2
+    assert reduced.excluded == 2
+    assert not {i.hex for i in applied_before} & set(reduced.event_ids)
+    kept = [e for e in events if e.event_id not in applied_before]
+    assert reduced.session_rows == session_columns(aggregate(kept).values())
+
+
+def test_type_counters_follow_the_event_types() -> None:
+    events = generate(500, seed=21)
+    prepared = prepare(TOPIC, [_partition(0, 0, _values(events))], MAX_BYTES)
+    counters = prepared.session_rows[16:]
+    totals = {kind: sum(column) for kind, column in zip(COUNTED_TYPES, counters, strict=True)}
+    expected = Counter(e.event_type.value for e in events)
+    assert totals == {kind: expected.get(kind, 0) for kind in COUNTED_TYPES}
+
+
+def test_a_batch_without_some_partitions_must_be_prepared_again() -> None:
+    events = generate(100, seed=2)
+    values = _values(events)
+    batch = Batch(TOPIC, {0: _partition(0, 0, values[:50]), 1: _partition(1, 7, values[50:])})
+    batch.prepared = prepare(TOPIC, batch.partitions(), MAX_BYTES)
+
+    rest = batch.without_partitions({0})
+
+    assert rest.prepared is None
+    assert list(rest.ranges) == [1]
+    assert rest.ranges[1].first == 7
+    assert prepare(TOPIC, rest.partitions(), MAX_BYTES).events == 50
+
+
+@pytest.mark.parametrize("workers", [0, 1])
+async def test_a_worker_process_prepares_the_same_result_as_inline(workers: int) -> None:
+    events = generate(600, seed=4)
+    batch = Batch(TOPIC, {2: _partition(2, 0, _values(events) + POISON)})
+    expected = prepare(TOPIC, batch.partitions(), MAX_BYTES, frozenset({events[5].event_id}))
+
+    async with Preparer(TOPIC, max_bytes=MAX_BYTES, workers=workers) as preparer:
+        got = await preparer.prepare(batch, frozenset({events[5].event_id}))
+
+    assert got == expected
+
+
+def test_results_of_disjoint_partitions_combine_into_the_whole_batch_result() -> None:
+    events = generate(900, seed=8)
+    by_partition: dict[int, list[ClickEvent]] = {0: [], 1: [], 2: []}
+    for event in events:  # a session's events on one partition, as keyed by session_id
+        by_partition[hash(event.session_id) % 3].append(event)
+    batch = Batch(TOPIC, {p: _partition(p, 0, _values(e)) for p, e in by_partition.items()})
+    whole = prepare(TOPIC, batch.partitions(), MAX_BYTES)
+
+    parts = [prepare(TOPIC, [raw], MAX_BYTES) for raw in batch.partitions()]
+
+    assert combine(parts) == whole
+
+
+def test_partitions_sharing_a_session_or_an_event_do_not_combine() -> None:
+    events = generate(200, seed=12)
+    values = _values(events)
+    same_session = [_partition(0, 0, values[:100]), _partition(1, 0, values[100:])]
+    copied_event = [_partition(0, 0, values[:1]), _partition(1, 0, values[:1])]
+    assert {e.session_id for e in events[:100]} & {e.session_id for e in events[100:]}
+    for partitions in (same_session, copied_event):
+        assert combine([prepare(TOPIC, [raw], MAX_BYTES) for raw in partitions]) is None
+
+
+async def test_several_workers_fall_back_to_the_whole_batch_when_partitions_overlap() -> None:
+    events = generate(400, seed=13)
+    values = _values(events)
+    batch = Batch(TOPIC, {0: _partition(0, 0, values[:200]), 1: _partition(1, 0, values[200:])})
+
+    async with Preparer(TOPIC, max_bytes=MAX_BYTES, workers=2) as preparer:
+        got = await preparer.prepare(batch)
+
+    assert got == prepare(TOPIC, batch.partitions(), MAX_BYTES)

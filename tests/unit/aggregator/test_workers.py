@@ -1,0 +1,53 @@
+"""Decode workers never outlive the service, whatever way it ends."""
+
+from __future__ import annotations
+
+import signal
+import subprocess
+import sys
+import time
+
+import psutil
+
+# A stand-in service: starts the pool, reports its children, then waits forever.
+_SERVICE = """
+import asyncio, psutil
+from clickstream_aggregator.workers import Preparer
+
+async def main():
+    async with Preparer("t", max_bytes=1024, workers=2):
+        print("children", *(c.pid for c in psutil.Process().children()), flush=True)
+        await asyncio.Event().wait()
+
+asyncio.run(main())
+"""
+
+
+def _gone(pid: int) -> bool:
+    try:
+        return psutil.Process(pid).status() == psutil.STATUS_ZOMBIE
+    except psutil.NoSuchProcess:
+        return True
+
+
+def test_workers_exit_when_the_service_is_killed() -> None:
+    service = subprocess.Popen([sys.executable, "-c", _SERVICE], stdout=subprocess.PIPE)
+    try:
+        assert service.stdout is not None
+        line = b""
+        while not line.startswith(b"children"):  # after the service's own log lines
+            line = service.stdout.readline()
+            assert line, "the service ended before starting its workers"
+        children = [int(pid) for pid in line.split()[1:]]
+        # Two workers (plus multiprocessing's resource tracker).
+        assert len(children) >= 2
+        assert not any(_gone(pid) for pid in children)
+        service.send_signal(signal.SIGKILL)
+        service.wait(timeout=10)
+        deadline = time.monotonic() + 15
+        while not all(_gone(pid) for pid in children) and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert [pid for pid in children if not _gone(pid)] == []
+    finally:
+        service.kill()
+        service.wait(timeout=10)
