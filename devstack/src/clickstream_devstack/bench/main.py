@@ -113,15 +113,17 @@ async def _throughput(
     for replicas in (1, 3):
         with console.status(f"aggregator × {replicas}: drain {o.events:,} events…"):
             label = f"agg{replicas}"
+            database = rig.database(label)
             drained[replicas] = await run_aggregators(
                 rig,
                 rig.new_group(topics, label),
-                rig.database(label),
+                database,
                 replicas=replicas,
                 total=o.events,
                 name=f"aggregator-x{replicas}",
                 limit_s=o.timeout,
             )
+            rig.settle(database)
     results.add(*figures.throughput(drained[1], bare, drained[3]))
     return drained[1]
 
@@ -140,17 +142,19 @@ async def _memory(
                 events=o.rss_events,
                 sessions=sessions,
             )
+            database = rig.database(f"rss{sessions}")
             memory.append(
                 await run_aggregators(
                     rig,
                     rss_topics,
-                    rig.database(f"rss{sessions}"),
+                    database,
                     replicas=1,
                     total=o.rss_events,
                     name=f"aggregator-rss{sessions}",
                     limit_s=o.timeout,
                 )
             )
+            rig.settle(database)
     results.add(*figures.memory(one, memory[0], memory[1]))
 
 
