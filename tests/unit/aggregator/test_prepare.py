@@ -80,7 +80,8 @@ def test_prepare_counts_every_message_once_and_dead_letters_the_bad_ones() -> No
     assert sum(row[2] for row in rows.values()) == len(events)  # type: ignore[misc]
     revenue = sum((e.price or Decimal(0)) for e in events if e.event_type == "purchase")
     assert sum(row[6] for row in rows.values()) == revenue  # type: ignore[misc]
-    assert batch.ranges[1].first == 50 and batch.ranges[1].next == 50 + len(left)
+    assert batch.ranges[1].first == 50
+    assert batch.ranges[1].next == 50 + len(left)
     assert batch.size == len(left) + len(right)
 
 

@@ -3,23 +3,14 @@
 Decoding and aggregating a batch is CPU work (pydantic validation is most of
 it). In the service's process it would compete for the one thread that also
 fetches from Kafka and drives the transaction in flight; in a worker process it
-runs beside them. ``AGGREGATOR_DECODE_WORKERS`` sets how many (0: inline).
-
-Workers are spawned (not forked from a process running an event loop), ignore
-SIGINT and SIGTERM (the service decides when to stop, after finishing its
-batch) and exit by themselves when the service's process is gone (say, after
-SIGKILL), so none outlives it. A worker that dies makes the pool unusable: the
-batch fails with ``BrokenProcessPool`` and the service stops, which loses
-nothing (the batch was not committed).
+runs beside them. ``AGGREGATOR_DECODE_WORKERS`` sets how many (0: inline). A
+worker that dies fails the batch and stops the service, which loses nothing:
+the batch was not committed (see ``clickstream_runtime.workers``).
 """
 
 from __future__ import annotations
 
 import asyncio
-import multiprocessing
-import os
-import signal
-import threading
 import time
 from concurrent.futures import ProcessPoolExecutor
 from types import TracebackType
@@ -30,25 +21,9 @@ import structlog
 
 from clickstream_aggregator.prepare import Batch, Prepared, combine, prepare, tune_gc
 from clickstream_aggregator.validate import RawPartition
+from clickstream_runtime.workers import process_pool, shut_down
 
 log = structlog.get_logger()
-
-#: How often a worker checks that the service's process is still its parent.
-_PARENT_CHECK_S = 1.0
-
-
-def _watch_parent(parent: int) -> None:
-    while True:
-        time.sleep(_PARENT_CHECK_S)
-        if os.getppid() != parent:
-            os._exit(0)
-
-
-def _init_worker(parent: int) -> None:
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
-    signal.signal(signal.SIGTERM, signal.SIG_IGN)
-    threading.Thread(target=_watch_parent, args=(parent,), name="parent-watch", daemon=True).start()
-    tune_gc()
 
 
 class Preparer:
@@ -62,12 +37,7 @@ class Preparer:
 
     async def __aenter__(self) -> Self:
         if self._workers > 0:
-            self._pool = ProcessPoolExecutor(
-                max_workers=self._workers,
-                mp_context=multiprocessing.get_context("spawn"),
-                initializer=_init_worker,
-                initargs=(os.getpid(),),
-            )
+            self._pool = process_pool(self._workers, tune_gc)
             # Start the workers now (imports take a second), not on the first batch.
             started = time.monotonic()
             empty = Batch(self._topic, {})
@@ -87,8 +57,7 @@ class Preparer:
     ) -> None:
         if self._pool is not None:
             pool, self._pool = self._pool, None
-            # Nothing queued matters once the service stops: its batch is not committed.
-            await asyncio.to_thread(pool.shutdown, wait=True, cancel_futures=True)
+            await shut_down(pool)
 
     async def prepare(self, batch: Batch, exclude: frozenset[UUID] = frozenset()) -> Prepared:
         """Prepare ``batch`` without the events whose ids are in ``exclude``.

@@ -16,6 +16,7 @@ idle pool and a new session (of a random idle user) starts a few seconds later.
 from __future__ import annotations
 
 import heapq
+import math
 import random
 from collections.abc import Iterator
 from datetime import datetime
@@ -92,10 +93,17 @@ class EventGenerator:
 
     def next_records(self, count: int) -> list[EventRecord]:
         """The next ``count`` events as records: the allocation-light form the publisher sends."""
+        return self._take(count, math.inf)
+
+    def records_before(self, end_ms: int) -> list[EventRecord]:
+        """Every further event whose time is before ``end_ms`` (epoch ms), in time order."""
+        return self._take(math.inf, end_ms)
+
+    def _take(self, count: float, end_ms: float) -> list[EventRecord]:
         heap, rng = self._heap, self._rng
         records: list[EventRecord] = []
         append = records.append
-        for _ in range(count):
+        while len(records) < count and heap[0][0] < end_ms:
             at_ms, _seq, session, step = heap[0]
             append(_new_record(EventRecord, (at_ms, rng.getrandbits(74), session.visit, step)))
             following = session.next_step()

@@ -32,13 +32,14 @@ import random
 import time
 from contextlib import AsyncExitStack, suppress
 from datetime import UTC, datetime
-from typing import Any, Final
+from typing import Any
 
 import structlog
 from aiokafka import AIOKafkaProducer
 from aiokafka.errors import KafkaConnectionError
 
 from clickstream_producer.clock import WallPacer, default_concurrency, simulated_start
+from clickstream_producer.generation import Chunks, GeneratorSpec
 from clickstream_producer.generator import MEAN_EVENT_GAP_S, EventGenerator
 from clickstream_producer.metrics import KAFKA, ProducerMetrics
 from clickstream_producer.progress import Progress
@@ -52,9 +53,6 @@ from clickstream_runtime.logs import configure
 from clickstream_runtime.settings import load
 
 log = structlog.get_logger()
-
-#: Events generated per step of a backfill between two yields to the event loop.
-_CHUNK: Final = 2000
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -133,14 +131,14 @@ async def run(
         mean_gap_s=MEAN_EVENT_GAP_S,
         start=settings.producer_start,
     )
-    generator = EventGenerator(
-        seed=seed, users=settings.producer_users, concurrent_sessions=concurrency, start=start
-    )
-    if rate > 0 and generator.concurrent_sessions / MEAN_EVENT_GAP_S < rate * 0.9:
+    spec = GeneratorSpec(seed, settings.producer_users, concurrency, start)
+    # A user is in at most one session at a time, so users cap the concurrency.
+    sessions = min(concurrency, settings.producer_users)
+    if rate > 0 and sessions / MEAN_EVENT_GAP_S < rate * 0.9:
         log.warning(
             "rate_above_session_capacity",
             rate=rate,
-            expected_rate=round(generator.concurrent_sessions / MEAN_EVENT_GAP_S, 1),
+            expected_rate=round(sessions / MEAN_EVENT_GAP_S, 1),
             hint="raise --users / --concurrent-sessions",
         )
     log.info(
@@ -150,7 +148,7 @@ async def run(
         rate=rate,
         events=settings.producer_events,
         users=settings.producer_users,
-        concurrent_sessions=generator.concurrent_sessions,
+        concurrent_sessions=sessions,
         start=start.isoformat(),
     )
     progress = Progress(settings.producer_progress_every, metrics=metrics)
@@ -185,33 +183,25 @@ async def run(
         limit = settings.producer_events or math.inf
         if rate > 0:
             await _live(
-                generator, publisher, progress, stop, limit, rate, settings.producer_linger_ms
+                spec.build(), publisher, progress, stop, limit, rate, settings.producer_linger_ms
             )
         else:
-            await _backfill(generator, publisher, progress, stop, limit)
+            workers = settings.producer_generator_workers
+            async with Chunks(spec, limit, workers=workers) as chunks:
+                await _backfill(chunks, publisher, progress, stop)
     progress.finish()
 
 
 async def _backfill(
-    generator: EventGenerator,
-    publisher: Publisher,
-    progress: Progress,
-    stop: asyncio.Event,
-    limit: float,
+    chunks: Chunks, publisher: Publisher, progress: Progress, stop: asyncio.Event
 ) -> None:
-    first = True
-    while not stop.is_set() and progress.sent < limit:
-        records = generator.next_records(int(min(_CHUNK, limit - progress.sent)))
-        if first:
-            check_matches_contract(records[:200])
-            first = False
-        offer = publisher.offer
-        for record in records:
-            key, value = encode_record(record)
+    offer = publisher.offer
+    while not stop.is_set() and (chunk := await chunks.next()) is not None:
+        for key, value, time_ms in zip(chunk.keys, chunk.values, chunk.times_ms, strict=True):
             # offer() is synchronous; only a full batch needs an await.
-            while (full := offer(key, value, record.time_ms)) is not None:
+            while (full := offer(key, value, time_ms)) is not None:
                 await publisher.submit(full)
-        progress.sent_events(len(records))
+        progress.sent_events(len(chunk))
         # A chunk without a full batch never yields: let the sender and signals run.
         await asyncio.sleep(0)
 

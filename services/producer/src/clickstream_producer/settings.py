@@ -29,6 +29,12 @@ class ProducerSettings(KafkaSettings, ObservabilitySettings):
     producer_start: AwareDatetime | None = Field(
         None, description="simulated clock start of a backfill; default ends it near now"
     )
+    producer_generator_workers: int = Field(
+        2,
+        ge=0,
+        le=16,
+        description="backfill (--rate 0) generator processes; 0: inline, 1: same events as 0",
+    )
     producer_linger_ms: int = Field(50, ge=0, le=60_000)
     producer_batch_bytes: int = Field(512 * 1024, ge=16 * 1024, le=8 * 1024 * 1024)
 
