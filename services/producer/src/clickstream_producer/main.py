@@ -16,6 +16,9 @@ when the wall clock reaches their timestamps. With ``--rate 0`` it starts at
 (``events × 9 s / concurrent sessions``) so the backfill ends near now; an
 endless backfill starts one hour ago. See ``clickstream_producer.clock``.
 
+A backfill generates in ``PRODUCER_GENERATOR_WORKERS`` worker processes (default
+2; see ``clickstream_producer.generation``).
+
 SIGINT/SIGTERM stop generating, flush and wait for the acknowledgements of what
 was sent, then exit 0.
 
