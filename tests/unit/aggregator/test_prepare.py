@@ -129,7 +129,7 @@ async def test_a_worker_process_prepares_the_same_result_as_inline(workers: int)
     batch = Batch(TOPIC, {2: _partition(2, 0, _values(events) + POISON)})
     expected = prepare(TOPIC, batch.partitions(), MAX_BYTES, frozenset({events[5].event_id}))
 
-    async with Preparer(TOPIC, max_bytes=MAX_BYTES, workers=workers) as preparer:
+    async with Preparer(TOPIC, max_bytes=MAX_BYTES, workers=workers, inline_below=0) as preparer:
         got = await preparer.prepare(batch, frozenset({events[5].event_id}))
 
     assert got == expected
@@ -163,7 +163,7 @@ async def test_several_workers_fall_back_to_the_whole_batch_when_partitions_over
     values = _values(events)
     batch = Batch(TOPIC, {0: _partition(0, 0, values[:200]), 1: _partition(1, 0, values[200:])})
 
-    async with Preparer(TOPIC, max_bytes=MAX_BYTES, workers=2) as preparer:
+    async with Preparer(TOPIC, max_bytes=MAX_BYTES, workers=2, inline_below=0) as preparer:
         got = await preparer.prepare(batch)
 
     assert got == prepare(TOPIC, batch.partitions(), MAX_BYTES)

@@ -15,7 +15,7 @@ import asyncio, psutil
 from clickstream_aggregator.workers import Preparer
 
 async def main():
-    async with Preparer("t", max_bytes=1024, workers=2):
+    async with Preparer("t", max_bytes=1024, workers=1):
         print("children", *(c.pid for c in psutil.Process().children()), flush=True)
         await asyncio.Event().wait()
 
@@ -39,8 +39,8 @@ def test_workers_exit_when_the_service_is_killed() -> None:
             line = service.stdout.readline()
             assert line, "the service ended before starting its workers"
         children = [int(pid) for pid in line.split()[1:]]
-        # Two workers (plus multiprocessing's resource tracker).
-        assert len(children) >= 2
+        # The worker (and multiprocessing's resource tracker, when it runs one).
+        assert children
         assert not any(_gone(pid) for pid in children)
         service.send_signal(signal.SIGKILL)
         service.wait(timeout=10)

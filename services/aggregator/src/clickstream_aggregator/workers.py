@@ -14,7 +14,7 @@ import asyncio
 import time
 from concurrent.futures import ProcessPoolExecutor
 from types import TracebackType
-from typing import Self
+from typing import Final, Self
 from uuid import UUID
 
 import structlog
@@ -25,12 +25,18 @@ from clickstream_runtime.workers import process_pool, shut_down
 
 log = structlog.get_logger()
 
+#: Batches with fewer records are prepared inline (a few milliseconds of work).
+INLINE_BELOW: Final = 2000
+
 
 class Preparer:
     """Prepares batches of one topic, in worker processes when ``workers`` > 0."""
 
-    def __init__(self, topic: str, *, max_bytes: int, workers: int) -> None:
+    def __init__(
+        self, topic: str, *, max_bytes: int, workers: int, inline_below: int = INLINE_BELOW
+    ) -> None:
         self._topic = topic
+        self._inline_below = inline_below
         self._max_bytes = max_bytes
         self._workers = workers
         self._pool: ProcessPoolExecutor | None = None
@@ -67,6 +73,10 @@ class Preparer:
         event ids is prepared as a whole instead.
         """
         partitions = batch.partitions()
+        if batch.size < self._inline_below:
+            # A small batch means the consumer is caught up and latency is what
+            # counts: the hand-over to a worker would take longer than the work.
+            return prepare(self._topic, partitions, self._max_bytes, exclude)
         if self._workers > 1 and len(partitions) > 1:
             parts = await asyncio.gather(*(self._run([p], exclude) for p in partitions))
             combined = combine(parts)
