@@ -103,8 +103,12 @@ class Results:
     figures: list[Figure] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
 
-    def add(self, *figures: Figure) -> None:
-        self.figures.extend(figures)
+    def add(self, *figures: Figure, first: bool = False) -> None:
+        """Append figures to the table (``first``: put them at its top)."""
+        if first:
+            self.figures[:0] = figures
+        else:
+            self.figures.extend(figures)
 
     def get(self, key: str) -> Figure | None:
         return next((f for f in self.figures if f.key == key), None)

@@ -35,6 +35,8 @@ class Rig:
 
     def __init__(self, stack: ExitStack, work_dir: Path) -> None:
         self.work_dir = work_dir
+        self._stack = stack
+        self._brokers = 1
         self.kafka = stack.enter_context(EmbeddedKafka(work_dir / "kafka"))
         # durable=True: fsync and synchronous commit on, as on a real server; the
         # aggregator commits once per batch, so this is part of its cost.
@@ -55,6 +57,20 @@ class Rig:
         name = f"bench_{label}_{uuid.uuid4().hex[:8]}"
         self.postgres.create_database(name)
         return Database.on(self.postgres, name)
+
+    def fresh_broker(self) -> None:
+        """Replace the broker with an empty one.
+
+        Tansu (the embedded broker) keeps its log in memory, and with a few
+        million retained events its produce and fetch latencies grow; a real
+        broker's log on disk would not. Scenarios after the throughput runs get a
+        broker of their own, so no figure pays for the data of another.
+        """
+        self.kafka.stop()
+        self._brokers += 1
+        self.kafka = self._stack.enter_context(
+            EmbeddedKafka(self.work_dir / f"kafka-{self._brokers}")
+        )
 
     def settle(self, *finished: Database) -> None:
         """Drop the databases of finished scenarios and checkpoint.

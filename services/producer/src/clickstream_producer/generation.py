@@ -176,6 +176,8 @@ class Chunks:
     async def __aenter__(self) -> Self:
         self._sources = [_Source(s, in_worker=self._in_worker) for s in self._specs]
         self._ahead = self._request(check=True)
+        # Ready once every generator is built and has its first window.
+        await asyncio.wait(self._ahead)
         return self
 
     async def __aexit__(

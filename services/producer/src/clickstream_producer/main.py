@@ -144,17 +144,7 @@ async def run(
             expected_rate=round(sessions / MEAN_EVENT_GAP_S, 1),
             hint="raise --users / --concurrent-sessions",
         )
-    log.info(
-        "producer_starting",
-        topic=settings.kafka_topic,
-        seed=seed,
-        rate=rate,
-        events=settings.producer_events,
-        users=settings.producer_users,
-        concurrent_sessions=sessions,
-        start=start.isoformat(),
-    )
-    progress = Progress(settings.producer_progress_every, metrics=metrics)
+    limit = settings.producer_events or math.inf
     async with AsyncExitStack() as stack:
         # First in, last out: probes get answers while connecting and while draining.
         await stack.enter_async_context(
@@ -162,6 +152,24 @@ async def run(
                 settings.metrics_host, settings.metrics_port, metrics.registry, metrics.readiness
             )
         )
+        # Generators are built (and worker processes started) before the clock starts.
+        generator: EventGenerator | Chunks
+        if rate > 0:
+            generator = spec.build()
+        else:
+            workers = settings.producer_generator_workers
+            generator = await stack.enter_async_context(Chunks(spec, limit, workers=workers))
+        log.info(
+            "producer_starting",
+            topic=settings.kafka_topic,
+            seed=seed,
+            rate=rate,
+            events=settings.producer_events,
+            users=settings.producer_users,
+            concurrent_sessions=sessions,
+            start=start.isoformat(),
+        )
+        progress = Progress(settings.producer_progress_every, metrics=metrics)
         producer = AIOKafkaProducer(**settings.producer_options())
         # Registered before start so that a failed start still closes the client.
         stack.push_async_callback(producer.stop)
@@ -183,15 +191,12 @@ async def run(
         )
         # Runs before producer.stop (LIFO): whatever was generated gets delivered.
         stack.push_async_callback(publisher.drain)
-        limit = settings.producer_events or math.inf
-        if rate > 0:
-            await _live(
-                spec.build(), publisher, progress, stop, limit, rate, settings.producer_linger_ms
-            )
+        if isinstance(generator, Chunks):
+            await _backfill(generator, publisher, progress, stop)
         else:
-            workers = settings.producer_generator_workers
-            async with Chunks(spec, limit, workers=workers) as chunks:
-                await _backfill(chunks, publisher, progress, stop)
+            await _live(
+                generator, publisher, progress, stop, limit, rate, settings.producer_linger_ms
+            )
     progress.finish()
 
 
