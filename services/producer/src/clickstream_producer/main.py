@@ -35,7 +35,7 @@ import random
 import time
 from contextlib import AsyncExitStack, suppress
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, Final
 
 import structlog
 from aiokafka import AIOKafkaProducer
@@ -56,6 +56,9 @@ from clickstream_runtime.logs import configure
 from clickstream_runtime.settings import load
 
 log = structlog.get_logger()
+
+#: The live loop's shortest sleep (events are batched for ``PRODUCER_LINGER_MS`` anyway).
+_TICK_S: Final = 0.005
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -233,8 +236,11 @@ async def _live(
             if time.monotonic() - flushed_at >= linger_s:
                 await publisher.flush()
                 flushed_at = time.monotonic()
+            # Never shorter than a tick: at thousands of events/s, waking up per event
+            # would cost more than the events; what falls due meanwhile goes together.
+            wait_s = max(_TICK_S, min(delay, linger_s))
             with suppress(TimeoutError):
-                await asyncio.wait_for(stop.wait(), timeout=min(delay, max(linger_s, 0.001)))
+                await asyncio.wait_for(stop.wait(), timeout=wait_s)
             continue
         pacer.take()
         records = generator.next_records(1)
