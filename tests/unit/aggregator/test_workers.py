@@ -16,7 +16,9 @@ from clickstream_aggregator.workers import Preparer
 
 async def main():
     async with Preparer("t", max_bytes=1024, workers=1):
-        print("children", *(c.pid for c in psutil.Process().children()), flush=True)
+        children = psutil.Process().children()
+        workers = [c for c in children if "resource_tracker" not in " ".join(c.cmdline())]
+        print("children", len(workers), *(c.pid for c in children), flush=True)
         await asyncio.Event().wait()
 
 asyncio.run(main())
@@ -38,9 +40,10 @@ def test_workers_exit_when_the_service_is_killed() -> None:
         while not line.startswith(b"children"):  # after the service's own log lines
             line = service.stdout.readline()
             assert line, "the service ended before starting its workers"
-        children = [int(pid) for pid in line.split()[1:]]
-        # The worker (and multiprocessing's resource tracker, when it runs one).
-        assert children
+        workers, *children = (int(n) for n in line.split()[1:])
+        # The worker is running before the first batch (and multiprocessing's
+        # resource tracker beside it).
+        assert workers == 1
         assert not any(_gone(pid) for pid in children)
         service.send_signal(signal.SIGKILL)
         service.wait(timeout=10)

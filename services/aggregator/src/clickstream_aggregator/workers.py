@@ -46,8 +46,7 @@ class Preparer:
             self._pool = process_pool(self._workers, tune_gc)
             # Start the workers now (imports take a second), not on the first batch.
             started = time.monotonic()
-            empty = Batch(self._topic, {})
-            await asyncio.gather(*(self.prepare(empty) for _ in range(self._workers)))
+            await asyncio.gather(*(self._run([], frozenset()) for _ in range(self._workers)))
             log.info(
                 "decode_workers_started",
                 workers=self._workers,
