@@ -1,4 +1,4 @@
-"""Kafka records → valid events and dead letters, one partition at a time.
+"""Kafka records → valid events and dead letters, partition by partition in offset order.
 
 Decoding is the contract's ``decode`` (one pydantic call per message). A message
 that is not a valid event never stops the pipeline: it becomes a

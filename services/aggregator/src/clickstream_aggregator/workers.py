@@ -3,7 +3,8 @@
 Decoding and aggregating a batch is CPU work (pydantic validation is most of
 it). In the service's process it would compete for the one thread that also
 fetches from Kafka and drives the transaction in flight; in a worker process it
-runs beside them. ``AGGREGATOR_DECODE_WORKERS`` sets how many (0: inline). A
+runs beside them. ``AGGREGATOR_DECODE_WORKERS`` sets how many (0: inline);
+batches under ``INLINE_BELOW`` records are prepared inline anyway. A
 worker that dies fails the batch and stops the service, which loses nothing:
 the batch was not committed (see ``clickstream_runtime.workers``).
 """
