@@ -1,4 +1,8 @@
-"""``clickstream_runtime.logs.configure``: one JSON event per line off a terminal, no secrets."""
+"""``clickstream_runtime.logs.configure``: one JSON event per line off a terminal, no secrets.
+
+Library lines (stdlib logging) are JSON too, and a repeated library warning
+collapses into one line per interval with a count.
+"""
 
 from __future__ import annotations
 
@@ -6,6 +10,9 @@ import io
 import json
 import logging
 import sys
+import threading
+import time
+import warnings
 from collections.abc import Iterator
 from typing import Any
 
@@ -14,6 +21,7 @@ import structlog
 from pydantic import SecretStr
 
 from clickstream_runtime import logs
+from clickstream_runtime.log_repeats import CollapsingHandler, RepeatCollapser
 from clickstream_runtime.settings import PostgresSettings
 
 SECRET = "s3cr3t-Pa55-xyz"
@@ -27,7 +35,13 @@ def _restore_logging() -> Iterator[None]:
     context = structlog.contextvars.get_contextvars()
     root = logging.getLogger()
     handlers, level = root.handlers[:], root.level
+    hooks = (sys.excepthook, threading.excepthook, sys.unraisablehook)
     yield
+    sys.excepthook, threading.excepthook, sys.unraisablehook = hooks
+    logging.captureWarnings(False)
+    for handler in root.handlers:
+        if handler not in handlers:
+            handler.close()
     structlog.configure(**config)
     structlog.contextvars.clear_contextvars()
     structlog.contextvars.bind_contextvars(**context)
@@ -130,3 +144,150 @@ def test_secret_str_values_and_settings_never_show_the_secret(
         "settings_dump",
     ]
     assert MASK in err
+
+
+def test_library_lines_are_json_with_their_logger(capsys: pytest.CaptureFixture[str]) -> None:
+    logs.configure("test-service", fmt="json")
+    library = logging.getLogger("aiokafka.client")
+    library.error('Unable connect to "%s:%s": %s', "localhost", 9092, "connection refused")
+    library.info("below the library floor: not shown")
+    try:
+        raise ConnectionResetError("reset by peer")
+    except ConnectionResetError:
+        logging.getLogger("asyncio").exception("Task exception was never retrieved")
+
+    err = capsys.readouterr().err
+    first, second = _lines(err)  # every line parses as JSON
+    assert first["event"] == 'Unable connect to "localhost:9092": connection refused'
+    assert (first["logger"], first["level"], first["service"]) == (
+        "aiokafka.client",
+        "error",
+        "test-service",
+    )
+    assert first["timestamp"].endswith("Z")
+    assert second["logger"] == "asyncio"
+    assert second["exception"][0]["exc_type"] == "ConnectionResetError"
+
+
+def test_warnings_and_uncaught_exceptions_are_json(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # As in a service: the hooks are Python's defaults (pytest installs its own).
+    monkeypatch.setattr(sys, "excepthook", sys.__excepthook__)
+    logs.configure("test-service", fmt="json")
+    with warnings.catch_warnings():
+        warnings.simplefilter("always")
+        warnings.warn("certificate not verified", UserWarning, stacklevel=1)
+    try:
+        raise RuntimeError("nobody caught me")
+    except RuntimeError as exc:
+        sys.excepthook(type(exc), exc, exc.__traceback__)
+
+    warning, uncaught = _lines(capsys.readouterr().err)
+    assert warning["logger"] == "py.warnings"
+    assert "certificate not verified" in warning["event"]
+    assert uncaught["event"] == "uncaught_exception"
+    assert uncaught["exception"][0]["exc_value"] == "nobody caught me"
+
+
+def test_a_server_with_its_own_plain_handler_is_routed_to_json(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    server = logging.getLogger("uvicorn.error")
+    server.addHandler(logging.StreamHandler(sys.stderr))
+    server.propagate = False
+    try:
+        logs.configure("test-service", fmt="json")
+        server.warning("Invalid HTTP request received.")
+        (line,) = _lines(capsys.readouterr().err)
+        assert (line["logger"], line["event"]) == (
+            "uvicorn.error",
+            "Invalid HTTP request received.",
+        )
+    finally:
+        server.handlers.clear()
+        server.propagate = True
+
+
+class FakeClock:
+    def __init__(self) -> None:
+        self.now = 0.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def _collapsing_handler(clock: FakeClock, interval_s: float) -> CollapsingHandler:
+    (handler,) = [h for h in logging.getLogger().handlers if isinstance(h, CollapsingHandler)]
+    handler.collapser = RepeatCollapser(interval_s, clock)
+    return handler
+
+
+def test_forty_errors_a_second_become_one_line_per_interval(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    logs.configure("test-service", fmt="json")
+    clock = FakeClock()
+    handler = _collapsing_handler(clock, 10.0)
+    library = logging.getLogger("aiokafka.conn")
+
+    def broker_down(start: float, seconds: int) -> None:
+        for i in range(40 * seconds):
+            clock.now = start + i / 40
+            library.error("Unable connect to %s: [Errno %d] refused", "localhost:9092", 100 + i)
+
+    broker_down(0.0, 10)  # 400 errors
+    clock.now = 10.0
+    handler.flush_summaries()
+    broker_down(10.0, 10)  # 400 more, still down
+    clock.now = 20.0
+    handler.flush_summaries()
+    clock.now = 30.0  # quiet for an interval: forgotten
+    handler.flush_summaries()
+    broker_down(30.0, 1)
+    logging.getLogger("aiokafka.consumer").error("another template, its own key")
+
+    lines = _lines(capsys.readouterr().err)
+    assert [(line["event"], line.get("repeated")) for line in lines] == [
+        ("Unable connect to localhost:9092: [Errno 100] refused", None),
+        ("Unable connect to localhost:9092: [Errno 499] refused", 399),
+        ("Unable connect to localhost:9092: [Errno 499] refused", 400),
+        ("Unable connect to localhost:9092: [Errno 100] refused", None),
+        ("another template, its own key", None),
+    ]
+    assert lines[1]["repeated_window_s"] == 10.0
+    assert all(line["logger"].startswith("aiokafka") for line in lines)
+
+
+def test_pending_repeats_are_printed_on_time_and_at_close(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    logs.configure("test-service", fmt="json", repeat_interval_s=0.2)
+    library = logging.getLogger("asyncpg.pool")
+    for _ in range(50):
+        library.warning("connection lost")
+
+    # The handler's own thread prints the summary, although nothing else is logged.
+    deadline = time.monotonic() + 5
+    seen: list[dict[str, Any]] = []
+    while not any(line.get("repeated") for line in seen):
+        assert time.monotonic() < deadline, seen
+        time.sleep(0.05)
+        seen += _lines(capsys.readouterr().err)
+    assert [line.get("repeated") for line in seen] == [None, 49]
+
+    library.warning("connection lost")
+    library.warning("connection lost")
+    (handler,) = [h for h in logging.getLogger().handlers if isinstance(h, CollapsingHandler)]
+    handler.close()  # what logging.shutdown() does at exit
+    counts = [line.get("repeated") for line in _lines(capsys.readouterr().err)]
+    assert sum(c or 0 for c in counts) + counts.count(None) == 2
+
+
+def test_hooks_installed_by_someone_else_are_kept() -> None:
+    def theirs(*_: object) -> None:
+        return None
+
+    sys.excepthook = theirs
+    logs.configure("test-service", fmt="json")
+    assert sys.excepthook is theirs

@@ -1,16 +1,43 @@
-"""structlog set-up: one event name per line, JSON when not on a terminal."""
+"""structlog set-up: one event per line, JSON when not on a terminal, library lines included.
+
+Our own events are structlog events (``log.info("batch_committed", rows=n)``).
+Libraries (aiokafka, asyncpg, asyncio, httpx...) log through the stdlib: their
+records go through structlog's ``ProcessorFormatter`` with the same processors
+and renderer, so in JSON mode every line is one JSON object whatever wrote it,
+with ``logger`` naming the library and ``event`` its message. Python warnings
+and exceptions that nothing caught (main thread, other threads, "exception
+ignored" in finalizers) are logged the same way.
+
+Libraries log at WARNING and above only, and a library warning that repeats
+(aiokafka's connection errors while a broker is down, ~40 a second) is printed
+once, then summarised once per ``repeat_interval_s`` with ``repeated=N`` (see
+:mod:`clickstream_runtime.log_repeats`).
+
+What cannot be JSON: a configuration error found before logging is configured
+(its format is a setting) is one plain ``configuration error: ...`` line.
+"""
 
 from __future__ import annotations
 
 import logging
 import sys
-from typing import Any
+import threading
+from collections.abc import Callable
+from types import TracebackType
+from typing import Any, TypeVar
 
 import orjson
 import structlog
 
+from clickstream_runtime.log_repeats import CollapsingHandler
+
 # Keys whose values must never reach a log line, whatever a caller binds.
 _SECRET_KEYS = frozenset({"password", "postgres_password", "secret", "token", "api_token"})
+
+#: Default interval over which a repeated library warning is printed once.
+REPEAT_INTERVAL_S = 10.0
+
+log = structlog.get_logger()
 
 
 def _redact(_: Any, __: str, event_dict: dict[str, Any]) -> dict[str, Any]:
@@ -25,31 +52,139 @@ def _orjson_dumps(value: Any, default: Any = None) -> str:
     return orjson.dumps(value, default=default).decode()
 
 
-def configure(service: str, *, level: str = "info", fmt: str = "auto") -> None:
+class _CurrentStderr:
+    """Writes to whatever ``sys.stderr`` is at the time of the write.
+
+    Loggers cached on first use keep their stream; this keeps them on the
+    process's real stderr even if it is replaced later (test capture does).
+    """
+
+    def write(self, text: str) -> int:
+        return sys.stderr.write(text)
+
+    def flush(self) -> None:
+        sys.stderr.flush()
+
+
+def _service_default(service: str) -> Any:
+    # Records from threads started before configure() lack the context variable.
+    def add(_: Any, __: str, event_dict: dict[str, Any]) -> dict[str, Any]:
+        event_dict.setdefault("service", service)
+        return event_dict
+
+    return add
+
+
+def configure(
+    service: str,
+    *,
+    level: str = "info",
+    fmt: str = "auto",
+    repeat_interval_s: float = REPEAT_INTERVAL_S,
+) -> None:
+    """Set up structlog and the stdlib root logger for this process (idempotent)."""
     use_json = fmt == "json" or (fmt == "auto" and not sys.stderr.isatty())
-    processors: list[Any] = [
+    shared: list[Any] = [
         structlog.contextvars.merge_contextvars,
+        _service_default(service),
         structlog.processors.add_log_level,
         structlog.processors.TimeStamper(fmt="iso", utc=True),
         _redact,
     ]
+    renderer: list[Any]
     if use_json:
-        processors += [
+        renderer = [
             structlog.processors.dict_tracebacks,
             structlog.processors.JSONRenderer(serializer=_orjson_dumps),
         ]
     else:
-        processors += [structlog.dev.ConsoleRenderer(colors=sys.stderr.isatty())]
+        renderer = [structlog.dev.ConsoleRenderer(colors=sys.stderr.isatty())]
+    numeric_level = logging.getLevelNamesMapping()[level.upper()]
     structlog.configure(
-        processors=processors,
-        wrapper_class=structlog.make_filtering_bound_logger(
-            logging.getLevelNamesMapping()[level.upper()]
-        ),
-        logger_factory=structlog.WriteLoggerFactory(file=sys.stderr),
+        processors=shared + renderer,
+        wrapper_class=structlog.make_filtering_bound_logger(numeric_level),
+        logger_factory=structlog.WriteLoggerFactory(file=_CurrentStderr()),  # type: ignore[arg-type]
         cache_logger_on_first_use=True,
     )
     structlog.contextvars.bind_contextvars(service=service)
-    # Library loggers (aiokafka, asyncpg) go through the stdlib: keep them quiet and on stderr.
-    logging.basicConfig(
-        level=logging.WARNING, stream=sys.stderr, format="%(name)s %(levelname)s %(message)s"
+    _route_stdlib(shared, renderer, max(logging.WARNING, numeric_level), repeat_interval_s)
+    _log_uncaught()
+
+
+def _route_stdlib(
+    shared: list[Any], renderer: list[Any], level: int, repeat_interval_s: float
+) -> None:
+    formatter = structlog.stdlib.ProcessorFormatter(
+        foreign_pre_chain=[
+            structlog.stdlib.add_logger_name,
+            structlog.stdlib.ExtraAdder(allow=("repeated", "repeated_window_s")),
+            *shared,
+        ],
+        processors=[structlog.stdlib.ProcessorFormatter.remove_processors_meta, *renderer],
     )
+    handler = CollapsingHandler(_CurrentStderr(), repeat_interval_s)
+    handler.setFormatter(formatter)
+    root = logging.getLogger()
+    for old in root.handlers[:]:
+        # Ours from an earlier configure(), or basicConfig's plain-text one; a test
+        # framework's capturing handlers (subclasses) stay.
+        if isinstance(old, CollapsingHandler) or type(old) is logging.StreamHandler:
+            root.removeHandler(old)
+            old.close()
+    root.addHandler(handler)
+    root.setLevel(level)
+    # Library loggers that print on their own (handlers of their own, no
+    # propagation) would bypass the formatter: send them to the root instead.
+    for name, candidate in logging.root.manager.loggerDict.items():
+        if isinstance(candidate, logging.Logger) and name.split(".")[0] in _SELF_PRINTING:
+            candidate.handlers.clear()
+            candidate.propagate = True
+    logging.captureWarnings(True)
+
+
+# Servers that install their own plain-text handlers (uvicorn's dictConfig does).
+_SELF_PRINTING = frozenset({"uvicorn", "gunicorn", "hypercorn", "aiohttp"})
+
+
+def _log_uncaught() -> None:
+    def excepthook(
+        kind: type[BaseException], value: BaseException, tb: TracebackType | None
+    ) -> None:
+        log.critical("uncaught_exception", exc_info=(kind, value, tb))
+
+    def thread_excepthook(args: threading.ExceptHookArgs) -> None:
+        if args.exc_type is SystemExit:
+            return
+        log.error(
+            "thread_exception",
+            thread=args.thread.name if args.thread else None,
+            exc_info=(args.exc_type, args.exc_value or args.exc_type(), args.exc_traceback),
+        )
+
+    def unraisablehook(unraisable: Any) -> None:
+        log.warning(
+            "exception_ignored",
+            message=unraisable.err_msg or "Exception ignored in",
+            object=repr(unraisable.object),
+            exc_info=(unraisable.exc_type, unraisable.exc_value, unraisable.exc_traceback),
+        )
+
+    # Only hooks still at Python's default are replaced: one a test framework or
+    # a debugger installed stays theirs (ours from an earlier configure() too).
+    if sys.excepthook is sys.__excepthook__ or getattr(sys.excepthook, _OURS, False):
+        sys.excepthook = _ours(excepthook)
+    if threading.excepthook is threading.__excepthook__ or getattr(
+        threading.excepthook, _OURS, False
+    ):
+        threading.excepthook = _ours(thread_excepthook)
+    if sys.unraisablehook is sys.__unraisablehook__ or getattr(sys.unraisablehook, _OURS, False):
+        sys.unraisablehook = _ours(unraisablehook)
+
+
+_OURS = "_clickstream_log_hook"
+_F = TypeVar("_F", bound=Callable[..., None])
+
+
+def _ours(hook: _F) -> _F:
+    setattr(hook, _OURS, True)
+    return hook
