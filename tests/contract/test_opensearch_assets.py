@@ -48,7 +48,7 @@ DERIVED_FIELDS = {
     "user_agent_details.os.full": "keyword",
     "user_agent_details.device.name": "keyword",
 }
-AGGREGATABLE = {"keyword", "date", "ip", "float", "long", "short", "geo_point"}
+AGGREGATABLE = {"keyword", "date", "ip", "scaled_float", "long", "short", "geo_point"}
 
 
 # --- the mapping against the schema ------------------------------------------------
@@ -81,7 +81,8 @@ def _opensearch_type(name: str, annotation: Any) -> str:
             (AwareDatetime, "date"),
             (datetime, "date"),
             (IPvAnyAddress, "ip"),
-            (Decimal, "float"),
+            # Money: exact cents (scaled_float stores a long); float loses them above 2**17.
+            (Decimal, "scaled_float"),
         ):
             if issubclass(base, python_type):
                 return mapped
@@ -189,6 +190,23 @@ def test_a_complete_event_as_the_sink_sends_it_fits_the_mapping(mapping: dict[st
     assert isinstance(document["price"], float)
 
 
+def test_money_is_stored_in_exact_cents(assets: Any) -> None:
+    price = assets.template["template"]["mappings"]["properties"]["price"]
+    optional = ClickEvent.model_fields["price"].annotation
+    (annotated,) = [arg for arg in get_args(optional) if arg is not type(None)]
+    constraints = {
+        name: getattr(meta, name)
+        for info in get_args(annotated)[1:]
+        for meta in getattr(info, "metadata", [])
+        for name in ("decimal_places", "le")
+        if getattr(meta, name, None) is not None
+    }
+    # Every price the contract allows is a whole number of 1/scaling_factor...
+    assert price == {"type": "scaled_float", "scaling_factor": 10 ** constraints["decimal_places"]}
+    # ...and the largest one still fits the long that scaled_float stores.
+    assert constraints["le"] * price["scaling_factor"] < 2**63
+
+
 def test_template_settings(assets: Any) -> None:
     template = assets.template
     assert template["index_patterns"] == [INDEX_PATTERN]
@@ -268,14 +286,56 @@ def test_ids_are_unique_and_readable(objects: list[dict[str, Any]]) -> None:
         assert obj["type"] in {"index-pattern", "search", "visualization", "dashboard"}
 
 
-def test_index_pattern(objects: list[dict[str, Any]], mapping: dict[str, str]) -> None:
-    (pattern,) = by_type(objects, "index-pattern")
-    assert pattern["id"] == "clickstream-events"
-    assert pattern["attributes"]["title"] == INDEX_PATTERN
-    assert mapping[pattern["attributes"]["timeFieldName"]] == "date"
-    assert pattern["attributes"]["timeFieldName"] == "timestamp"
-    for field in json.loads(pattern["attributes"]["fieldFormatMap"]):
-        assert field in mapping
+#: Params a field format has by default: Dashboards drops them when it saves an index
+#: pattern, so an asset that spells them out would never compare equal after that.
+FORMAT_DEFAULT_PARAMS = {"duration": {"outputPrecision": 2}}
+
+
+def test_index_patterns(objects: list[dict[str, Any]], mapping: dict[str, str]) -> None:
+    patterns = {obj["id"]: obj["attributes"] for obj in by_type(objects, "index-pattern")}
+    # Event time for the traffic panels; indexing time for the pipeline-health ones.
+    assert {pid: attrs["timeFieldName"] for pid, attrs in patterns.items()} == {
+        "clickstream-events": "timestamp",
+        "clickstream-events-ingested": "ingested_at",
+    }
+    for attributes in patterns.values():
+        assert attributes["title"] == INDEX_PATTERN
+        assert mapping[attributes["timeFieldName"]] == "date"
+        for field, field_format in json.loads(attributes["fieldFormatMap"]).items():
+            assert field in mapping
+            defaults = FORMAT_DEFAULT_PARAMS.get(field_format["id"], {})
+            spelled_out = {k: v for k, v in field_format["params"].items() if defaults.get(k) == v}
+            assert not spelled_out, (field, spelled_out)
+
+
+def _index_pattern_of(obj: dict[str, Any]) -> str:
+    (ref,) = [ref for ref in obj["references"] if ref["type"] == "index-pattern"]
+    return str(ref["id"])
+
+
+def test_time_histograms_use_their_index_patterns_time_field(
+    objects: list[dict[str, Any]],
+) -> None:
+    """The dashboard's time filter applies to the index pattern's time field.
+
+    A histogram over another date field would drop whatever falls outside the time
+    range by that field: late events from "indexed per minute", delays longer than
+    the range from the delay panel.
+    """
+    time_fields = {
+        obj["id"]: obj["attributes"]["timeFieldName"] for obj in by_type(objects, "index-pattern")
+    }
+    histograms = 0
+    for obj in by_type(objects, "visualization"):
+        vis_state = json.loads(obj["attributes"]["visState"])
+        for agg in vis_state.get("aggs", []):
+            if agg["type"] == "date_histogram":
+                histograms += 1
+                assert agg["params"]["field"] == time_fields[_index_pattern_of(obj)], obj["id"]
+    assert histograms >= 5
+    for panel in ("clickstream-pipeline-indexed", "clickstream-pipeline-delay"):
+        (obj,) = [o for o in objects if o["id"] == panel]
+        assert _index_pattern_of(obj) == "clickstream-events-ingested"
 
 
 def test_every_reference_resolves_inside_the_file(objects: list[dict[str, Any]]) -> None:
@@ -367,7 +427,8 @@ def test_visualizations_use_aggregatable_mapped_fields(
         for field in queried:
             assert field in mapping, (obj["id"], field)
         if vis_state["type"] != "vega":
-            assert obj["references"][0]["id"] == "clickstream-events"
+            patterns = {"clickstream-events", "clickstream-events-ingested"}
+            assert obj["references"][0]["id"] in patterns
 
 
 def test_event_stream_search(objects: list[dict[str, Any]], mapping: dict[str, str]) -> None:
@@ -390,3 +451,17 @@ def test_funnel_steps_follow_the_site_layout(objects: list[dict[str, Any]]) -> N
     assert steps["4 Checkout"] == {"wildcard": {"page_url": {"value": "*/checkout"}}}
     assert steps["5 Purchase"] == {"term": {"event_type": "purchase"}}
     assert spec["transform"][0]["fold"] == list(steps)
+
+
+def test_funnel_says_its_steps_are_counted_independently(objects: list[dict[str, Any]]) -> None:
+    """Each step is a separate filter over the range: no order within a session.
+
+    Until the request computes an ordered funnel, the panel must not read as one.
+    """
+    (funnel,) = [obj for obj in objects if obj["id"] == "clickstream-funnel"]
+    spec = json.loads(json.loads(funnel["attributes"]["visState"])["params"]["spec"])
+    assert "filters" in spec["data"]["url"]["body"]["aggs"]["steps"]  # independent buckets
+    assert "any order" in funnel["attributes"]["title"]
+    assert "not an ordered funnel" in funnel["attributes"]["description"]
+    assert "no order" in spec["description"]
+    assert "conversion" not in funnel["attributes"]["title"].lower()
