@@ -297,6 +297,49 @@ async def test_second_run_writes_nothing(fake: FakeOpenSearch) -> None:
     assert fake.writes() == []
 
 
+def _resaved_by_dashboards(value: Any) -> Any:
+    """What Dashboards does to JSON-in-string attributes when an object is saved in its UI:
+    same meaning, other formatting, default format params dropped."""
+    if isinstance(value, dict):
+        return {key: _resaved_by_dashboards(item) for key, item in value.items()}
+    if isinstance(value, str) and value.startswith("{"):
+        parsed = json.loads(value)
+        for spec in parsed.values() if isinstance(parsed, dict) else []:
+            if isinstance(spec, dict) and spec.get("id") == "duration":
+                spec.get("params", {}).pop("outputPrecision", None)  # the default, 2
+        return json.dumps(parsed, sort_keys=True, indent=1)
+    return value
+
+
+async def test_objects_resaved_in_dashboards_are_not_reimported(fake: FakeOpenSearch) -> None:
+    settings = make_settings(fake.url)
+    await setup_opensearch(settings, sleep=FakeSleep())
+    for stored in fake.saved_objects.values():
+        stored["attributes"] = _resaved_by_dashboards(stored["attributes"])
+    pattern = fake.saved_objects[("index-pattern", "clickstream-events")]["attributes"]
+    assert pattern["fieldFormatMap"].startswith("{\n")  # really re-formatted
+    fake.requests.clear()
+
+    outcomes = await setup_opensearch(settings, sleep=FakeSleep())
+
+    assert outcomes["saved_objects"] == "unchanged"
+    assert fake.writes() == []
+
+
+async def test_a_changed_saved_object_is_reimported(fake: FakeOpenSearch) -> None:
+    settings = make_settings(fake.url)
+    await setup_opensearch(settings, sleep=FakeSleep())
+    funnel = fake.saved_objects[("visualization", "clickstream-funnel")]["attributes"]
+    vis_state = json.loads(funnel["visState"])
+    vis_state["params"]["spec"] = vis_state["params"]["spec"].replace("session_id", "user_id")
+    funnel["visState"] = json.dumps(vis_state)
+    fake.requests.clear()
+
+    outcomes = await setup_opensearch(settings, sleep=FakeSleep())
+
+    assert outcomes["saved_objects"] == "imported"
+
+
 async def test_retention_change_updates_the_policy_with_its_seq_no(fake: FakeOpenSearch) -> None:
     await setup_opensearch(make_settings(fake.url), sleep=FakeSleep())
     fake.requests.clear()
@@ -457,6 +500,82 @@ def test_the_command_exits_non_zero_with_one_line(fake: FakeOpenSearch, tmp_path
     last_line = done.stderr.strip().splitlines()[-1]
     assert last_line.startswith(f"clickstream-setup: OpenSearch at {fake.url} rejected")
     assert "bad-password" not in done.stderr + done.stdout
+
+
+def _setup_env(**extra: str) -> dict[str, str]:
+    env = {
+        key: value
+        for key, value in os.environ.items()
+        if not key.startswith(("OPENSEARCH_", "KAFKA_", "LOG_"))
+    }
+    return env | {"OPENSEARCH_ASSETS_DIR": str(ASSETS_DIR), "LOG_FORMAT": "json", **extra}
+
+
+def _run_setup(env: dict[str, str], cwd: Path, *targets: str) -> subprocess.CompletedProcess[str]:
+    script = "from clickstream_ops.setup.main import main; main()"
+    return subprocess.run(
+        [sys.executable, "-c", script, *targets],
+        cwd=cwd,  # no .env there
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+
+
+@pytest.mark.parametrize("target", ["opensearch", "all"])
+def test_without_opensearch_uri_it_says_not_configured_and_stops(
+    target: str, tmp_path: Path
+) -> None:
+    # KAFKA_BOOTSTRAP_SERVERS points nowhere: `all` must stop before trying Kafka.
+    done = _run_setup(_setup_env(KAFKA_BOOTSTRAP_SERVERS="127.0.0.1:9"), tmp_path, target)
+
+    assert done.returncode == 1
+    lines = done.stderr.strip().splitlines()
+    assert lines[-1] == (
+        "clickstream-setup: OpenSearch is not configured: OPENSEARCH_URI is not set "
+        "(http(s)://[user:password@]host:port, e.g. http://localhost:9200 for a local node)"
+    )
+    assert "service_not_ready" not in done.stderr  # no retries against a guessed address
+    assert "topics_ensured" not in done.stderr
+
+
+async def test_without_opensearch_uri_nothing_is_attempted(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    called: list[str] = []
+
+    async def ensure_topics(*args: Any, **kwargs: Any) -> list[str]:
+        called.append("kafka")
+        return []
+
+    monkeypatch.setattr(setup_main, "ensure_topics", ensure_topics)
+    settings = make_settings("http://127.0.0.1:9", opensearch_uri=None)
+
+    with pytest.raises(SetupError, match="OpenSearch is not configured"):
+        await setup_main.run(settings, asyncio.Event(), targets=("kafka", "opensearch"))
+    assert called == []
+    await setup_main.run(settings, asyncio.Event(), targets=("kafka",))  # Kafka alone is fine
+    assert called == ["kafka"]
+
+
+def test_log_lines_keep_the_program_as_service(fake: FakeOpenSearch, tmp_path: Path) -> None:
+    fake.unavailable = 1  # one "service_not_ready" line, then success
+    host = fake.url.removeprefix("http://")
+    env = _setup_env(
+        OPENSEARCH_URI=f"http://{USER}:{PASSWORD}@{host}", OPENSEARCH_DASHBOARDS_URL=fake.url
+    )
+
+    done = _run_setup(env, tmp_path, "opensearch")
+
+    assert done.returncode == 0, done.stderr
+    lines = [json.loads(line) for line in done.stderr.splitlines() if line.startswith("{")]
+    events = {line["event"]: line for line in lines}
+    assert {"service_not_ready", "service_ready", "opensearch_ready"} <= set(events)
+    assert {line["service"] for line in lines} == {"clickstream-setup"}
+    assert events["service_not_ready"]["target"] == "OpenSearch"
+    assert events["service_ready"]["target"] in {"OpenSearch", "OpenSearch Dashboards"}
 
 
 # --- kafka target ------------------------------------------------------------------

@@ -112,7 +112,8 @@ class ApiClient:
             attempt += 1
             problem = await self._probe(path, ready)
             if problem is None:
-                log.info("service_ready", service=self.endpoint.name, url=self.endpoint.url)
+                # "target", not "service": that key names this program in every log line.
+                log.info("service_ready", target=self.endpoint.name, url=self.endpoint.url)
                 return
             delay = next(delays, None)
             if delay is None:
@@ -122,7 +123,7 @@ class ApiClient:
                 )
             log.info(
                 "service_not_ready",
-                service=self.endpoint.name,
+                target=self.endpoint.name,
                 url=self.endpoint.url,
                 attempt=attempt,
                 problem=problem,

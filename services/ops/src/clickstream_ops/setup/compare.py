@@ -10,6 +10,7 @@ description) along with such a removal.
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 
@@ -35,3 +36,25 @@ def _scalar(value: Any) -> str | None:
     if isinstance(value, bool):
         return "true" if value else "false"
     return str(value)
+
+
+def decode_json_strings(value: Any) -> Any:
+    """``value`` with every string that holds a JSON object or array parsed, recursively.
+
+    Dashboards stores much of a saved object as JSON *inside* strings (``visState``,
+    ``fieldFormatMap``, ``panelsJSON``, a Vega ``spec``) and re-serialises them when
+    an object is opened and saved: key order, spacing and dropped default params
+    change while the meaning does not. Compared as parsed values, a re-save is not
+    a difference.
+    """
+    if isinstance(value, dict):
+        return {key: decode_json_strings(item) for key, item in value.items()}
+    if isinstance(value, list):
+        return [decode_json_strings(item) for item in value]
+    if isinstance(value, str) and value.lstrip().startswith(("{", "[")):
+        try:
+            parsed = json.loads(value)
+        except ValueError:
+            return value
+        return decode_json_strings(parsed)
+    return value

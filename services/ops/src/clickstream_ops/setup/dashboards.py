@@ -3,7 +3,9 @@
 The import API with ``overwrite=true`` replaces objects by id, so stable ids
 mean re-running never duplicates. Before importing, the objects are fetched
 with ``_bulk_get``: when every one already holds our attributes and references,
-nothing is written at all.
+nothing is written at all. Attributes that hold JSON in strings are compared
+parsed (:func:`compare.decode_json_strings`), so Dashboards re-saving an object
+in its own formatting does not count as a change.
 """
 
 from __future__ import annotations
@@ -14,7 +16,7 @@ import structlog
 
 from clickstream_ops.setup.assets import SAVED_OBJECTS_FILE, Assets
 from clickstream_ops.setup.client import ApiClient, Backoff, Json, SetupError, Sleep
-from clickstream_ops.setup.compare import contains
+from clickstream_ops.setup.compare import contains, decode_json_strings
 from clickstream_ops.setup.endpoint import Endpoint
 
 log = structlog.get_logger()
@@ -65,7 +67,9 @@ async def _up_to_date(dashboards: ApiClient, objects: list[dict[str, Any]]) -> b
     current = {(obj.get("type"), obj.get("id")): obj for obj in found if "error" not in obj}
     for obj in objects:
         have = current.get((obj["type"], obj["id"]))
-        if have is None or not contains(have.get("attributes"), obj["attributes"]):
+        if have is None or not contains(
+            decode_json_strings(have.get("attributes")), decode_json_strings(obj["attributes"])
+        ):
             return False
         if _refs(have) != _refs(obj):
             return False

@@ -15,10 +15,10 @@ from typing import Any, Final, Literal, get_args
 
 import structlog
 
-from clickstream_ops.setup.client import Sleep, sleep_unless_stopped
+from clickstream_ops.setup.client import SetupError, Sleep, sleep_unless_stopped
 from clickstream_ops.setup.kafka import ensure_topics
 from clickstream_ops.setup.opensearch import setup_opensearch
-from clickstream_ops.setup.settings import SetupSettings
+from clickstream_ops.setup.settings import NOT_CONFIGURED, SetupSettings
 from clickstream_runtime.entrypoint import serve
 from clickstream_runtime.logs import configure
 from clickstream_runtime.settings import load
@@ -37,6 +37,9 @@ async def run(
     sleep: Sleep | None = None,
 ) -> None:
     """Set up each target in order; ``sleep`` is injectable so tests never wait."""
+    if "opensearch" in targets and settings.opensearch_uri is None:
+        # Before Kafka too: `all` must not half-run and then fail on what was known at start.
+        raise SetupError(NOT_CONFIGURED)
     pause = sleep or functools.partial(sleep_unless_stopped, stop)
     if "kafka" in targets:
         await setup_kafka(settings)

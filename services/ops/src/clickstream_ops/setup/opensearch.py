@@ -20,10 +20,10 @@ from clickstream_ops.setup.assets import (
     find_assets_dir,
     load_assets,
 )
-from clickstream_ops.setup.client import ApiClient, Backoff, Json, Sleep
+from clickstream_ops.setup.client import ApiClient, Backoff, Json, SetupError, Sleep
 from clickstream_ops.setup.compare import contains
 from clickstream_ops.setup.dashboards import import_saved_objects
-from clickstream_ops.setup.settings import OpenSearchSettings
+from clickstream_ops.setup.settings import NOT_CONFIGURED, OpenSearchSettings
 from clickstream_schema import INDEX_PATTERN
 
 log = structlog.get_logger()
@@ -33,6 +33,8 @@ Outcome = Literal["created", "updated", "imported", "unchanged"]
 
 async def setup_opensearch(settings: OpenSearchSettings, *, sleep: Sleep) -> dict[str, Outcome]:
     """Apply every asset; return what happened to each (for logs and tests)."""
+    if settings.opensearch_uri is None:
+        raise SetupError(NOT_CONFIGURED)
     assets = load_assets(
         find_assets_dir(settings.opensearch_assets_dir),
         retention_days=settings.opensearch_retention_days,

@@ -3,22 +3,27 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Self
+from typing import Final, Self
 
 from pydantic import Field, SecretStr, model_validator
 from pydantic_settings import BaseSettings
 
-from clickstream_ops.setup.endpoint import Endpoint, parse_endpoint
+from clickstream_ops.setup.endpoint import Endpoint, EndpointError, parse_endpoint
 from clickstream_runtime.settings import SETTINGS_CONFIG, KafkaSettings, ObservabilitySettings
+
+NOT_CONFIGURED: Final = (
+    "OpenSearch is not configured: OPENSEARCH_URI is not set "
+    "(http(s)://[user:password@]host:port, e.g. http://localhost:9200 for a local node)"
+)
 
 
 class OpenSearchSettings(BaseSettings):
     model_config = SETTINGS_CONFIG
 
-    # Secret because Aiven's service URI embeds the password.
-    opensearch_uri: SecretStr = Field(
-        SecretStr("http://localhost:9200"),
-        description="REST endpoint, http(s)://[user:password@]host:port",
+    # Secret because Aiven's service URI embeds the password. No default: an unset
+    # URI means "not configured" (as clickstream-check says), never a guessed localhost.
+    opensearch_uri: SecretStr | None = Field(
+        None, description="REST endpoint, http(s)://[user:password@]host:port"
     )
     opensearch_user: str | None = None
     opensearch_password: SecretStr | None = None
@@ -39,13 +44,16 @@ class OpenSearchSettings(BaseSettings):
     @model_validator(mode="after")
     def _check_opensearch(self) -> Self:
         # Parse now so a bad URI is one clear configuration error before any request.
-        self.opensearch_endpoint()
-        self.dashboards_endpoint()
+        if self.opensearch_uri is not None:
+            self.opensearch_endpoint()
+            self.dashboards_endpoint()
         if self.opensearch_ca_file is not None and not self.opensearch_ca_file.is_file():
             raise ValueError(f"OPENSEARCH_CA_FILE: {self.opensearch_ca_file} is not a file")
         return self
 
     def opensearch_endpoint(self) -> Endpoint:
+        if self.opensearch_uri is None:
+            raise EndpointError(NOT_CONFIGURED)
         return parse_endpoint(
             "OpenSearch",
             "OPENSEARCH_URI",
