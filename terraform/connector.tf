@@ -1,4 +1,11 @@
 locals {
+  # Aiven's OpenSearch sink, the release docker/connect/Dockerfile installs for the
+  # local stack (OPENSEARCH_CONNECTOR_VERSION): 3.x creates a missing daily index
+  # without mappings, so the index template (dynamic: strict) applies. 4.x sends
+  # `dynamic: true` with the create request, which wins over the template; moving to
+  # it needs the strict mapping kept another way first (the contract test says so).
+  opensearch_connector_version = "3.1.1"
+
   # connect/opensearch-sink.json holds every setting that is not a secret or an
   # address; the local Compose stack registers the very same file. file() (not
   # templatefile()) keeps TimestampRouter's literal ${timestamp} away from

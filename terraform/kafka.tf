@@ -18,18 +18,28 @@ resource "aiven_kafka" "kafka" {
 resource "aiven_kafka_topic" "topic" {
   for_each = local.topics
 
-  project                = var.aiven_project_name
-  service_name           = aiven_kafka.kafka.service_name
-  topic_name             = each.value.name
-  partitions             = var.kafka_topic_partitions
-  replication            = var.kafka_topic_replication
-  termination_protection = var.termination_protection
+  project      = var.aiven_project_name
+  service_name = aiven_kafka.kafka.service_name
+  topic_name   = each.value.name
+  partitions   = var.kafka_topic_partitions
+  replication  = var.kafka_topic_replication
+
+  # The events topic holds the only copy of events not yet aggregated or indexed.
+  # (Topic termination_protection is deprecated in provider 4.x; prevent_destroy
+  # replaces it. It takes a literal only, so it cannot follow var.termination_protection.
+  # Teardown: `terraform state rm aiven_kafka_topic.topic` first - the topics go
+  # with the Kafka service - see README.md.)
+  lifecycle {
+    prevent_destroy = true
+  }
 
   config {
     cleanup_policy = "delete"
     retention_ms   = tostring(each.value.retention * local.day_ms)
-    # The sink's TimestampRouter names the daily index from the record timestamp,
-    # which must stay the producer's (CreateTime), not the broker's append time.
+    # The sink's TimestampRouter names the daily index from the record timestamp;
+    # the producer sets it to the event time, so it must stay CreateTime (not the
+    # broker's append time). Retention also counts from it: a backfill of events
+    # older than retention_ms is deleted before anyone reads it.
     message_timestamp_type = "CreateTime"
     min_insync_replicas    = tostring(var.kafka_topic_replication > 2 ? 2 : 1)
   }
@@ -94,6 +104,14 @@ resource "aiven_kafka_connect" "connect" {
   kafka_connect_user_config {
     kafka_connect {
       consumer_isolation_level = "read_committed"
+    }
+
+    # Pinned, not "latest": 4.0 renamed the connector class and creates each index
+    # with `dynamic: true`, which overrides the template's strict mapping (see
+    # connector.tf and tests/contract/test_terraform.py).
+    plugin_versions {
+      plugin_name = var.opensearch_connector_plugin
+      version     = local.opensearch_connector_version
     }
   }
 }

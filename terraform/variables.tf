@@ -152,13 +152,14 @@ variable "opensearch_plan" {
 }
 
 variable "opensearch_version" {
-  description = "OpenSearch major version."
+  description = "OpenSearch version of the managed service: one of the values the Aiven provider accepts (1, 2, 2.19, 3.3, 3.6). The test bench runs 2.19."
   type        = string
-  default     = "2"
+  default     = "2.19"
 
   validation {
-    condition     = can(regex("^[12](\\.[0-9]+)?$", var.opensearch_version))
-    error_message = "opensearch_version must be 1 or 2, optionally with a minor version (2.19)."
+    # The provider's enum for opensearch_user_config.opensearch_version (4.60+).
+    condition     = contains(["1", "2", "2.19", "3.3", "3.6"], var.opensearch_version)
+    error_message = "opensearch_version must be one of 1, 2, 2.19, 3.3, 3.6."
   }
 }
 
@@ -185,7 +186,18 @@ variable "certs_dir" {
 }
 
 variable "termination_protection" {
-  description = "Protect the services from `terraform destroy`; turn on for anything beyond a demo."
+  description = "Protect the services (Kafka, Connect, PostgreSQL, OpenSearch) from `terraform destroy`; turn on for anything beyond a demo. Topics are protected by lifecycle.prevent_destroy in kafka.tf instead."
   type        = bool
   default     = false
+}
+
+variable "opensearch_connector_plugin" {
+  description = "Name of Aiven's OpenSearch sink plugin in the Connect service's plugin list (check with `avn service connector available <connect service>`); its version is pinned in connector.tf."
+  type        = string
+  default     = "opensearch-connector-for-apache-kafka"
+
+  validation {
+    condition     = length(trimspace(var.opensearch_connector_plugin)) > 0
+    error_message = "opensearch_connector_plugin must not be empty."
+  }
 }

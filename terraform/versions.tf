@@ -5,8 +5,10 @@ terraform {
 
   required_providers {
     aiven = {
+      # 4.60 is the first release whose opensearch_version enum holds every value
+      # variables.tf accepts (3.6 came in 4.60); later 4.x releases are accepted.
       source  = "aiven/aiven"
-      version = "~> 4.45" # 4.45.0 or a later 4.x; 5.x renames resources.
+      version = "~> 4.60"
     }
     local = {
       source  = "hashicorp/local"

@@ -85,6 +85,8 @@ def test_terraform_and_providers_are_pinned(module: Module) -> None:
     providers = settings["required_providers"][0]
     assert providers["aiven"]["source"] == "aiven/aiven"
     assert re.fullmatch(r"~> 4\.\d+(\.\d+)?", providers["aiven"]["version"])
+    # The opensearch_version enum of PROVIDER_OPENSEARCH_VERSIONS is complete from 4.60 on.
+    assert int(providers["aiven"]["version"].split(".")[1]) >= 60
     assert providers["local"]["source"] == "hashicorp/local"
     assert all(p.get("version") for p in providers.values()), "every provider needs a version"
 
@@ -106,6 +108,22 @@ def test_variables_are_described_typed_and_validated(module: Module) -> None:
     for plan in ("kafka_plan", "kafka_connect_plan", "postgres_plan", "opensearch_plan"):
         assert plan in module.variables
     assert "kafka_version" in module.variables
+
+
+#: The enum of aiven_opensearch's opensearch_user_config.opensearch_version in the
+#: Aiven provider (4.60: "1", "2", "2.19", "3.3", "3.6"); the API rejects anything else.
+PROVIDER_OPENSEARCH_VERSIONS = ["1", "2", "2.19", "3.3", "3.6"]
+
+
+def test_opensearch_version_is_one_the_provider_accepts(module: Module) -> None:
+    variable = module.variables["opensearch_version"]
+    (validation,) = variable["validation"]
+    listed = re.fullmatch(
+        r"\$\{contains\(\[(.*)\], var\.opensearch_version\)\}", validation["condition"]
+    )
+    assert listed, validation["condition"]
+    assert json.loads(f"[{listed[1]}]") == PROVIDER_OPENSEARCH_VERSIONS
+    assert variable["default"] == "2.19"  # the version the real test tier runs
 
 
 def test_tfvars_example_holds_placeholders_for_declared_variables(module: Module) -> None:
@@ -147,6 +165,9 @@ def test_topics_partitions_replication_and_retention(module: Module) -> None:
     assert module.locals["day_ms"] == "${24 * 60 * 60 * 1000}"
     # TimestampRouter names the index from the record's (producer's) timestamp.
     assert config["message_timestamp_type"] == "CreateTime"
+    # termination_protection on topics is deprecated in provider 4.x.
+    assert "termination_protection" not in topic
+    assert topic["lifecycle"] == [{"prevent_destroy": True}]
 
 
 def test_service_user_may_only_use_the_topics_and_the_group(module: Module) -> None:
@@ -226,15 +247,46 @@ def test_connector_indexes_json_by_event_id_into_daily_indices(connector: dict[s
     chain = connector["transforms"].split(",")
     types = [connector[f"transforms.{name}.type"] for name in chain]
     assert types == [
+        "org.apache.kafka.connect.transforms.Filter",
         "org.apache.kafka.connect.transforms.ValueToKey",
         "org.apache.kafka.connect.transforms.ExtractField$Key",
         "org.apache.kafka.connect.transforms.TimestampRouter",
     ]
-    assert connector[f"transforms.{chain[0]}.fields"] == "event_id"
-    assert connector[f"transforms.{chain[1]}.field"] == "event_id"
-    assert connector[f"transforms.{chain[2]}.timestamp.format"] == "yyyy.MM.dd"
+    assert connector[f"transforms.{chain[1]}.fields"] == "event_id"
+    assert connector[f"transforms.{chain[2]}.field"] == "event_id"
+    assert connector[f"transforms.{chain[3]}.timestamp.format"] == "yyyy.MM.dd"
     declared = {key.split(".")[1] for key in connector if key.startswith("transforms.")}
     assert declared == set(chain)
+
+
+def test_tombstones_are_dropped_before_the_key_transforms(connector: dict[str, str]) -> None:
+    """A tombstone (null value) would fail in ValueToKey and land in the connector's DLQ,
+    so the sink's own ``behavior.on.null.values`` would never apply. The config says what
+    happens instead: the first transform drops it (the aggregator dead-letters the same
+    message in clickstream-events-dlq as "empty")."""
+    first = connector["transforms"].split(",")[0]
+    predicate = connector[f"transforms.{first}.predicate"]
+    assert connector[f"transforms.{first}.type"] == "org.apache.kafka.connect.transforms.Filter"
+    assert connector["predicates"].split(",") == [predicate]
+    assert connector[f"predicates.{predicate}.type"] == (
+        "org.apache.kafka.connect.transforms.predicates.RecordIsTombstone"
+    )
+    assert f"transforms.{first}.negate" not in connector
+    # What the sink would do if one got through anyway: nothing (no delete by id).
+    assert connector["behavior.on.null.values"] == "ignore"
+
+
+def test_a_record_without_a_usable_event_id_does_not_stop_the_task(
+    connector: dict[str, str],
+) -> None:
+    """A null or missing event_id becomes a null key; the sink's document-id code throws a
+    DataException inside put(), which errors.tolerance does not cover: without
+    drop.invalid.message the task dies and the whole topic stops. With it, the sink
+    logs the record (topic, partition, offset) and skips it; the aggregator has the
+    same record in clickstream-events-dlq (it fails the event schema)."""
+    assert connector["drop.invalid.message"] == "true"
+    assert connector["key.ignore"] == "false"  # the document id is the key...
+    assert connector["transforms.eventIdToKey.fields"] == "event_id"  # ...and the key event_id
 
 
 def test_connector_error_handling(connector: dict[str, str]) -> None:
@@ -246,14 +298,52 @@ def test_connector_error_handling(connector: dict[str, str]) -> None:
     assert not deployment_specific & set(connector), "addresses and secrets stay out of the file"
 
 
-def test_connector_class_matches_the_pinned_plugin(connector: dict[str, str]) -> None:
+def _dockerfile_connector_version() -> str:
     version = re.search(
-        r"ARG OPENSEARCH_CONNECTOR_VERSION=(\d+)\.\d+\.\d+", CONNECT_DOCKERFILE.read_text()
+        r"ARG OPENSEARCH_CONNECTOR_VERSION=(\d+\.\d+\.\d+)\n", CONNECT_DOCKERFILE.read_text()
     )
     assert version, "docker/connect/Dockerfile must pin the connector version"
+    return version[1]
+
+
+def test_connector_class_matches_the_pinned_plugin(connector: dict[str, str]) -> None:
+    major = int(_dockerfile_connector_version().split(".")[0])
     # The class was renamed in 4.0: OpensearchSinkConnector -> OpenSearchSinkConnector.
-    expected = "OpensearchSinkConnector" if int(version[1]) < 4 else "OpenSearchSinkConnector"
+    expected = "OpensearchSinkConnector" if major < 4 else "OpenSearchSinkConnector"
     assert connector["connector.class"] == f"io.aiven.kafka.connect.opensearch.{expected}"
+
+
+def test_aiven_runs_the_pinned_connector_version(module: Module) -> None:
+    connect = module.resources[("aiven_kafka_connect", "connect")]
+    (plugin,) = connect["kafka_connect_user_config"][0]["plugin_versions"]
+    assert plugin == {
+        "plugin_name": "${var.opensearch_connector_plugin}",
+        "version": "${local.opensearch_connector_version}",
+    }
+    pinned = module.locals["opensearch_connector_version"]
+    assert re.fullmatch(r"\d+\.\d+\.\d+", pinned), "an exact release, never 'latest'"
+    # Aiven and the local Compose stack run the same release.
+    assert pinned == _dockerfile_connector_version()
+
+
+#: Set to True only together with a change that keeps the strict mapping under 4.x.
+STRICT_MAPPING_KEPT_UNDER_CONNECTOR_4 = False
+
+
+def test_a_connector_4_pin_needs_the_mapping_question_answered(module: Module) -> None:
+    """Aiven's connector 4.x creates each missing index with ``mappings: {dynamic: true}``
+    (OpenSearchTaskHandler.createIndex, with schema.ignore=true); mappings in a create
+    request win over the index template's, so every daily index would accept any field.
+    3.x sends no mappings and the template's ``dynamic: strict`` applies. Before the pin
+    moves to 4.x, something must keep the strict mapping (e.g. clickstream-setup
+    creating the coming days' indices, so that the connector only finds them existing).
+    """
+    major = int(module.locals["opensearch_connector_version"].split(".")[0])
+    if major >= 4:
+        assert STRICT_MAPPING_KEPT_UNDER_CONNECTOR_4, (
+            "connector 4.x would create daily indices with dynamic: true; "
+            "answer the mapping question first (see this test's docstring)"
+        )
 
 
 # --- outputs and certificates ---------------------------------------------------
