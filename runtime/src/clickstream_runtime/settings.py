@@ -9,13 +9,15 @@ from __future__ import annotations
 
 import re
 import ssl
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any, Literal, Self, TypeVar
 
-from pydantic import Field, SecretStr, ValidationError, model_validator
+from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from clickstream_runtime.tls import kafka_ssl_context, postgres_ssl_context
+from clickstream_runtime.setting_errors import problems
+from clickstream_runtime.tls import TlsFileError, kafka_ssl_context, postgres_ssl_context
 from clickstream_schema import CONSUMER_GROUP, DLQ_TOPIC, EVENTS_TOPIC
 
 SETTINGS_CONFIG = SettingsConfigDict(
@@ -30,10 +32,20 @@ PostgresSslMode = Literal["disable", "allow", "prefer", "require", "verify-ca", 
 
 
 class SettingsError(SystemExit):
-    """A missing or malformed setting: one clear line, raised before anything connects."""
+    """Missing or malformed settings: raised before anything connects, all of them at once.
 
-    def __init__(self, message: str) -> None:
-        super().__init__(f"configuration error: {message}")
+    One problem is one line, ``configuration error: NAME=VALUE: what is wrong``;
+    several are a first line counting them and one indented line each.
+    """
+
+    def __init__(self, problems: str | list[str]) -> None:
+        self.problems = [problems] if isinstance(problems, str) else list(problems)
+        if len(self.problems) == 1:
+            message = f"configuration error: {self.problems[0]}"
+        else:
+            listed = "".join(f"\n  {problem}" for problem in self.problems)
+            message = f"configuration error: {len(self.problems)} settings are invalid:{listed}"
+        super().__init__(message)
 
 
 class KafkaSettings(BaseSettings):
@@ -49,16 +61,22 @@ class KafkaSettings(BaseSettings):
     kafka_ssl_keyfile: Path | None = None
     kafka_client_id: str = "clickstream"
 
-    @model_validator(mode="after")
-    def _check_kafka(self) -> Self:
-        for server in self.kafka_bootstrap_servers.split(","):
+    @field_validator("kafka_bootstrap_servers")
+    @classmethod
+    def _check_bootstrap(cls, value: str) -> str:
+        # A field rule, not a model rule: reported together with the other fields' problems.
+        for server in value.split(","):
             host, sep, port = server.strip().rpartition(":")
             if not sep or not host or not port.isdigit() or "/" in host:
                 # Never echo credentials someone put in a URL by mistake.
                 shown = re.sub(r"//[^@/]*@", "//***@", server.strip())
                 raise ValueError(
-                    f"KAFKA_BOOTSTRAP_SERVERS: {shown!r} is not host:port (no scheme, no path)"
+                    f"{shown!r} is not host:port (no scheme, no path; several: a:9092,b:9092)"
                 )
+        return value
+
+    @model_validator(mode="after")
+    def _check_kafka(self) -> Self:
         if (self.kafka_ssl_certfile is None) != (self.kafka_ssl_keyfile is None):
             raise ValueError(
                 "KAFKA_SSL_CERTFILE and KAFKA_SSL_KEYFILE must be set together (client certificate)"
@@ -149,18 +167,32 @@ class ConsumerGroupSettings(BaseSettings):
 T = TypeVar("T", bound=BaseSettings)
 
 
-def load(cls: type[T], **overrides: Any) -> T:
-    """Build a settings object, turning validation errors into one clear line."""
+def load(cls: type[T], *, flags: Mapping[str, str] | None = None, **overrides: Any) -> T:
+    """Build a settings object; every invalid setting is reported at once (:class:`SettingsError`).
+
+    ``overrides`` are values from the command line (field name -> value; leave
+    out flags not given). ``flags`` maps those fields to the flag the user typed
+    (``{"producer_rate": "--rate"}``), so that a bad ``--rate -5`` is reported as
+    ``--rate -5: must be at least 0``, not by its environment variable.
+    """
     try:
         settings = cls(**overrides)
     except ValidationError as error:
-        first = error.errors(include_url=False)[0]
-        name = str(first["loc"][0]).upper() if first["loc"] else cls.__name__
-        raise SettingsError(f"{name}: {first['msg']}") from None
+        raise SettingsError(problems(error, flags=flags, from_flags=overrides.keys())) from None
     # Open the TLS files now: a service must not wait for one server first and
     # only then find that a file for the other is missing.
+    found: list[str] = []
     if isinstance(settings, KafkaSettings):
-        settings.kafka_ssl_context()
+        _collect(found, settings.kafka_ssl_context)
     if isinstance(settings, PostgresSettings):
-        settings.postgres_connect_options()
+        _collect(found, settings.postgres_connect_options)
+    if found:
+        raise SettingsError(found)
     return settings
+
+
+def _collect(found: list[str], open_files: Callable[[], object]) -> None:
+    try:
+        open_files()
+    except TlsFileError as error:
+        found.append(error.detail)

@@ -12,7 +12,9 @@ from pathlib import Path
 
 class TlsFileError(SystemExit):
     def __init__(self, variable: str, path: Path, problem: str) -> None:
-        super().__init__(f"configuration error: {variable}={path}: {problem}")
+        #: The problem without the "configuration error: " prefix.
+        self.detail = f"{variable}={path}: {problem}"
+        super().__init__(f"configuration error: {self.detail}")
 
 
 def _readable(variable: str, path: Path) -> Path:
