@@ -1,0 +1,1 @@
+"""``clickstream-verify``: recompute the session metrics from the topic and diff them."""

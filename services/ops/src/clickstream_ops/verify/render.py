@@ -1,0 +1,69 @@
+"""A report on the terminal: the counts, the verdict line, the differences with examples."""
+
+from __future__ import annotations
+
+from rich.console import Console
+from rich.markup import escape
+from rich.table import Table
+
+from clickstream_ops.verify.report import Report
+
+_LABELS = {
+    "missing_sessions": "sessions missing from session_metrics",
+    "extra_sessions": "sessions in session_metrics with no event on the topic",
+    "different_sessions": "sessions that differ",
+    "dead_letters_missing": "invalid messages with no dead_letters row",
+    "valid_events_dead_lettered": "valid events dead-lettered",
+    "dead_letter_reason_differs": "dead letters with another reason",
+    "dead_letter_copies_missing": "relayed dead letters missing from the dead-letter topic",
+    "dead_letter_copies_duplicated": "extra copies on the dead-letter topic",
+    "dead_letter_copies_unexpected": "dead-letter copies with no dead_letters row",
+}
+
+
+def verdict_line(report: Report) -> str:
+    """``0 lost, 0 counted twice`` and the other differences, in one line of plain text."""
+    parts = [f"{report.lost:,} lost", f"{report.counted_twice:,} counted twice"]
+    parts += [f"{f.count:,} {_LABELS[name]}" for name, f in report.findings.items()]
+    return ", ".join(parts)
+
+
+def render(report: Report, console: Console) -> None:
+    c = report.counts
+    table = Table.grid(padding=(0, 2))
+    table.add_column(justify="left")
+    table.add_column(justify="right")
+    table.add_column(justify="left", style="dim")
+    table.add_row("messages on the topic (committed)", f"{c.messages:,}", "what was read")
+    table.add_row("  events applied", f"{c.applied:,}", "valid, first copy of their event_id")
+    table.add_row("  duplicates", f"{c.deduplicated:,}", "event_id seen before: counted zero times")
+    unstorable = f", {c.unstorable:,} refused by PostgreSQL" if c.unstorable else ""
+    table.add_row("  dead-lettered", f"{c.dead_lettered:,}", f"not valid events{unstorable}")
+    table.add_row(
+        "sessions", f"{c.sessions_stored:,}", f"stored; {c.sessions_expected:,} recomputed"
+    )
+    pending = c.dead_letters_pending_relay
+    table.add_row(
+        "dead letters",
+        f"{c.dead_letter_rows:,}",
+        f"rows; {c.dead_letter_copies:,} copies on the dead-letter topic"
+        + (f", {pending:,} not relayed yet" if pending else ""),
+    )
+    if c.not_yet_applied:
+        table.add_row("not applied yet", f"{c.not_yet_applied:,}", "beyond the committed offsets")
+    if c.sessions_partial or c.sessions_outside:
+        table.add_row(
+            "partly outside",
+            f"{c.sessions_partial + c.sessions_outside:,}",
+            "sessions with events outside what was read",
+        )
+    console.print(table)
+    for note in report.notes:
+        console.print(f"[yellow]note[/]: {escape(note)}", soft_wrap=True)
+    style = "bold green" if report.ok else "bold red"
+    scope = "" if report.exact else " (partial)"
+    console.print(f"[{style}]{escape(verdict_line(report))}[/]{scope}", highlight=False)
+    for name, finding in report.findings.items():
+        console.print(f"[red]{finding.count:,} {_LABELS[name]}[/], e.g.", highlight=False)
+        for example in finding.examples:
+            console.print(f"  {escape(example)}", highlight=False, soft_wrap=True)
