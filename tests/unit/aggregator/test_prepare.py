@@ -66,9 +66,10 @@ def test_prepare_counts_every_message_once_and_dead_letters_the_bad_ones() -> No
     assert prepared.events == len(events)
     assert prepared.duplicates == 1
     assert prepared.excluded == 0
-    # Partition order, then offset order: the order the batch is applied in.
-    assert prepared.event_ids == [e.event_id.hex for e in events]
-    assert prepared.event_times_ms == [int(e.timestamp.timestamp() * 1000) for e in events]
+    # Sorted by id (the dedupe index's lock order), times aligned with their ids.
+    by_id = sorted(events, key=lambda e: e.event_id.hex)
+    assert prepared.event_ids == [e.event_id.hex for e in by_id]
+    assert prepared.event_times_ms == [int(e.timestamp.timestamp() * 1000) for e in by_id]
     letters = prepared.dead_letters
     assert [(d.partition, d.offset, d.value) for d in letters] == [
         (1, 50 + 200 + i, value) for i, value in enumerate(POISON)

@@ -11,7 +11,9 @@ consumption order (partition offset order), which breaks ties:
   first consumed on a tie; the exit page from the largest, the last consumed on
   a tie;
 * distinct values (pages, products, referrers) are kept sorted by code point;
-* ``search_queries`` keeps every query in consumption order.
+* ``search_queries`` keeps the first :data:`MAX_SEARCH_QUERIES` queries in
+  consumption order; ``search_count`` still counts every search. One abusive
+  session must not grow a row without bound.
 
 Nothing here touches Kafka or PostgreSQL.
 """
@@ -22,10 +24,14 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import datetime
 from decimal import Decimal
+from typing import Final
 
 from clickstream_schema import ClickEvent, EventType
 
 _ZERO = Decimal("0.00")
+
+#: Queries kept per session in ``search_queries`` (the rest are only counted).
+MAX_SEARCH_QUERIES: Final = 100
 
 
 @dataclass(slots=True)
@@ -91,7 +97,7 @@ class SessionAggregate:
             self.products.add(event.product_id)
         if event.referrer is not None:
             self.referrers.add(event.referrer)
-        if event.search_query is not None:
+        if event.search_query is not None and len(self.search_queries) < MAX_SEARCH_QUERIES:
             self.search_queries.append(event.search_query)
         if kind is EventType.PAGE_VIEW:
             self.page_views += 1
@@ -150,5 +156,5 @@ def merge(earlier: SessionAggregate, later: SessionAggregate) -> SessionAggregat
         pages=earlier.pages | later.pages,
         products=earlier.products | later.products,
         referrers=earlier.referrers | later.referrers,
-        search_queries=earlier.search_queries + later.search_queries,
+        search_queries=(earlier.search_queries + later.search_queries)[:MAX_SEARCH_QUERIES],
     )

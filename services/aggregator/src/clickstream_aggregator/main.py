@@ -1,4 +1,12 @@
-"""``clickstream-aggregator``: the service entrypoint."""
+"""``clickstream-aggregator``: the service entrypoint and its wiring.
+
+Start-up waits for PostgreSQL and Kafka the same way (the failure policy's
+retry loop, one ``*_retry`` event per attempt), for ever or for
+``AGGREGATOR_STARTUP_TIMEOUT_S``. Then the batch loop runs beside its helpers
+(dead-letter relay, Kafka offset mirror, dedupe pruning, readiness probes);
+any of them failing stops the service. Every step of the shutdown is bounded,
+so SIGTERM ends the process in time whatever the servers are doing.
+"""
 
 from __future__ import annotations
 
@@ -6,103 +14,280 @@ import argparse
 import asyncio
 import contextlib
 import ssl
+from collections.abc import Coroutine
 from contextlib import AsyncExitStack
 from pathlib import Path
+from typing import Any
 
 import asyncpg
 import structlog
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
-from aiokafka.errors import KafkaConnectionError
+from aiokafka import AIOKafkaConsumer
 
-from clickstream_aggregator import repository as repo
-from clickstream_aggregator.deadletter import DeadLetterRelay
+from clickstream_aggregator.commit import BatchWriter
+from clickstream_aggregator.deadletters import DeadLetterRelay, RelayProducers
+from clickstream_aggregator.deadletters.producers import stop_bounded
+from clickstream_aggregator.dedupe_window import DedupeWindow
 from clickstream_aggregator.metrics import AggregatorMetrics
 from clickstream_aggregator.migrate import migrate
+from clickstream_aggregator.mirror import OffsetMirror
 from clickstream_aggregator.pipeline import Aggregator
+from clickstream_aggregator.policy import Resource, Retrying, Stopping
+from clickstream_aggregator.positions import OffsetOutOfRange, Positions
 from clickstream_aggregator.prepare import tune_gc
-from clickstream_aggregator.retry import Backoff, cause, is_transient
 from clickstream_aggregator.settings import AggregatorSettings
 from clickstream_aggregator.source import Ownership, create_consumer
 from clickstream_aggregator.workers import Preparer
 from clickstream_runtime import logs
-from clickstream_runtime.entrypoint import serve
+from clickstream_runtime.entrypoint import bounded, serve
 from clickstream_runtime.health import Readiness, serve_health
 from clickstream_runtime.kafka_tls import explain_kafka_tls_failure
+from clickstream_runtime.probes import kafka_probe, keep_probing, postgres_probe
 from clickstream_runtime.settings import load
 from clickstream_runtime.tls import TlsFileError
 
 log = structlog.get_logger()
 
-_FINAL_DRAIN_S = 5.0
+# Shutdown budget (the process must be gone within 10 s of SIGTERM): the batch
+# in flight (pipeline), a last relay sweep, leaving the group, the other clients.
+_FINAL_DRAIN_S = 2.0
+_LEAVE_GROUP_S = 1.5
+_CLOSE_S = 1.0
+
+
+class StartupTimeout(RuntimeError):
+    """A dependency did not answer within ``AGGREGATOR_STARTUP_TIMEOUT_S``."""
+
+
+def _startup_deadline(settings: AggregatorSettings) -> float | None:
+    return settings.aggregator_startup_timeout_s or None
 
 
 async def _connect(
-    settings: AggregatorSettings,
-    stop: asyncio.Event,
-    readiness: Readiness,
-    metrics: AggregatorMetrics,
-) -> asyncpg.Pool | None:
+    settings: AggregatorSettings, stop: asyncio.Event, retrying: Retrying
+) -> asyncpg.Pool:
     """Create the pool and migrate, waiting (with backoff) while PostgreSQL is unreachable."""
-    backoff = Backoff.from_settings(settings)
-    while True:
+
+    async def connect() -> asyncpg.Pool:
+        pool: asyncpg.Pool = await asyncpg.create_pool(
+            **settings.postgres_connect_options(),
+            min_size=1,
+            max_size=settings.aggregator_pool_size,
+            server_settings={
+                "application_name": f"clickstream-aggregator/{settings.aggregator_replica_id}"
+            },
+        )
         try:
-            pool: asyncpg.Pool = await asyncpg.create_pool(
-                **settings.postgres_connect_options(),
-                min_size=1,
-                max_size=settings.aggregator_pool_size,
-                server_settings={
-                    "application_name": f"clickstream-aggregator/{settings.aggregator_replica_id}"
-                },
-            )
             async with pool.acquire() as conn:
                 await migrate(conn)
-        except ssl.SSLCertVerificationError as error:
-            raise TlsFileError(
-                "POSTGRES_SSLROOTCERT",
-                settings.postgres_sslrootcert or Path("(system CAs)"),
-                f"PostgreSQL's certificate does not verify against it ({error.verify_message})",
-            ) from None
-        except Exception as error:
-            if not is_transient(error):
-                raise
-            metrics.retries.labels(cause=cause(error)).inc()
-            readiness.set("postgres", False, repr(error))
-            readiness.enter_retry(f"postgres: {error!r}")
-            log.warning("postgres_waiting", error=repr(error), attempt=backoff.attempts + 1)
-            if not await backoff.wait(stop):
-                return None
-            continue
-        readiness.leave_retry()
-        readiness.set("postgres", True)
+        except BaseException:
+            await bounded(pool.close(), _CLOSE_S, "postgres pool")
+            raise
         return pool
 
-
-async def _start_consumer(consumer: AIOKafkaConsumer, settings: AggregatorSettings) -> None:
     try:
-        await consumer.start()
-    except KafkaConnectionError:
-        # aiokafka only says "Unable to bootstrap": name the TLS file if it is the reason.
-        await explain_kafka_tls_failure(settings)
+        return await retrying.run(connect, stop, deadline_s=_startup_deadline(settings))
+    except ssl.SSLCertVerificationError as error:
+        raise TlsFileError(
+            "POSTGRES_SSLROOTCERT",
+            settings.postgres_sslrootcert or Path("(system CAs)"),
+            f"PostgreSQL's certificate does not verify against it ({error.verify_message})",
+        ) from None
+    except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as error:
+        raise StartupTimeout(
+            f"PostgreSQL at {settings.postgres_host}:{settings.postgres_port} did not answer "
+            f"within {settings.aggregator_startup_timeout_s:g}s: {error!r}"
+        ) from None
+
+
+async def _start_consumer(
+    consumer: AIOKafkaConsumer,
+    settings: AggregatorSettings,
+    stop: asyncio.Event,
+    retrying: Retrying,
+) -> None:
+    async def start() -> None:
+        try:
+            await consumer.start()
+        except Exception:
+            # aiokafka only says "Unable to bootstrap": name the TLS file if it is the reason.
+            await explain_kafka_tls_failure(settings)
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(consumer.stop(), timeout=_CLOSE_S)
+            raise
+
+    try:
+        await retrying.run(start, stop, deadline_s=_startup_deadline(settings))
+    except Stopping:
         raise
+    except Exception as error:
+        raise StartupTimeout(
+            f"Kafka at {settings.kafka_bootstrap_servers} did not answer within "
+            f"{settings.aggregator_startup_timeout_s:g}s: {error!r}"
+        ) from None
 
 
-async def _dead_letter_clients(
+async def _relay_clients(
     stack: AsyncExitStack, settings: AggregatorSettings
-) -> tuple[AIOKafkaProducer, AIOKafkaConsumer]:
-    """The relay's producer and the reader it checks the dead-letter topic's tail with."""
-    producer = AIOKafkaProducer(**settings.kafka_client_options(), acks="all", linger_ms=5)
-    stack.push_async_callback(producer.stop)
-    await producer.start()
+) -> tuple[RelayProducers, AIOKafkaConsumer]:
+    """The relay's producers and the reader it checks the dead-letter topic's tail with."""
+    producers = RelayProducers(settings)
+    stack.push_async_callback(producers.close)
     tail_reader = AIOKafkaConsumer(
         **settings.kafka_client_options(),
         group_id=None,
         enable_auto_commit=False,
         auto_offset_reset="earliest",
         fetch_max_wait_ms=100,
+        isolation_level="read_committed",
     )
-    stack.push_async_callback(tail_reader.stop)
-    await tail_reader.start()
-    return producer, tail_reader
+    stack.push_async_callback(stop_bounded, tail_reader, "dead-letter reader")
+    await asyncio.wait_for(tail_reader.start(), timeout=10.0)
+    return producers, tail_reader
+
+
+def _supervised(
+    stop: asyncio.Event, name: str, work: Coroutine[Any, Any, None]
+) -> asyncio.Task[None]:
+    """A helper task whose failure stops the service (it is re-raised at the end)."""
+
+    async def supervise() -> None:
+        try:
+            await work
+        except Exception as error:
+            log.error("task_failed", task=name, error=repr(error), policy="stop")
+            stop.set()
+            raise
+
+    return asyncio.create_task(supervise(), name=name)
+
+
+class _Wiring:
+    """The running parts of one aggregator, connected to its PostgreSQL pool and consumer."""
+
+    def __init__(
+        self,
+        settings: AggregatorSettings,
+        stop: asyncio.Event,
+        readiness: Readiness,
+        metrics: AggregatorMetrics,
+    ) -> None:
+        self.settings = settings
+        self.stop = stop
+        self.readiness = readiness
+        self.metrics = metrics
+        self.in_flight = asyncio.Lock()
+        self.dead_letters = asyncio.Event()
+
+    def retrying(self, what: str, resource: Resource) -> Retrying:
+        return Retrying(what, resource, self.settings, self.metrics, self.readiness)
+
+    def on_change(self, owned: set[int]) -> None:
+        self.metrics.assigned_partitions.set(len(owned))
+        self.readiness.set("assigned", True)  # joined the group (an idle replica may own none)
+        self.dead_letters.set()  # new partitions may have outbox rows to reconcile
+
+    async def consumer(
+        self, stack: AsyncExitStack, pool: asyncpg.Pool
+    ) -> tuple[AIOKafkaConsumer, Ownership, Positions]:
+        s = self.settings
+        consumer = create_consumer(s)
+        positions = Positions(consumer, s.kafka_topic)
+        ownership = Ownership(
+            s,
+            consumer,
+            pool,
+            positions,
+            self.retrying("claim", "postgres"),
+            self.in_flight,
+            self.stop,
+            self.on_change,
+        )
+        consumer.subscribe([s.kafka_topic], listener=ownership)
+        await _start_consumer(consumer, s, self.stop, self.retrying("kafka_connect", "kafka"))
+        # Leaving the group lets the others take over at once; bounded, since a
+        # dead coordinator never answers.
+        stack.push_async_callback(stop_bounded, consumer, "consumer")
+        return consumer, ownership, positions
+
+    async def helpers(
+        self,
+        stack: AsyncExitStack,
+        pool: asyncpg.Pool,
+        consumer: AIOKafkaConsumer,
+        relay: DeadLetterRelay,
+        mirror: OffsetMirror,
+    ) -> list[asyncio.Task[None]]:
+        s, stop, readiness = self.settings, self.stop, self.readiness
+        # Its own connection: a pool busy with batches must not read as "down".
+        probe_pool: asyncpg.Pool = await asyncpg.create_pool(
+            **s.postgres_connect_options(), min_size=0, max_size=1
+        )
+        stack.push_async_callback(bounded, probe_pool.close(), _CLOSE_S, "probe pool")
+        dedupe = DedupeWindow(
+            pool, s.aggregator_dedupe_retention_hours, s.aggregator_prune_interval_s
+        )
+        work: dict[str, Coroutine[Any, Any, None]] = {
+            "dead-letter-relay": relay.run(stop),
+            "dedupe-window": dedupe.run(stop),
+            "probe-postgres": keep_probing("postgres", postgres_probe(probe_pool), readiness, stop),
+            "probe-kafka": keep_probing(
+                "kafka", kafka_probe(consumer._client, s.kafka_topic), readiness, stop
+            ),
+        }
+        if s.aggregator_commit_to_kafka:
+            work["kafka-offset-mirror"] = mirror.run(stop)
+        return [_supervised(stop, name, coroutine) for name, coroutine in work.items()]
+
+
+async def _serve(wiring: _Wiring, stack: AsyncExitStack, tasks: list[asyncio.Task[None]]) -> None:
+    s, stop = wiring.settings, wiring.stop
+    pool = await _connect(s, stop, wiring.retrying("postgres_connect", "postgres"))
+    stack.push_async_callback(bounded, pool.close(), _CLOSE_S, "postgres pool")
+    consumer, ownership, positions = await wiring.consumer(stack, pool)
+    producers, tail_reader = await _relay_clients(stack, s)
+    relay = DeadLetterRelay(
+        s,
+        pool,
+        producers,
+        tail_reader,
+        ownership,
+        wiring.metrics,
+        wiring.readiness,
+        wiring.dead_letters,
+    )
+    preparer = await stack.enter_async_context(
+        Preparer(
+            s.kafka_topic,
+            max_bytes=s.aggregator_max_message_bytes,
+            workers=s.aggregator_decode_workers,
+        )
+    )
+    mirror = OffsetMirror(consumer, s.kafka_topic)
+    aggregator = Aggregator(
+        s,
+        consumer,
+        BatchWriter(pool, preparer, s.kafka_group_id, s.aggregator_max_message_bytes),
+        ownership,
+        positions,
+        mirror,
+        wiring.retrying("batch", "postgres"),
+        wiring.in_flight,
+        wiring.metrics,
+        wiring.dead_letters,
+    )
+    tasks.extend(await wiring.helpers(stack, pool, consumer, relay, mirror))
+    try:
+        await aggregator.run(stop)
+    except OffsetOutOfRange as error:
+        log.error("offset_out_of_range", reason=str(error), partition=error.partition)
+        raise
+    finally:
+        stop.set()
+        wiring.dead_letters.set()  # wake the relay so it sees the stop at once
+        await asyncio.wait(tasks, timeout=_CLOSE_S)
+        # Drain the outbox once more so a clean stop leaves little pending,
+        # bounded so that SIGTERM still exits promptly if a server is down.
+        await bounded(relay.sweep(asyncio.Event()), _FINAL_DRAIN_S, "dead-letter drain")
 
 
 async def run(settings: AggregatorSettings, stop: asyncio.Event) -> None:
@@ -119,85 +304,27 @@ async def run(settings: AggregatorSettings, stop: asyncio.Event) -> None:
         postgres=f"{settings.postgres_host}:{settings.postgres_port}/{settings.postgres_database}",
         kafka_tls=settings.kafka_uses_tls,
     )
-    async with AsyncExitStack() as stack:
-        await stack.enter_async_context(
-            serve_health(settings.metrics_host, settings.metrics_port, metrics.registry, readiness)
-        )
-        pool = await _connect(settings, stop, readiness, metrics)
-        if pool is None:
-            return
-        stack.push_async_callback(pool.close)
-
-        in_flight = asyncio.Lock()
-        dead_letters = asyncio.Event()
-        consumer = create_consumer(settings)
-
-        async def claim(log_starts: dict[int, int]) -> dict[int, repo.Claim]:
-            backoff = Backoff.from_settings(settings)
-            while True:
-                try:
-                    async with pool.acquire() as conn:
-                        return await repo.claim_partitions(
-                            conn,
-                            settings.kafka_group_id,
-                            settings.kafka_topic,
-                            log_starts,
-                            settings.aggregator_replica_id,
-                        )
-                except Exception as error:
-                    if not is_transient(error) or stop.is_set():
-                        raise
-                    metrics.retries.labels(cause=cause(error)).inc()
-                    log.warning("claim_retry", error=repr(error))
-                    await backoff.wait(stop)
-
-        def on_change(owned: set[int]) -> None:
-            metrics.assigned_partitions.set(len(owned))
-            readiness.set("assigned", True)  # joined the group (an idle replica may own none)
-            dead_letters.set()  # new partitions may have outbox rows to reconcile
-
-        ownership = Ownership(settings.kafka_topic, consumer, claim, in_flight, on_change)
-        consumer.subscribe([settings.kafka_topic], listener=ownership)
-        # Leaving the group on exit lets the others take over at once; registered
-        # before start so that a failed start still closes the client.
-        stack.push_async_callback(consumer.stop)
-        await _start_consumer(consumer, settings)
-        readiness.set("kafka", True)
-
-        producer, tail_reader = await _dead_letter_clients(stack, settings)
-
-        relay = DeadLetterRelay(
-            settings, pool, producer, tail_reader, ownership, metrics, dead_letters
-        )
-        preparer = await stack.enter_async_context(
-            Preparer(
-                settings.kafka_topic,
-                max_bytes=settings.aggregator_max_message_bytes,
-                workers=settings.aggregator_decode_workers,
+    tasks: list[asyncio.Task[None]] = []
+    try:
+        async with AsyncExitStack() as stack:
+            await stack.enter_async_context(
+                serve_health(
+                    settings.metrics_host, settings.metrics_port, metrics.registry, readiness
+                )
             )
-        )
-        aggregator = Aggregator(
-            settings,
-            pool,
-            consumer,
-            preparer,
-            ownership,
-            in_flight,
-            metrics,
-            readiness,
-            dead_letters,
-        )
-        relay_task = asyncio.create_task(relay.run(stop), name="dead-letter-relay")
-        try:
-            await aggregator.run(stop)
-        finally:
-            stop.set()
-            dead_letters.set()  # wake the relay so it sees the stop at once
-            await relay_task
-            # Drain the outbox once more so a clean stop leaves nothing pending,
-            # bounded so that SIGTERM still exits promptly if PostgreSQL is down.
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(relay.sweep(asyncio.Event()), timeout=_FINAL_DRAIN_S)
+            await _serve(_Wiring(settings, stop, readiness, metrics), stack, tasks)
+    except Stopping:
+        pass  # asked to stop while still waiting for PostgreSQL or Kafka
+    finally:
+        for task in tasks:
+            task.cancel()
+        for task in tasks:
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await task
+    for task in tasks:
+        failure = None if task.cancelled() else task.exception()
+        if failure is not None:
+            raise failure
     log.info("aggregator_stopped")
 
 

@@ -11,25 +11,32 @@ without events an earlier batch already applied.
 from __future__ import annotations
 
 import gc
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any
 from uuid import UUID
 
 from clickstream_aggregator.aggregate import aggregate
-from clickstream_aggregator.rows import session_columns
-from clickstream_aggregator.validate import DeadLetter, Decoding, PartitionRange, RawPartition
+from clickstream_aggregator.rows import SessionRows, session_columns
+from clickstream_aggregator.validate import (
+    DeadLetter,
+    Decoding,
+    MessageKey,
+    PartitionRange,
+    RawPartition,
+    Refusal,
+)
 from clickstream_schema import ClickEvent
 
 
 @dataclass(frozen=True, slots=True)
 class Prepared:
-    #: Ids (32 hex digits) and event times (epoch ms) of the events to apply, for dedupe.
+    #: Ids (32 hex digits, sorted: the dedupe index's lock order) and event
+    #: times (epoch ms, same order) of the events to apply.
     event_ids: list[str]
     event_times_ms: list[int]
     #: ``rows.session_columns`` of the aggregated events.
-    session_rows: list[list[Any]]
+    session_rows: SessionRows
     dead_letters: list[DeadLetter]
     #: Events to apply, after both kinds of duplicates are dropped.
     events: int
@@ -46,9 +53,14 @@ def prepare(
     partitions: list[RawPartition],
     max_bytes: int,
     exclude: frozenset[UUID] = frozenset(),
+    reject: Mapping[MessageKey, Refusal] | None = None,
 ) -> Prepared:
-    """Decode, dedupe within the batch and aggregate, partitions in the given order."""
-    decoding = Decoding(topic, partitions, max_bytes=max_bytes, exclude=exclude)
+    """Decode, dedupe within the batch and aggregate, partitions in the given order.
+
+    ``exclude``: ids of events applied before (skipped and counted);
+    ``reject``: messages to dead-letter instead of applying.
+    """
+    decoding = Decoding(topic, partitions, max_bytes=max_bytes, exclude=exclude, reject=reject)
     event_ids: list[str] = []
     event_times_ms: list[int] = []
 
@@ -60,9 +72,10 @@ def prepare(
             yield event
 
     sessions = aggregate(noted(decoding.events()))
+    order = sorted(range(len(event_ids)), key=event_ids.__getitem__)
     return Prepared(
-        event_ids=event_ids,
-        event_times_ms=event_times_ms,
+        event_ids=[event_ids[i] for i in order],
+        event_times_ms=[event_times_ms[i] for i in order],
         session_rows=session_columns(sessions.values()),
         dead_letters=decoding.dead_letters,
         events=len(event_ids),
@@ -85,14 +98,16 @@ def combine(parts: Sequence[Prepared]) -> Prepared | None:
     session_ids = [s for part in parts for s in part.session_rows[0]]
     if len(set(event_ids)) != len(event_ids) or len(set(session_ids)) != len(session_ids):
         return None
+    times = [t for part in parts for t in part.event_times_ms]
+    by_id = sorted(range(len(event_ids)), key=event_ids.__getitem__)
     width = len(parts[0].session_rows)
     joined = [[value for part in parts for value in part.session_rows[c]] for c in range(width)]
     # Rows stay sorted by session_id: the lock order that keeps replicas deadlock-free.
     order = sorted(range(len(session_ids)), key=session_ids.__getitem__)
     newest = [p.newest for p in parts if p.newest is not None]
     return Prepared(
-        event_ids=event_ids,
-        event_times_ms=[t for part in parts for t in part.event_times_ms],
+        event_ids=[event_ids[i] for i in by_id],
+        event_times_ms=[times[i] for i in by_id],
         session_rows=[[column[i] for i in order] for column in joined],
         dead_letters=[d for part in parts for d in part.dead_letters],
         events=sum(p.events for p in parts),
@@ -109,6 +124,8 @@ class Batch:
     topic: str
     raw: dict[int, RawPartition]
     prepared: Prepared | None = None
+    #: Messages found unstorable (``pinning``): dead-lettered whenever the batch is prepared.
+    rejects: dict[MessageKey, Refusal] = field(default_factory=dict)
     ranges: dict[int, PartitionRange] = field(init=False)
 
     def __post_init__(self) -> None:
@@ -125,7 +142,22 @@ class Batch:
     def without_partitions(self, partitions: Iterable[int]) -> Batch:
         """The batch minus some partitions; it has to be prepared again."""
         dropped = set(partitions)
-        return Batch(self.topic, {p: r for p, r in self.raw.items() if p not in dropped})
+        return Batch(
+            self.topic,
+            {p: r for p, r in self.raw.items() if p not in dropped},
+            rejects={k: r for k, r in self.rejects.items() if k[0] not in dropped},
+        )
+
+    def message_keys(self) -> list[MessageKey]:
+        """Every message of the batch, in the order it is applied."""
+        return [key for raw in self.partitions() for key in raw.keys_in_order()]
+
+    def only(self, keys: Iterable[MessageKey]) -> list[RawPartition]:
+        """The raw partitions holding just the messages ``keys``, in application order."""
+        wanted: dict[int, set[int]] = {}
+        for partition, offset in keys:
+            wanted.setdefault(partition, set()).add(offset)
+        return [self.raw[p].only(wanted[p]) for p in sorted(wanted)]
 
 
 def tune_gc() -> None:

@@ -1,22 +1,24 @@
 """All of the aggregator's SQL: offsets and fencing, dedupe, session upserts, dead letters.
 
 Every statement is parameterised and set-based (one statement per batch and
-table, rows passed as arrays through ``unnest``). Lock order inside a batch
-transaction is fixed: offset rows (by partition), then dedupe rows, then session
-rows in ``session_id`` order, so replicas never deadlock.
+table, rows passed as arrays through ``unnest``). Inside a batch transaction
+rows are locked in a fixed order: offset rows by partition, dedupe rows by
+event id, session rows by ``session_id``. Two replicas therefore wait for each
+other rather than deadlock; a deadlock that PostgreSQL still reports (another
+client, a relay) is retried by the failure policy.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass
-from datetime import datetime
-from typing import Any
+from dataclasses import dataclass, field
+from typing import Any, Final
 from uuid import UUID
 
 import asyncpg
 
-from clickstream_aggregator.rows import COUNTED_TYPES
+from clickstream_aggregator.aggregate import MAX_SEARCH_QUERIES
+from clickstream_aggregator.rows import COUNTED_TYPES, UPSERT_COLUMNS
 from clickstream_aggregator.validate import DeadLetter, PartitionRange
 
 
@@ -26,7 +28,7 @@ class Claim:
 
     partition: int
     epoch: int
-    next_offset: int | None
+    next_offset: int
 
 
 async def claim_partitions(
@@ -65,20 +67,24 @@ async def claim_partitions(
 
 @dataclass(frozen=True, slots=True)
 class OffsetCheck:
-    """Partitions a batch may not write.
+    """What the stored offset rows say about a batch, partition by partition.
 
     ``fenced``: another replica claimed them since (a higher epoch is stored).
     ``unclaimed``: the stored claim is older than ours: the database lost it
     (restored from a backup, or a crash with ``synchronous_commit=off``).
     ``stale``: the stored offset is not where the batch starts (→ the stored one).
+    ``committed``: the stored offset is where the batch ends, under our epoch:
+    an earlier attempt of this very batch committed and its reply was lost.
     """
 
-    fenced: set[int]
-    unclaimed: set[int]
-    stale: dict[int, int]
+    fenced: set[int] = field(default_factory=set)
+    unclaimed: set[int] = field(default_factory=set)
+    stale: dict[int, int] = field(default_factory=dict)
+    committed: set[int] = field(default_factory=set)
 
-    def __bool__(self) -> bool:
-        return bool(self.fenced or self.unclaimed or self.stale)
+    @property
+    def writable(self) -> bool:
+        return not (self.fenced or self.unclaimed or self.stale or self.committed)
 
 
 async def lock_offsets(
@@ -101,7 +107,7 @@ async def lock_offsets(
         sorted(ranges),
     )
     found = {r["partition"]: r for r in rows}
-    check = OffsetCheck(set(), set(), {})
+    check = OffsetCheck()
     for partition, span in ranges.items():
         row = found.get(partition)
         mine = epochs.get(partition, 0)  # 0: not ours at all, so any stored claim wins
@@ -109,7 +115,11 @@ async def lock_offsets(
             check.unclaimed.add(partition)
         elif row["epoch"] > mine:
             check.fenced.add(partition)
-        elif row["next_offset"] != span.first:
+        elif row["next_offset"] == span.first:
+            continue
+        elif row["next_offset"] == span.next and span.next > span.first:
+            check.committed.add(partition)
+        else:
             check.stale[partition] = row["next_offset"]
     return check
 
@@ -131,12 +141,27 @@ async def advance_offsets(
     )
 
 
+async def stored_offsets(conn: asyncpg.Connection, group: str, topic: str) -> dict[int, int]:
+    """Partition → stored next offset of every partition the group ever committed."""
+    rows = await conn.fetch(
+        """
+        SELECT partition, next_offset FROM consumer_offsets
+        WHERE group_id = $1 AND topic = $2 AND next_offset IS NOT NULL
+        """,
+        group,
+        topic,
+    )
+    return {r["partition"]: r["next_offset"] for r in rows}
+
+
 async def record_event_ids(
     conn: asyncpg.Connection, event_ids: Sequence[str], event_times_ms: Sequence[int]
 ) -> frozenset[UUID]:
     """Remember the batch's event ids; return those already applied before (duplicates).
 
-    The event time is kept only to prune old ids, so milliseconds suffice.
+    ``event_ids`` come sorted (``prepare`` sorts them), so concurrent batches
+    lock index entries in the same order. Pruning goes by ``applied_at`` (the
+    database's clock, the column default); the event time is kept for reports only.
     """
     status: str = await conn.execute(
         """
@@ -160,20 +185,11 @@ async def record_event_ids(
     return frozenset(UUID(r["event_id"]) for r in rows)
 
 
-_COUNT_COLUMNS = ", ".join(f"{t}_count" for t in COUNTED_TYPES)
-_COUNT_VALUES = ", ".join(f"b.{t}" for t in COUNTED_TYPES)
-_COUNT_ARRAYS = ", ".join(f"${17 + i}::int[]" for i in range(len(COUNTED_TYPES)))
-_COUNT_NAMES = ", ".join(COUNTED_TYPES)
-_COUNT_UPDATES = ",\n    ".join(
-    f"{t}_count = s.{t}_count + EXCLUDED.{t}_count" for t in COUNTED_TYPES
-)
-
-
 def _union(column: str) -> str:
     # Most batches add nothing new to a session's sets (same referrer, revisited
     # pages): containment is a cheap C check that skips the merge.
     return (
-        f"{column} = CASE WHEN s.{column} @> EXCLUDED.{column} THEN s.{column} "
+        f"CASE WHEN s.{column} @> EXCLUDED.{column} THEN s.{column} "
         f"ELSE clickstream_sorted_union(s.{column}, EXCLUDED.{column}) END"
     )
 
@@ -182,56 +198,62 @@ def _earliest(column: str) -> str:
     # Attributes of the earliest event: an equal timestamp keeps the stored
     # value, which was consumed first.
     return (
-        f"{column} = CASE WHEN EXCLUDED.first_event_timestamp < s.first_event_timestamp "
+        f"CASE WHEN EXCLUDED.first_event_timestamp < s.first_event_timestamp "
         f"THEN EXCLUDED.{column} ELSE s.{column} END"
     )
 
 
-_UPSERT_SESSIONS = f"""
-INSERT INTO session_metrics AS s (
-    session_id, user_id, total_events, first_event_timestamp, last_event_timestamp,
-    unique_pages, total_revenue, products_viewed, search_queries, referrers,
-    user_agent, ip_address, entry_page, exit_page, device_type, country, updated_at,
-    {_COUNT_COLUMNS}
-)
-SELECT
-    b.session_id, b.user_id, b.total_events, b.first_ts, b.last_ts,
-    b.pages::jsonb, b.revenue, b.products::jsonb, b.queries::jsonb, b.referrers::jsonb,
-    b.user_agent, b.ip::inet, b.entry_page, b.exit_page, b.device_type, b.country, now(),
-    {_COUNT_VALUES}
-FROM unnest(
-    $1::text[], $2::text[], $3::int[], $4::timestamptz[], $5::timestamptz[],
-    $6::text[], $7::numeric[], $8::text[], $9::text[], $10::text[],
-    $11::text[], $12::text[], $13::text[], $14::text[], $15::text[], $16::text[],
-    {_COUNT_ARRAYS}
-) AS b(
-    session_id, user_id, total_events, first_ts, last_ts,
-    pages, revenue, products, queries, referrers,
-    user_agent, ip, entry_page, exit_page, device_type, country,
-    {_COUNT_NAMES}
-)
+#: How a batch's row merges into the stored one (``s``), per upserted column.
+_MERGE: Final[dict[str, str]] = {
+    "session_id": "s.session_id",
+    "user_id": _earliest("user_id"),
+    "total_events": "s.total_events + EXCLUDED.total_events",
+    "first_event_timestamp": "LEAST(s.first_event_timestamp, EXCLUDED.first_event_timestamp)",
+    "last_event_timestamp": "GREATEST(s.last_event_timestamp, EXCLUDED.last_event_timestamp)",
+    "unique_pages": _union("unique_pages"),
+    "total_revenue": "s.total_revenue + EXCLUDED.total_revenue",
+    "products_viewed": _union("products_viewed"),
+    # The first MAX_SEARCH_QUERIES queries in consumption order; later ones are
+    # only counted (search_count).
+    "search_queries": (
+        f"CASE WHEN jsonb_array_length(s.search_queries) >= {MAX_SEARCH_QUERIES} "
+        "THEN s.search_queries ELSE jsonb_path_query_array("
+        f"s.search_queries || EXCLUDED.search_queries, '$[0 to {MAX_SEARCH_QUERIES - 1}]') END"
+    ),
+    "referrers": _union("referrers"),
+    "user_agent": _earliest("user_agent"),
+    "ip_address": _earliest("ip_address"),
+    "entry_page": _earliest("entry_page"),
+    # the exit page is the latest event's; on a tie the later consumed one
+    "exit_page": (
+        "CASE WHEN EXCLUDED.last_event_timestamp >= s.last_event_timestamp "
+        "THEN EXCLUDED.exit_page ELSE s.exit_page END"
+    ),
+    "device_type": _earliest("device_type"),
+    "country": _earliest("country"),
+    **{f"{t}_count": f"s.{t}_count + EXCLUDED.{t}_count" for t in COUNTED_TYPES},
+}
+if set(_MERGE) != {c.name for c in UPSERT_COLUMNS}:  # pragma: no cover - a wiring bug
+    raise RuntimeError("every upserted column needs exactly one merge rule")
+
+
+def _upsert_sql() -> str:
+    names = [c.name for c in UPSERT_COLUMNS]
+    arrays = ", ".join(f"${i}::{c.array_type}[]" for i, c in enumerate(UPSERT_COLUMNS, 1))
+    values = ", ".join(f"b.{c.name}::{c.cast}" if c.cast else f"b.{c.name}" for c in UPSERT_COLUMNS)
+    updates = ",\n    ".join(f"{n} = {_MERGE[n]}" for n in names if n != "session_id")
+    return f"""
+INSERT INTO session_metrics AS s ({", ".join(names)}, updated_at)
+SELECT {values}, now()
+FROM unnest({arrays}) AS b({", ".join(names)})
 ORDER BY b.session_id
 ON CONFLICT (session_id) DO UPDATE SET
-    total_events = s.total_events + EXCLUDED.total_events,
-    first_event_timestamp = LEAST(s.first_event_timestamp, EXCLUDED.first_event_timestamp),
-    last_event_timestamp = GREATEST(s.last_event_timestamp, EXCLUDED.last_event_timestamp),
-    {_union("unique_pages")},
-    {_union("products_viewed")},
-    {_union("referrers")},
-    total_revenue = s.total_revenue + EXCLUDED.total_revenue,
-    search_queries = s.search_queries || EXCLUDED.search_queries,
-    {_earliest("user_id")},
-    {_earliest("user_agent")},
-    {_earliest("ip_address")},
-    {_earliest("entry_page")},
-    {_earliest("device_type")},
-    {_earliest("country")},
-    -- the exit page is the latest event's; on a tie the later consumed one
-    exit_page = CASE WHEN EXCLUDED.last_event_timestamp >= s.last_event_timestamp
-        THEN EXCLUDED.exit_page ELSE s.exit_page END,
-    {_COUNT_UPDATES},
+    {updates},
     updated_at = now()
 """
+
+
+_UPSERT_SESSIONS: Final = _upsert_sql()
 
 
 async def upsert_sessions(conn: asyncpg.Connection, columns: Sequence[Sequence[Any]]) -> None:
@@ -260,30 +282,65 @@ async def insert_dead_letters(conn: asyncpg.Connection, letters: Sequence[DeadLe
         [d.timestamp_ms for d in letters],
         [d.reason for d in letters],
         [d.error_class for d in letters],
-        # PostgreSQL text cannot hold NUL; the original bytes are kept as they are.
-        [d.error_message.replace("\x00", "\\0") for d in letters],
+        # PostgreSQL text cannot hold NUL or lone surrogates; the bytes are kept as they are.
+        [_storable_text(d.error_message) for d in letters],
     )
 
 
-async def prune_event_ids(conn: asyncpg.Connection, older_than: datetime) -> int:
-    status: str = await conn.execute(
-        "DELETE FROM processed_events WHERE event_time < $1", older_than
-    )
+def _storable_text(text: str) -> str:
+    return text.replace("\x00", "\\0").encode("utf-8", "backslashreplace").decode("utf-8")
+
+
+# Any constant shared by the replicas: one of them prunes at a time.
+_PRUNE_LOCK: Final = 0x636C6B5F70726E
+
+
+async def prune_event_ids(conn: asyncpg.Connection, retention_hours: float) -> int | None:
+    """Forget ids applied more than ``retention_hours`` ago, by the database's clock.
+
+    Returns the number of ids removed, or None when another replica is pruning.
+    No event's own timestamp takes part: a device clock days ahead cannot make
+    the pipeline forget ids it still needs.
+    """
+    async with conn.transaction():
+        if not await conn.fetchval("SELECT pg_try_advisory_xact_lock($1)", _PRUNE_LOCK):
+            return None
+        status: str = await conn.execute(
+            """
+            DELETE FROM processed_events
+            WHERE applied_at < now() - make_interval(secs => $1::float8 * 3600)
+            """,
+            retention_hours,
+        )
     return int(status.rsplit(" ", 1)[-1])
 
 
 # --- dead-letter relay -------------------------------------------------------
 
 
-async def lock_if_owner(
+#: Rows Kafka refused this many times are left out of relaying (see 0005).
+RELAY_MAX_REFUSALS = 2
+
+
+async def lock_relay_if_owner(
     conn: asyncpg.Connection, group: str, topic: str, partition: int, epoch: int
 ) -> bool:
-    """Lock one partition's offset row if this replica still owns it (same epoch)."""
+    """Take one partition's relay lock (transaction-scoped) if this replica owns it.
+
+    The relay lock is an advisory lock of its own, not the offset row: batches
+    of the partition never wait for the relay's Kafka I/O. Two relays of one
+    partition (an old and a new owner) still never overlap. The epoch is read
+    after the lock is held, so a relay that got the lock before a new claim
+    finishes its round and the new owner's relay, which waits for the lock,
+    sees the marks it made.
+    """
+    await conn.execute(
+        "SELECT pg_advisory_xact_lock(hashtext($1 || '/' || $2), $3)", group, topic, partition
+    )
     found = await conn.fetchval(
         """
         SELECT 1 FROM consumer_offsets
         WHERE group_id = $1 AND topic = $2 AND partition = $3 AND epoch = $4
-        FOR UPDATE
         """,
         group,
         topic,
@@ -313,17 +370,68 @@ async def pending_dead_letters(
     rows: list[asyncpg.Record] = await conn.fetch(
         """
         SELECT id, source_offset, message_key, message_value, message_timestamp_ms,
-               reason, error_class, error_message
+               reason, error_class, error_message, relay_attempts
         FROM dead_letters
         WHERE source_topic = $1 AND source_partition = $2 AND relayed_at IS NULL
+          AND relay_attempts < $4
         ORDER BY source_offset
         LIMIT $3
         """,
         topic,
         partition,
         limit,
+        RELAY_MAX_REFUSALS,
     )
     return rows
+
+
+async def record_relay_refusals(
+    conn: asyncpg.Connection, topic: str, partition: int, refused: Mapping[int, str]
+) -> None:
+    """Count Kafka's refusal of these rows' copies (source offset → error)."""
+    offsets = sorted(refused)
+    await conn.execute(
+        """
+        UPDATE dead_letters AS d
+        SET relay_attempts = d.relay_attempts + 1, relay_error = t.error
+        FROM unnest($3::bigint[], $4::text[]) AS t(source_offset, error)
+        WHERE d.source_topic = $1 AND d.source_partition = $2
+          AND d.source_offset = t.source_offset AND d.relayed_at IS NULL
+        """,
+        topic,
+        partition,
+        offsets,
+        [refused[o].replace("\x00", "\\0") for o in offsets],
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class PendingStats:
+    """Outbox rows not yet in the dead-letter topic, of some source partitions."""
+
+    rows: int
+    refused: int  # left out of relaying after RELAY_MAX_REFUSALS refusals
+    oldest_age_s: float  # 0 when nothing is pending
+
+
+async def pending_stats(
+    conn: asyncpg.Connection, topic: str, partitions: Sequence[int]
+) -> PendingStats:
+    row = await conn.fetchrow(
+        """
+        SELECT count(*) AS n,
+               count(*) FILTER (WHERE relay_attempts >= $3) AS refused,
+               coalesce(extract(epoch FROM clock_timestamp() - min(created_at)), 0)::float8
+                   AS age
+        FROM dead_letters
+        WHERE source_topic = $1 AND source_partition = ANY($2::int[]) AND relayed_at IS NULL
+        """,
+        topic,
+        list(partitions),
+        RELAY_MAX_REFUSALS,
+    )
+    assert row is not None
+    return PendingStats(int(row["n"]), int(row["refused"]), max(0.0, float(row["age"])))
 
 
 async def mark_relayed(

@@ -1,12 +1,17 @@
-"""Session aggregates → the column arrays of the ``session_metrics`` upsert.
+"""The one column specification of the ``session_metrics`` upsert.
 
-Pure (no database import) so that worker processes can build the rows; the
-repository's SQL names the same columns in the same order.
+:data:`UPSERT_COLUMNS` drives everything that must agree on columns: the row
+builder below (one array per column, for ``unnest``), the ``unnest`` array
+types and the column lists of the SQL in :mod:`clickstream_aggregator.repository`
+(whose merge rule per column is checked against this list at import).
+
+Pure (no database import) so that worker processes can build the rows.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
 from typing import Any, Final
 
 import orjson
@@ -18,35 +23,55 @@ from clickstream_schema import EventType
 COUNTED_TYPES: Final = tuple(t.value for t in EventType)
 
 
-def _json_array(values: Iterable[str]) -> str:
+@dataclass(frozen=True, slots=True)
+class Column:
+    """One upserted column: its name, its ``unnest`` element type and how to read it."""
+
+    name: str
+    #: Element type of the ``unnest`` array parameter.
+    array_type: str
+    value: Callable[[SessionAggregate], Any]
+    #: Cast from the parameter's type to the column's, when they differ (JSON text → jsonb).
+    cast: str | None = None
+
+
+def _sorted_json(values: Iterable[str]) -> str:
     return orjson.dumps(sorted(values)).decode()
 
 
-def session_columns(sessions: Iterable[SessionAggregate]) -> list[list[Any]]:
+def _counter(kind: str) -> Column:
+    return Column(f"{kind}_count", "int", lambda s: s.type_counts.get(kind, 0))
+
+
+UPSERT_COLUMNS: Final[tuple[Column, ...]] = (
+    Column("session_id", "text", lambda s: s.session_id),
+    Column("user_id", "text", lambda s: s.user_id),
+    Column("total_events", "int", lambda s: s.total_events),
+    Column("first_event_timestamp", "timestamptz", lambda s: s.first_ts),
+    Column("last_event_timestamp", "timestamptz", lambda s: s.last_ts),
+    Column("unique_pages", "text", lambda s: _sorted_json(s.pages), "jsonb"),
+    Column("total_revenue", "numeric", lambda s: s.revenue),
+    Column("products_viewed", "text", lambda s: _sorted_json(s.products), "jsonb"),
+    Column("search_queries", "text", lambda s: orjson.dumps(s.search_queries).decode(), "jsonb"),
+    Column("referrers", "text", lambda s: _sorted_json(s.referrers), "jsonb"),
+    Column("user_agent", "text", lambda s: s.user_agent),
+    Column("ip_address", "text", lambda s: s.ip_address, "inet"),
+    Column("entry_page", "text", lambda s: s.entry_page),
+    Column("exit_page", "text", lambda s: s.exit_page),
+    Column("device_type", "text", lambda s: s.device_type),
+    Column("country", "text", lambda s: s.country),
+    *(_counter(kind) for kind in COUNTED_TYPES),
+)
+
+#: Column arrays of a batch: one list per entry of :data:`UPSERT_COLUMNS`, rows in session order.
+SessionRows = list[list[Any]]
+
+
+def session_columns(sessions: Iterable[SessionAggregate]) -> SessionRows:
     """Column arrays for the upsert, one list per ``unnest`` argument, in session order.
 
     Sorted by ``session_id`` so that concurrent transactions lock rows in the
     same order and cannot deadlock.
     """
     ordered = sorted(sessions, key=lambda s: s.session_id)
-    dumps = orjson.dumps
-    columns: list[list[Any]] = [
-        [s.session_id for s in ordered],
-        [s.user_id for s in ordered],
-        [s.total_events for s in ordered],
-        [s.first_ts for s in ordered],
-        [s.last_ts for s in ordered],
-        [_json_array(s.pages) for s in ordered],
-        [s.revenue for s in ordered],
-        [_json_array(s.products) for s in ordered],
-        [dumps(s.search_queries).decode() for s in ordered],
-        [_json_array(s.referrers) for s in ordered],
-        [s.user_agent for s in ordered],
-        [s.ip_address for s in ordered],
-        [s.entry_page for s in ordered],
-        [s.exit_page for s in ordered],
-        [s.device_type for s in ordered],
-        [s.country for s in ordered],
-    ]
-    columns.extend([s.type_counts.get(t, 0) for s in ordered] for t in COUNTED_TYPES)
-    return columns
+    return [[column.value(s) for s in ordered] for column in UPSERT_COLUMNS]

@@ -2,8 +2,14 @@
 
 On assignment a replica *claims* each partition in PostgreSQL (bumping its
 epoch, which fences out the previous owner) and seeks to the offset stored
-there; a partition never committed starts from the earliest offset. On revoke
+there; a partition never committed starts from its log-start offset. On revoke
 it waits for the batch in flight to finish, then forgets the partitions.
+
+A claim needs Kafka (the log-start offsets) and PostgreSQL. The rebalance
+listener tries for a bounded time only, well inside the group's session
+timeout: a partition it could not claim stays paused and *pending*, and the
+batch loop claims it later (:meth:`Ownership.claim_pending`), so an outage
+during a rebalance never holds the whole group.
 
 aiokafka logs and swallows exceptions raised inside a rebalance listener; this
 one records the failure instead, and the batch loop re-raises it.
@@ -12,18 +18,19 @@ one records the failure instead, and the batch loop re-raises it.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable, Callable, Collection
+from collections.abc import Callable, Collection
 from typing import Any
 
+import asyncpg
 import structlog
 from aiokafka import AIOKafkaConsumer, ConsumerRebalanceListener, TopicPartition
 
-from clickstream_aggregator.repository import Claim
+from clickstream_aggregator import repository as repo
+from clickstream_aggregator.policy import Retrying, Stopping, Verdict, verdict
+from clickstream_aggregator.positions import Positions
 from clickstream_aggregator.settings import AggregatorSettings
 
 log = structlog.get_logger()
-
-ClaimPartitions = Callable[[dict[int, int]], Awaitable[dict[int, Claim]]]
 
 
 def create_consumer(settings: AggregatorSettings) -> AIOKafkaConsumer:
@@ -35,6 +42,8 @@ def create_consumer(settings: AggregatorSettings) -> AIOKafkaConsumer:
         # Never skip silently: we seek explicitly, and an out-of-range stored
         # offset surfaces as an error instead of a jump to "latest".
         auto_offset_reset="none",
+        # Aborted transactions of other writers are not events.
+        isolation_level="read_committed",
         session_timeout_ms=settings.kafka_session_timeout_ms,
         heartbeat_interval_ms=settings.kafka_heartbeat_interval_ms,
         max_poll_interval_ms=settings.kafka_max_poll_interval_ms,
@@ -48,40 +57,57 @@ class Ownership(ConsumerRebalanceListener):  # type: ignore[misc]
 
     def __init__(
         self,
-        topic: str,
+        settings: AggregatorSettings,
         consumer: AIOKafkaConsumer,
-        claim: ClaimPartitions,
+        pool: asyncpg.Pool,
+        positions: Positions,
+        retrying: Retrying,
         in_flight: asyncio.Lock,
+        stop: asyncio.Event,
         on_change: Callable[[set[int]], Any] | None = None,
     ) -> None:
-        self.topic = topic
+        self.topic = settings.kafka_topic
         self.epochs: dict[int, int] = {}
+        #: Assigned to this replica but not claimed yet (paused meanwhile).
+        self.pending: set[int] = set()
         self.failure: BaseException | None = None
+        self._s = settings
         self._consumer = consumer
-        self._claim = claim
+        self._pool = pool
+        self._positions = positions
+        self._retrying = retrying
         self._in_flight = in_flight
+        self._stop = stop
         self._on_change = on_change
+        # Well inside the session timeout: the group waits for this listener.
+        self._listener_budget_s = settings.kafka_session_timeout_ms / 1000 / 3
 
     def raise_if_failed(self) -> None:
         if self.failure is not None:
             raise RuntimeError("partition assignment failed") from self.failure
 
+    def _tps(self, partitions: Collection[int]) -> list[TopicPartition]:
+        return [TopicPartition(self.topic, p) for p in sorted(partitions)]
+
     def drop(self, partitions: Collection[int]) -> None:
         """Stop writing and fetching partitions another replica has claimed."""
         for partition in partitions:
             self.epochs.pop(partition, None)
-        tps = [TopicPartition(self.topic, p) for p in partitions]
+        self._positions.forget(partitions)
         assigned = self._consumer.assignment()
-        self._consumer.pause(*[tp for tp in tps if tp in assigned])
+        self._consumer.pause(*[tp for tp in self._tps(partitions) if tp in assigned])
         self._changed()
 
     async def on_partitions_revoked(self, revoked: Collection[TopicPartition]) -> None:
         try:
             # Let the batch in flight commit (or fail its fence) before letting go.
             async with self._in_flight:
-                for tp in revoked:
-                    self.epochs.pop(tp.partition, None)
-            log.info("partitions_revoked", partitions=sorted(tp.partition for tp in revoked))
+                gone = {tp.partition for tp in revoked if tp.topic == self.topic}
+                for partition in gone:
+                    self.epochs.pop(partition, None)
+                self.pending -= gone
+                self._positions.forget(gone)
+            log.info("partitions_revoked", partitions=sorted(gone))
             self._changed()
         except BaseException as error:
             self.failure = error
@@ -89,32 +115,74 @@ class Ownership(ConsumerRebalanceListener):  # type: ignore[misc]
 
     async def on_partitions_assigned(self, assigned: Collection[TopicPartition]) -> None:
         try:
-            partitions = sorted(tp.partition for tp in assigned if tp.topic == self.topic)
+            partitions = {tp.partition for tp in assigned if tp.topic == self.topic}
             if partitions:
-                await self.claim(partitions)
-                log.info("partitions_assigned", partitions=partitions)
+                self.pending |= partitions
+                self._consumer.pause(*self._tps(partitions))
+                await self.claim_pending(self._listener_budget_s)
+                log.info("partitions_assigned", partitions=sorted(partitions))
                 self._changed()
         except BaseException as error:
             self.failure = error
             log.error("partition_assignment_failed", error=repr(error))
             raise
 
-    async def claim(self, partitions: Collection[int]) -> None:
+    async def claim_pending(self, budget_s: float) -> None:
+        """Claim the pending partitions, trying for at most ``budget_s``; resume those claimed."""
+        if not self.pending:
+            return
+        partitions = sorted(self.pending)
+        try:
+            await self._retrying.run(
+                lambda: self._claim(partitions), self._stop, deadline_s=budget_s
+            )
+        except Stopping:
+            return
+        except Exception as error:
+            if verdict(error) is not Verdict.RETRY:
+                raise
+            log.warning(
+                "claim_deferred",
+                partitions=partitions,
+                error=repr(error),
+                action="paused until PostgreSQL and Kafka answer",
+            )
+            return
+        self.pending.difference_update(partitions)
+        assigned = self._consumer.assignment()
+        self._consumer.resume(*[tp for tp in self._tps(partitions) if tp in assigned])
+        self._changed()
+
+    async def _claim(self, partitions: list[int]) -> None:
         """Claim partitions in PostgreSQL and seek to their stored offsets."""
-        tps = [TopicPartition(self.topic, p) for p in sorted(partitions)]
+        tps = self._tps(partitions)
         starts = await self._consumer.beginning_offsets(tps)
-        claims = await self._claim({tp.partition: starts[tp] for tp in tps})
+        async with self._pool.acquire() as conn:
+            claims = await repo.claim_partitions(
+                conn,
+                self._s.kafka_group_id,
+                self.topic,
+                {tp.partition: starts[tp] for tp in tps},
+                self._s.aggregator_replica_id,
+            )
         for tp in tps:
             claim = claims[tp.partition]
-            assert claim.next_offset is not None  # claim_partitions never leaves it NULL
-            self._consumer.seek(tp, claim.next_offset)
+            self._positions.claimed(tp.partition, claim.next_offset, starts[tp])
             self.epochs[tp.partition] = claim.epoch
         log.info(
             "partitions_claimed",
-            partitions=[tp.partition for tp in tps],
-            epochs=[claims[tp.partition].epoch for tp in tps],
-            offsets=[claims[tp.partition].next_offset for tp in tps],
+            partitions=partitions,
+            epochs=[claims[p].epoch for p in partitions],
+            offsets=[claims[p].next_offset for p in partitions],
         )
+
+    async def reclaim(self, partitions: Collection[int]) -> None:
+        """Claim again partitions whose stored claim was lost (see ``OffsetCheck.unclaimed``)."""
+        for partition in partitions:
+            self.epochs.pop(partition, None)
+        self.pending |= set(partitions)
+        self._consumer.pause(*self._tps(partitions))
+        await self.claim_pending(self._listener_budget_s)
 
     def _changed(self) -> None:
         if self._on_change is not None:

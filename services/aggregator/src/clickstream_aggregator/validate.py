@@ -1,8 +1,9 @@
 """Kafka records → valid events and dead letters, partition by partition in offset order.
 
 Decoding is the contract's ``decode`` (one pydantic call per message). A message
-that is not a valid event never stops the pipeline: it becomes a
-:class:`DeadLetter` carrying the original bytes and the reason.
+that is not a valid event becomes a :class:`DeadLetter` carrying the original
+bytes and the reason. So does a message the caller names in ``reject``: a valid
+event whose effect PostgreSQL refused (found by :mod:`clickstream_aggregator.pinning`).
 
 Records travel as :class:`RawPartition` (plain lists) so that a batch can be
 handed to a worker process cheaply; nothing here does I/O.
@@ -10,9 +11,9 @@ handed to a worker process cheaply; nothing here does I/O.
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Final, Protocol
 from uuid import UUID
 
 from clickstream_schema import ClickEvent, InvalidEvent, decode
@@ -53,29 +54,83 @@ class PartitionRange:
     next: int
 
 
+#: A message's place: (partition, offset).
+MessageKey = tuple[int, int]
+
+
 @dataclass(frozen=True, slots=True)
 class RawPartition:
-    """One partition's fetched records, in offset order, as parallel lists."""
+    """One partition's fetched records, in offset order, as parallel lists.
+
+    ``first``/``next`` are the offsets the fetch moved the consumer across,
+    which can be wider than the records: transaction markers, aborted or
+    compacted records leave gaps, and the range must cover them so that the
+    next batch starts where this one ends.
+    """
 
     partition: int
     offsets: list[int]
     keys: list[bytes | None]
     values: list[bytes | None]
     timestamps: list[int]
+    first: int = -1
+    next: int = -1
+
+    def __post_init__(self) -> None:
+        if self.offsets:
+            if self.first < 0 or self.first > self.offsets[0]:
+                object.__setattr__(self, "first", self.offsets[0])
+            if self.next <= self.offsets[-1]:
+                object.__setattr__(self, "next", self.offsets[-1] + 1)
 
     @classmethod
-    def of(cls, partition: int, records: Sequence[Record]) -> RawPartition:
+    def of(
+        cls, partition: int, records: Sequence[Record], first: int = -1, next: int = -1
+    ) -> RawPartition:
         return cls(
             partition,
             [r.offset for r in records],
             [r.key for r in records],
             [r.value for r in records],
             [r.timestamp for r in records],
+            first,
+            next,
         )
 
     @property
     def span(self) -> PartitionRange:
-        return PartitionRange(self.partition, self.offsets[0], self.offsets[-1] + 1)
+        return PartitionRange(self.partition, self.first, self.next)
+
+    def keys_in_order(self) -> list[MessageKey]:
+        return [(self.partition, o) for o in self.offsets]
+
+    def only(self, offsets: set[int]) -> RawPartition:
+        """The records at ``offsets`` (to prepare part of a batch)."""
+        kept = [i for i, o in enumerate(self.offsets) if o in offsets]
+        return RawPartition(
+            self.partition,
+            [self.offsets[i] for i in kept],
+            [self.keys[i] for i in kept],
+            [self.values[i] for i in kept],
+            [self.timestamps[i] for i in kept],
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class Refusal:
+    """Why a valid event cannot be applied (what PostgreSQL or a client said)."""
+
+    error_class: str
+    error_message: str
+
+    @classmethod
+    def of(cls, error: BaseException) -> Refusal:
+        kind = type(error)
+        return cls(f"{kind.__module__}.{kind.__qualname__}", str(error)[:2000] or repr(error))
+
+
+#: Dead-letter reason of a message whose effect the database or a client refused.
+UNSTORABLE: Final = "unstorable"
 
 
 ERROR_CLASS = f"{InvalidEvent.__module__}.{InvalidEvent.__qualname__}"
@@ -97,12 +152,15 @@ class Decoding:
         *,
         max_bytes: int,
         exclude: frozenset[UUID] = frozenset(),
+        reject: Mapping[MessageKey, Refusal] | None = None,
     ) -> None:
         self._topic = topic
         self._partitions = partitions
         self._max_bytes = max_bytes
         #: Ids an earlier batch applied: their events are skipped (and counted).
         self._exclude = exclude
+        #: Messages to dead-letter without applying them.
+        self._reject = reject or {}
         self.dead_letters: list[DeadLetter] = []
         #: Same event_id twice in the batch (the first is kept).
         self.duplicates = 0
@@ -110,9 +168,12 @@ class Decoding:
 
     def events(self) -> Iterator[ClickEvent]:
         seen: set[UUID] = set()
-        exclude, max_bytes = self._exclude, self._max_bytes
+        exclude, max_bytes, reject = self._exclude, self._max_bytes, self._reject
         for raw in self._partitions:
             for index, value in enumerate(raw.values):
+                if reject and (refusal := reject.get((raw.partition, raw.offsets[index]))):
+                    self.dead_letters.append(_refused(self._topic, raw, index, refusal))
+                    continue
                 try:
                     event = decode(value, max_bytes=max_bytes)
                 except InvalidEvent as error:
@@ -126,6 +187,20 @@ class Decoding:
                 else:
                     seen.add(event_id)
                     yield event
+
+
+def _refused(topic: str, raw: RawPartition, index: int, refusal: Refusal) -> DeadLetter:
+    return DeadLetter(
+        topic=topic,
+        partition=raw.partition,
+        offset=raw.offsets[index],
+        key=raw.keys[index],
+        value=raw.values[index],
+        timestamp_ms=raw.timestamps[index],
+        reason=UNSTORABLE,
+        error_class=refusal.error_class,
+        error_message=refusal.error_message,
+    )
 
 
 def _dead_letter(topic: str, raw: RawPartition, index: int, error: InvalidEvent) -> DeadLetter:

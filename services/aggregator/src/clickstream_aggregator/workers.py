@@ -21,7 +21,7 @@ from uuid import UUID
 import structlog
 
 from clickstream_aggregator.prepare import Batch, Prepared, combine, prepare, tune_gc
-from clickstream_aggregator.validate import RawPartition
+from clickstream_aggregator.validate import MessageKey, RawPartition, Refusal
 from clickstream_runtime.workers import process_pool, shut_down
 
 log = structlog.get_logger()
@@ -73,19 +73,25 @@ class Preparer:
         event ids is prepared as a whole instead.
         """
         partitions = batch.partitions()
+        reject = batch.rejects
         if batch.size < self._inline_below:
             # A small batch means the consumer is caught up and latency is what
             # counts: the hand-over to a worker would take longer than the work.
-            return prepare(self._topic, partitions, self._max_bytes, exclude)
+            return prepare(self._topic, partitions, self._max_bytes, exclude, reject)
         if self._workers > 1 and len(partitions) > 1:
-            parts = await asyncio.gather(*(self._run([p], exclude) for p in partitions))
+            parts = await asyncio.gather(*(self._run([p], exclude, reject) for p in partitions))
             combined = combine(parts)
             if combined is not None:
                 return combined
-        return await self._run(partitions, exclude)
+        return await self._run(partitions, exclude, reject)
 
-    async def _run(self, partitions: list[RawPartition], exclude: frozenset[UUID]) -> Prepared:
-        args = (self._topic, partitions, self._max_bytes, exclude)
+    async def _run(
+        self,
+        partitions: list[RawPartition],
+        exclude: frozenset[UUID],
+        reject: dict[MessageKey, Refusal] | None = None,
+    ) -> Prepared:
+        args = (self._topic, partitions, self._max_bytes, exclude, reject)
         if self._pool is None:
             return prepare(*args)
         return await asyncio.get_running_loop().run_in_executor(self._pool, prepare, *args)
