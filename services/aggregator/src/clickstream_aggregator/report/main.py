@@ -1,11 +1,11 @@
-"""``clickstream-report``: print the session analytics from PostgreSQL.
+"""clickstream-report: print the session analytics from PostgreSQL.
 
-    clickstream-report                 tables for people
-    clickstream-report --json          one JSON document (the views' rows, numbers as numbers)
-    clickstream-report --watch 5       refresh every 5 seconds until Ctrl-C
+    clickstream-report                 charts and tables for people
+    clickstream-report --json          one JSON document (the views' rows; money as strings)
+    clickstream-report --watch 5       refresh every 5 seconds, fitted to the terminal
 
 Reads the same PostgreSQL settings as the aggregator (POSTGRES_* in the
-environment or ``.env``).
+environment or .env).
 """
 
 from __future__ import annotations
@@ -20,7 +20,13 @@ import asyncpg
 import structlog
 from rich.console import Console
 
-from clickstream_aggregator.report.queries import Limits, Report, fetch_report, prepare
+from clickstream_aggregator.report.queries import (
+    ACTIVE_MINUTES,
+    Limits,
+    Report,
+    fetch_report,
+    prepare,
+)
 from clickstream_aggregator.report.render import print_report, to_json
 from clickstream_runtime import logs
 from clickstream_runtime.entrypoint import serve
@@ -93,9 +99,11 @@ async def run(settings: ReportSettings, stop: asyncio.Event, options: Options) -
         else:
             if options.json:
                 print(to_json(report), flush=True)
+            elif options.watch_s is not None:
+                # Redrawn in place: a frame taller than the terminal would scroll.
+                console.clear()
+                print_report(console, report, fit_height=console.height)
             else:
-                if options.watch_s is not None:
-                    console.clear()
                 print_report(console, report)
         if options.watch_s is None:
             return
@@ -106,25 +114,70 @@ async def run(settings: ReportSettings, stop: asyncio.Event, options: Options) -
         return
 
 
-def _parse(argv: list[str] | None) -> Options:
+DESCRIPTION = f"""\
+Session analytics from PostgreSQL: events per minute, freshness, sessions and
+revenue per hour as sparklines, the shop funnel as bars, then tables.
+
+A session is active while it has an event in the last {ACTIVE_MINUTES} minutes and
+finished after that. Conversion, bounce, revenue and the funnel are over
+finished sessions; active sessions are shown apart.
+"""
+
+EPILOG = """\
+Reads the aggregator's PostgreSQL settings (POSTGRES_HOST, POSTGRES_PORT,
+POSTGRES_DATABASE, POSTGRES_USER, POSTGRES_PASSWORD, ...) from the environment
+or .env. Exit status 2 when the report cannot be produced.
+"""
+
+
+def parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
-        prog="clickstream-report", description="Session analytics from PostgreSQL."
+        prog="clickstream-report",
+        description=DESCRIPTION,
+        epilog=EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    parser.add_argument("--json", action="store_true", help="print one JSON document")
     parser.add_argument(
-        "--watch", type=float, metavar="N", help="refresh every N seconds until Ctrl-C"
+        "--json", action="store_true", help="print one JSON document (money as decimal strings)"
     )
-    parser.add_argument("--limit", type=int, default=10, help="latest sessions and top pages")
-    parser.add_argument("--hours", type=int, default=24, help="hours of traffic to show")
-    args = parser.parse_args(argv)
+    parser.add_argument(
+        "--watch",
+        type=float,
+        metavar="N",
+        help="refresh every N seconds until Ctrl-C, showing what fits the terminal's height",
+    )
+    parser.add_argument(
+        "--limit", type=int, default=10, metavar="N", help="rows of latest sessions and top pages"
+    )
+    parser.add_argument(
+        "--hours", type=int, default=24, metavar="N", help="hours of traffic to show (default 24)"
+    )
+    parser.add_argument(
+        "--minutes",
+        type=int,
+        default=60,
+        metavar="N",
+        help="minutes of events per minute and freshness to chart (default 60)",
+    )
+    return parser
+
+
+def _parse(argv: list[str] | None) -> Options:
+    cli = parser()
+    args = cli.parse_args(argv)
     if args.watch is not None and args.watch <= 0:
-        parser.error("--watch needs a positive number of seconds")
-    if args.limit < 1 or args.hours < 1:
-        parser.error("--limit and --hours must be at least 1")
+        cli.error("--watch needs a positive number of seconds")
+    if args.limit < 1 or args.hours < 1 or args.minutes < 1:
+        cli.error("--limit, --hours and --minutes must be at least 1")
     return Options(
         json=args.json,
         watch_s=args.watch,
-        limits=Limits(latest_sessions=args.limit, top_pages=args.limit, hours=args.hours),
+        limits=Limits(
+            latest_sessions=args.limit,
+            top_pages=args.limit,
+            hours=args.hours,
+            minutes=args.minutes,
+        ),
     )
 
 

@@ -1,0 +1,267 @@
+"""The report's sections as rich renderables, one function per section.
+
+Every label says which sessions a number covers: KPIs (conversion, bounce,
+revenue, averages, the funnel, pages) are over finished sessions; active
+sessions (an event in the last 30 minutes) are counted apart, as in the views.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import datetime, timedelta
+from decimal import Decimal
+
+from rich import box
+from rich.console import RenderableType
+from rich.table import Table
+from rich.text import Text
+
+from clickstream_aggregator.report import formats as fmt
+from clickstream_aggregator.report.charts import bar, sparkline
+from clickstream_aggregator.report.queries import ACTIVE_MINUTES, Report, Row
+
+# A dead letter not relayed after this long is worth a look: the relay sweeps
+# every few seconds and right after each batch that dead-letters.
+RELAY_OVERDUE_S = 60.0
+_LABEL_WIDTH = 32
+_SUMMARY_WIDTH = 26
+_FUNNEL_BAR_WIDTH = 24
+
+
+def _table(
+    title: str, rows: Sequence[Row], columns: Sequence[tuple[str, str, fmt.Formatter]]
+) -> Table:
+    table = Table(
+        title=title, title_justify="left", title_style="bold", box=box.SIMPLE_HEAD,
+        show_edge=False, pad_edge=False,
+    )  # fmt: skip
+    for _, header, formatter in columns:
+        table.add_column(header, justify="right" if formatter in fmt.NUMERIC else "left")
+    for row in rows:
+        table.add_row(*(formatter(row.get(key)) for key, _, formatter in columns))
+    if not rows:
+        table.caption = "no rows yet"
+    return table
+
+
+def header(report: Report) -> RenderableType:
+    finished = report.sessions.get("finished", {})
+    active = report.sessions.get("active", {})
+    text = Text()
+    text.append("Clickstream report", style="bold")
+    text.append(f"  {fmt.timestamp(report.generated_at)}  ")
+    text.append(f"active: an event in the last {ACTIVE_MINUTES} min, not in KPIs", style="dim")
+    text.append("\nFinished sessions ", style="bold green")
+    text.append(
+        f"{fmt.integer(finished.get('sessions'))}"
+        f"  conversion {fmt.rate(finished.get('conversion_rate'))}"
+        f"  bounce {fmt.rate(finished.get('bounce_rate'))}"
+        f"  revenue {fmt.money(finished.get('revenue'))}"
+        f"  avg {fmt.number(finished.get('avg_events'))} events,"
+        f" {fmt.number(finished.get('avg_duration_minutes'))} min"
+    )
+    text.append("\nActive sessions   ", style="bold yellow")
+    text.append(
+        f"{fmt.integer(active.get('sessions'))}  {fmt.integer(active.get('events'))} events"
+        f"  revenue so far {fmt.money(active.get('revenue'))}"
+    )
+    text.append("  (in progress: not in the KPIs)", style="dim")
+    return text
+
+
+def _chart_row(
+    grid: Table, label: str, values: Sequence[float | None], summary: str, width: int
+) -> None:
+    line = sparkline(values, width)
+    grid.add_row(Text(label, style="bold"), Text(line, style="cyan"), Text(summary, style="dim"))
+
+
+def charts(report: Report, width: int) -> RenderableType:
+    """Sparklines of events per minute, freshness, sessions and revenue per hour."""
+    spark = max(8, width - _LABEL_WIDTH - _SUMMARY_WIDTH - 2)
+    grid = Table.grid(padding=(0, 1))
+    grid.add_column(width=_LABEL_WIDTH, no_wrap=True, overflow="ellipsis")
+    grid.add_column(no_wrap=True)
+    grid.add_column(width=_SUMMARY_WIDTH, no_wrap=True, overflow="ellipsis")
+
+    per_minute = [float(r["events"]) for r in report.events_per_minute]
+    minutes = min(spark, len(per_minute))
+    shown = per_minute[-minutes:] if minutes else []
+    now = fmt.integer(shown[-1]) if shown else fmt.DASH
+    _chart_row(
+        grid, f"Events/min, last {minutes} min", per_minute,
+        f"this min {now} · peak {fmt.integer(max(shown, default=0))}",
+        spark,
+    )  # fmt: skip
+
+    fresh = report.freshness_per_minute[-minutes:] if minutes else []
+    lags = [r["p50_seconds"] for r in fresh]
+    written = [r for r in fresh if r["sessions"]]
+    latest = written[-1] if written else None
+    _chart_row(
+        grid, "Freshness p50, event→row written", lags,
+        (
+            f"last {fmt.seconds(latest['p50_seconds'])} · max {fmt.seconds(latest['max_seconds'])}"
+            if latest else f"no rows written in {minutes} min"
+        ),
+        spark,
+    )  # fmt: skip
+
+    hours = _every_hour(report.hourly_traffic)[-spark:]
+    _chart_row(
+        grid, f"Sessions/hour by start, {len(hours)} h", [float(r["sessions"]) for r in hours],
+        f"peak {fmt.integer(max((r['sessions'] for r in hours), default=0))}",
+        spark,
+    )  # fmt: skip
+    revenue = [Decimal(r["revenue"]) + Decimal(r["active_revenue"]) for r in hours]
+    _chart_row(
+        grid, f"Revenue/hour, all sessions, {len(hours)} h", [float(v) for v in revenue],
+        f"total {fmt.money(sum(revenue, Decimal('0.00')))}",
+        spark,
+    )  # fmt: skip
+    return grid
+
+
+def _every_hour(rows: Sequence[Row]) -> list[Row]:
+    """The view has rows only for hours in which sessions started: add the empty hours."""
+    if not rows:
+        return []
+    by_hour = {r["hour"]: r for r in rows}
+    hour: datetime = rows[0]["hour"]
+    filled = []
+    while hour <= rows[-1]["hour"]:
+        empty = {"sessions": 0, "revenue": Decimal("0.00"), "active_revenue": Decimal("0.00")}
+        filled.append(by_hour.get(hour, {"hour": hour, **empty}))
+        hour += timedelta(hours=1)
+    return filled
+
+
+def funnel(report: Report) -> RenderableType:
+    table = Table(
+        title="Funnel, finished sessions (active ones: last column)", title_justify="left",
+        title_style="bold", box=box.SIMPLE_HEAD, show_edge=False, pad_edge=False,
+    )  # fmt: skip
+    for name in ("step", "", "finished", "of finished", "from previous", "active now"):
+        table.add_column(name, justify="left" if name in ("step", "") else "right")
+    top = max((float(r["finished_sessions"]) for r in report.funnel), default=0.0)
+    for row in report.funnel:
+        table.add_row(
+            row["step"],
+            bar(float(row["finished_sessions"]), top, _FUNNEL_BAR_WIDTH, "green"),
+            fmt.integer(row["finished_sessions"]),
+            fmt.rate(row["share_of_sessions"]),
+            fmt.rate(row["conversion_from_previous"]),
+            fmt.integer(row["active_sessions"]),
+        )
+    return table
+
+
+def dead_letters_pending(report: Report) -> RenderableType:
+    pending = int(report.dead_letters_pending.get("pending") or 0)
+    refused = int(report.dead_letters_pending.get("refused") or 0)
+    age: float | None = report.dead_letters_pending.get("oldest_age_seconds")
+    text = Text("Dead letters pending relay: ", style="bold")
+    if pending == 0:
+        text.append("none", style="green")
+        return text
+    overdue = age is not None and age > RELAY_OVERDUE_S
+    text.append(
+        f"{pending:,}, oldest {fmt.seconds(age)}", style="bold red" if overdue else "yellow"
+    )
+    if refused:
+        text.append(f"; {refused:,} refused by Kafka, waiting for an operator", style="red")
+    elif overdue:
+        text.append(" (relay behind or stopped: is the aggregator up?)", style="red")
+    return text
+
+
+def latest_finished_sessions(report: Report) -> RenderableType:
+    return _table(
+        "Latest finished sessions",
+        report.latest_finished_sessions,
+        [
+            ("session_id", "session", str),
+            ("user_id", "user", str),
+            ("total_events", "events", fmt.integer),
+            ("session_duration_minutes", "minutes", fmt.number),
+            ("total_revenue", "revenue", fmt.money),
+            ("event_type_counts", "event types", fmt.counts),
+        ],
+    )
+
+
+def hourly_traffic(report: Report) -> RenderableType:
+    return _table(
+        "Hourly traffic by session start (KPIs over finished sessions)",
+        report.hourly_traffic,
+        [
+            ("hour", "hour (UTC)", fmt.hour),
+            ("sessions", "sessions", fmt.integer),
+            ("events", "events", fmt.integer),
+            ("finished_sessions", "finished", fmt.integer),
+            ("revenue", "revenue", fmt.money),
+            ("conversion_rate", "conversion", fmt.rate),
+            ("bounce_rate", "bounce", fmt.rate),
+            ("active_sessions", "active", fmt.integer),
+            ("active_revenue", "active rev.", fmt.money),
+        ],
+    )
+
+
+def top_pages(report: Report) -> RenderableType:
+    return _table(
+        "Top pages (finished sessions that viewed the page)",
+        report.top_pages,
+        [
+            ("page", "page", str),
+            ("views", "views", fmt.integer),
+            ("entries", "entries", fmt.integer),
+            ("exits", "exits", fmt.integer),
+            ("bounce_rate", "bounce rate", fmt.rate),
+            ("exit_rate", "exit rate", fmt.rate),
+            ("active_views", "active views", fmt.integer),
+        ],
+    )
+
+
+def devices(report: Report) -> RenderableType:
+    return _table(
+        "Devices (averages, conversion and revenue over finished sessions)",
+        report.device_summary,
+        [
+            ("device_type", "device", str),
+            ("sessions", "sessions", fmt.integer),
+            ("finished_sessions", "finished", fmt.integer),
+            ("avg_events", "avg events", fmt.number),
+            ("avg_duration_minutes", "avg minutes", fmt.number),
+            ("conversion_rate", "conversion", fmt.rate),
+            ("revenue", "revenue", fmt.money),
+            ("active_sessions", "active", fmt.integer),
+        ],
+    )
+
+
+def dead_letters(report: Report) -> RenderableType:
+    return _table(
+        "Dead-lettered messages by reason",
+        report.dead_letters,
+        [
+            ("reason", "reason", str),
+            ("messages", "messages", fmt.integer),
+            ("not_relayed", "not yet on the DLQ topic", fmt.integer),
+            ("latest", "latest", fmt.timestamp),
+        ],
+    )
+
+
+def totals(report: Report) -> RenderableType:
+    return _table(
+        "All sessions incl. active (design document totals)",
+        [report.totals],
+        [
+            ("total_sessions", "sessions", fmt.integer),
+            ("avg_events_per_session", "avg events", fmt.number),
+            ("total_revenue", "revenue", fmt.money),
+            ("avg_session_duration", "avg duration (min)", fmt.number),
+        ],
+    )
