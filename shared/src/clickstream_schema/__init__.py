@@ -14,6 +14,7 @@ from clickstream_schema.event import (
     Geo,
     GeoPoint,
 )
+from clickstream_schema.fields import TIMESTAMP_MAX, TIMESTAMP_MIN
 from clickstream_schema.topics import (
     CONNECT_DLQ_TOPIC,
     CONSUMER_GROUP,
@@ -32,6 +33,8 @@ __all__ = [
     "INDEX_PATTERN",
     "INDEX_PREFIX",
     "SCHEMA_VERSION",
+    "TIMESTAMP_MAX",
+    "TIMESTAMP_MIN",
     "ClickEvent",
     "DeviceType",
     "EventType",
