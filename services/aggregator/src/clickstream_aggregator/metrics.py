@@ -21,6 +21,10 @@ class AggregatorMetrics:
     deduplicated: Counter
     dead_lettered: Counter
     dead_letters_relayed: Counter
+    dead_letters_cut: Counter
+    dead_letters_pending: Gauge
+    dead_letters_refused: Gauge
+    dead_letters_oldest_pending_seconds: Gauge
     batches: Counter
     batch_size: Histogram
     transaction_seconds: Histogram
@@ -51,6 +55,27 @@ class AggregatorMetrics:
             dead_letters_relayed=Counter(
                 f"{_NS}_dead_letters_relayed",
                 "Outbox rows sent to the dead-letter topic",
+                registry=r,
+            ),
+            dead_letters_cut=Counter(
+                f"{_NS}_dead_letters_cut",
+                "Copies sent cut to fit Kafka (truncated, or headers only after a refusal)",
+                ["kind"],
+                registry=r,
+            ),
+            dead_letters_pending=Gauge(
+                f"{_NS}_dead_letters_pending",
+                "Outbox rows of the owned partitions not yet in the dead-letter topic",
+                registry=r,
+            ),
+            dead_letters_refused=Gauge(
+                f"{_NS}_dead_letters_refused",
+                "Pending outbox rows left out of relaying after Kafka refused them twice",
+                registry=r,
+            ),
+            dead_letters_oldest_pending_seconds=Gauge(
+                f"{_NS}_dead_letters_oldest_pending_seconds",
+                "Age of the oldest pending outbox row of the owned partitions (0: none)",
                 registry=r,
             ),
             batches=Counter(f"{_NS}_batches", "Batch transactions committed", registry=r),

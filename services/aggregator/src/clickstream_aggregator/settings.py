@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import socket
+from typing import Literal
 
 from pydantic import Field
 
@@ -41,6 +42,13 @@ class AggregatorSettings(
     # Mirror applied offsets to Kafka's group (after the database commit) so the
     # usual lag tools work; the offsets in PostgreSQL remain the truth.
     aggregator_commit_to_kafka: bool = True
+    # Dead-letter relay (clickstream_aggregator.deadletters): fencing by Kafka
+    # transactions (auto: where the broker has them), the largest copy written
+    # (larger rows are cut, the original stays in dead_letters), and how old a
+    # pending row may get before /readyz turns red.
+    aggregator_dlq_transactions: Literal["auto", "on", "off"] = "auto"
+    aggregator_dlq_max_message_bytes: int = Field(1_000_000, ge=16_384)
+    aggregator_dlq_ready_max_age_s: float = Field(300.0, gt=0)
 
     kafka_session_timeout_ms: int = Field(10_000, ge=1000)
     kafka_heartbeat_interval_ms: int = Field(3_000, ge=100)

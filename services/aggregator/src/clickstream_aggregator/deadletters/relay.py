@@ -1,0 +1,388 @@
+"""Relays the dead-letter outbox (PostgreSQL) to the dead-letter topic.
+
+Rows are written by batch transactions; this relay copies them to the topic
+(``copies.build_copy``) and marks them relayed. One *round* relays up to
+``_BATCH`` rows of one source partition, in one PostgreSQL transaction that
+holds that partition's relay lock (an advisory lock, not the offset row:
+batches never wait for the relay's Kafka I/O):
+
+1. check this replica still owns the partition (its claim epoch);
+2. get the partition's producer: with transactions, a new claim starts a new
+   producer, which fences the previous owner's (``producers``);
+3. reconcile: read the dead-letter partition after the last copy known to be
+   marked and mark every copy already there (a crash or a lost connection
+   between send and mark), so it is not sent again; a long partition is read
+   over several bounded rounds (``tail``);
+4. send the pending rows, wait for Kafka's acknowledgements, mark them.
+
+A copy lands on dead-letter partition ``source_partition % dlq_partitions``.
+
+Failure policy: outages (PostgreSQL or Kafka unreachable, a retriable Kafka
+error, a partition without leader, PostgreSQL ending a transaction that waited
+too long on Kafka) are retried with backoff, partition by partition, and never
+stop the relay. A copy Kafka refuses (too large, corrupt) counts against its
+row (``relay_attempts``): the next copy is headers only, and after a second
+refusal the row is left out (pending, visible, readiness red) so that the
+partition's later rows still flow. Anything else is a bug or a broken
+deployment: the relay logs ``dead_letter_relay_failed``, sets ``stop`` (the
+service shuts down) and raises, so that ``run`` ends with the error.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import Coroutine, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import asyncpg
+import structlog
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+from aiokafka.errors import (
+    CorruptRecordException,
+    InvalidTimestampError,
+    KafkaError,
+    MessageSizeTooLargeError,
+    ProducerFenced,
+    RecordListTooLargeError,
+    RecordTooLargeError,
+)
+from aiokafka.structs import RecordMetadata
+
+from clickstream_aggregator import repository as repo
+from clickstream_aggregator.deadletters.copies import Copy, build_copy
+from clickstream_aggregator.deadletters.health import CONDITION, Owned, PendingWatch
+from clickstream_aggregator.deadletters.producers import RelayProducers
+from clickstream_aggregator.deadletters.tail import TailStopped, read_tail
+from clickstream_aggregator.metrics import AggregatorMetrics
+from clickstream_aggregator.retry import Backoff, cause, is_transient
+from clickstream_aggregator.settings import AggregatorSettings
+from clickstream_runtime.health import Readiness
+
+log = structlog.get_logger()
+
+_BATCH = 500
+_SWEEP_S = 5.0
+# A frozen relay must not hold the relay lock for ever: PostgreSQL ends its
+# transaction, the next owner's relay proceeds and reconciles with the tail.
+_IDLE_TIMEOUT = "15s"
+# Waiting longer for another relay of the same partition (the previous owner
+# finishing a round) than this is pointless: try again at the next sweep.
+_LOCK_WAIT = "2s"
+_RECONCILE_S = 10.0
+_METADATA_S = 10.0
+_CANCEL_GRACE_S = 2.0
+
+#: Kafka refused this record, not the request: the row's fault, not an outage.
+REFUSALS: tuple[type[BaseException], ...] = (
+    MessageSizeTooLargeError,
+    RecordTooLargeError,
+    RecordListTooLargeError,
+    CorruptRecordException,
+    InvalidTimestampError,
+)
+
+
+def retriable(error: BaseException) -> bool:
+    """An outage: retry later. (A refused record is not: it is pinned to its row.)"""
+    if isinstance(error, REFUSALS):
+        return False
+    if isinstance(error, KafkaError) and error.retriable:
+        return True
+    # PostgreSQL ended the round's transaction (Kafka was slow): nothing was marked.
+    if isinstance(error, asyncpg.exceptions.IdleInTransactionSessionTimeoutError):
+        return True
+    return is_transient(error)
+
+
+@dataclass
+class _Round:
+    """What one round did; ``error`` is raised after its transaction committed."""
+
+    sent: int = 0
+    reconciled: int = 0
+    scanning: bool = False  # reconcile read part of a long partition: go on
+    refused: dict[int, str] = field(default_factory=dict)
+    error: BaseException | None = None
+
+
+class DeadLetterRelay:
+    def __init__(
+        self,
+        settings: AggregatorSettings,
+        pool: asyncpg.Pool,
+        producers: RelayProducers,
+        tail_reader: AIOKafkaConsumer,
+        ownership: Owned,
+        metrics: AggregatorMetrics,
+        readiness: Readiness,
+        wake: asyncio.Event,
+    ) -> None:
+        self._s = settings
+        self._pool = pool
+        self._producers = producers
+        self._reader = tail_reader
+        self._ownership = ownership
+        self._metrics = metrics
+        self._readiness = readiness
+        self._wake = wake
+        self._backoff = Backoff.from_settings(settings)
+        # Reconcile progress under a claim: partition → (epoch, next dead-letter offset).
+        self._scanned: dict[int, tuple[int, int]] = {}
+        self.watch = PendingWatch(
+            settings.kafka_topic,
+            pool,
+            ownership,
+            metrics,
+            readiness,
+            max_age_s=settings.aggregator_dlq_ready_max_age_s,
+        )
+
+    async def run(self, stop: asyncio.Event) -> None:
+        """Relay until ``stop``; on a failure that is not an outage, set ``stop`` and raise."""
+        watching = asyncio.create_task(self.watch.run(stop), name="dead-letter-watch")
+        try:
+            while not stop.is_set():
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._wake.wait(), timeout=_SWEEP_S)
+                self._wake.clear()
+                await _until(self.sweep(stop), stop)
+                if watching.done():
+                    watching.result()  # the watch only ends early by raising
+        except Exception as error:
+            log.error("dead_letter_relay_failed", error=repr(error), policy="stop")
+            self._readiness.set(CONDITION, False, f"relay failed: {error!r}")
+            stop.set()
+            raise
+        finally:
+            watching.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await watching
+
+    async def sweep(self, stop: asyncio.Event) -> None:
+        """Relay every pending row of every partition this replica owns."""
+        owned = dict(self._ownership.epochs)
+        await self._producers.keep_only(set(owned))
+        for partition in [p for p in self._scanned if p not in owned]:
+            del self._scanned[partition]
+        for partition, epoch in sorted(owned.items()):
+            while not stop.is_set():
+                try:
+                    busy = await self._round(partition, epoch, stop)
+                except TailStopped:
+                    return
+                except ProducerFenced:
+                    # Another replica's producer took this partition's transactional
+                    # id: it owns the partition now (our epoch check will say so too).
+                    log.warning("dead_letter_relay_fenced", partition=partition, epoch=epoch)
+                    await self._producers.discard(partition)
+                    break
+                except asyncpg.exceptions.LockNotAvailableError:
+                    log.info("dead_letter_relay_busy", partition=partition)
+                    break
+                except Exception as error:
+                    if not retriable(error):
+                        raise
+                    self._metrics.retries.labels(cause=cause(error)).inc()
+                    log.warning(
+                        "dead_letter_relay_retry",
+                        partition=partition,
+                        error=repr(error),
+                        attempt=self._backoff.attempts + 1,
+                    )
+                    if not await self._backoff.wait(stop):
+                        return
+                    self._wake.set()  # sweep again at once (the backoff was the wait)
+                    break  # the other partitions first
+                self._backoff.reset()
+                if not busy:
+                    break
+
+    async def _round(self, partition: int, epoch: int, stop: asyncio.Event) -> bool:
+        """One round for one partition; True if there may be more to do right away."""
+        topic = self._s.kafka_topic
+        done = _Round()
+        async with self._pool.acquire() as conn, conn.transaction():
+            await conn.execute(f"SET LOCAL idle_in_transaction_session_timeout = '{_IDLE_TIMEOUT}'")
+            await conn.execute(f"SET LOCAL lock_timeout = '{_LOCK_WAIT}'")
+            if not await repo.lock_relay_if_owner(
+                conn, self._s.kafka_group_id, topic, partition, epoch
+            ):
+                return False
+            if not await repo.pending_dead_letters(conn, topic, partition, 1):
+                return False
+            # Before reconciling: a new transactional producer fences the old owner's.
+            producer, transactional = await self._producers.get(partition, epoch)
+            dlq_partition = await self._dlq_partition(producer, partition)
+            # Every round, not once: a send whose mark was lost (a dropped
+            # connection, a crash) must be found in the topic, not sent again.
+            await self._reconcile(conn, partition, epoch, dlq_partition, stop, done)
+            if done.scanning:
+                return True
+            rows = await repo.pending_dead_letters(conn, topic, partition, _BATCH)
+            if rows:
+                await self._send(
+                    conn, producer, transactional, partition, dlq_partition, rows, done
+                )
+        self._report(partition, dlq_partition, done)
+        if done.error is not None:
+            raise done.error
+        return done.sent + len(done.refused) >= _BATCH or bool(done.refused)
+
+    async def _send(
+        self,
+        conn: asyncpg.Connection,
+        producer: AIOKafkaProducer,
+        transactional: bool,
+        partition: int,
+        dlq_partition: int,
+        rows: Sequence[asyncpg.Record],
+        done: _Round,
+    ) -> None:
+        topic = self._s.kafka_topic
+        budget = self._s.aggregator_dlq_max_message_bytes
+        copies = [
+            build_copy(topic, partition, row, max_bytes=budget, refused=row["relay_attempts"])
+            for row in rows
+        ]
+        if transactional:
+            try:
+                await producer.begin_transaction()
+                outcomes = await self._write(producer, dlq_partition, copies)
+                failed = [o for o in outcomes if isinstance(o, BaseException)]
+                if failed:
+                    # Nothing of an aborted transaction is visible to read_committed
+                    # readers: every row of the round is sent again (except refusals).
+                    await producer.abort_transaction()
+                else:
+                    await producer.commit_transaction()
+            except BaseException:
+                # The next producer's start aborts whatever this one left open.
+                await self._producers.discard(partition)
+                raise
+        else:
+            outcomes = await self._write(producer, dlq_partition, copies)
+            failed = [o for o in outcomes if isinstance(o, BaseException)]
+        outages = [e for e in failed if not isinstance(e, REFUSALS)]
+        done.error = outages[0] if outages else None
+        sent: list[tuple[int, RecordMetadata]] = []
+        for row, copy, outcome in zip(rows, copies, outcomes, strict=True):
+            offset = row["source_offset"]
+            if isinstance(outcome, REFUSALS):
+                done.refused[offset] = f"{copy.kind} copy of {copy.size} bytes: {outcome!r}"
+            elif isinstance(outcome, RecordMetadata) and not (transactional and failed):
+                sent.append((offset, outcome))
+                if copy.kind != "full":
+                    self._metrics.dead_letters_cut.labels(kind=copy.kind).inc()
+        if sent:
+            await repo.mark_relayed(
+                conn,
+                topic,
+                partition,
+                [o for o, _ in sent],
+                [m.partition for _, m in sent],
+                [m.offset for _, m in sent],
+            )
+        if done.refused:
+            await repo.record_relay_refusals(conn, topic, partition, done.refused)
+        done.sent = len(sent)
+
+    async def _write(
+        self, producer: AIOKafkaProducer, dlq_partition: int, copies: Sequence[Copy]
+    ) -> list[RecordMetadata | BaseException]:
+        """Send every copy (pipelined) and wait for each acknowledgement or error."""
+        pending: list[asyncio.Future[RecordMetadata] | BaseException] = []
+        for copy in copies:
+            try:
+                future = await producer.send(
+                    self._s.kafka_dlq_topic,
+                    key=copy.key,
+                    value=copy.value,
+                    partition=dlq_partition,
+                    timestamp_ms=copy.timestamp_ms,
+                    headers=copy.headers,
+                )
+            except REFUSALS as error:  # checked by the client before sending
+                pending.append(error)
+            else:
+                pending.append(future)
+        futures = [p for p in pending if isinstance(p, asyncio.Future)]
+        results = iter(await asyncio.gather(*futures, return_exceptions=True))
+        return [next(results) if isinstance(p, asyncio.Future) else p for p in pending]
+
+    async def _dlq_partition(self, producer: AIOKafkaProducer, partition: int) -> int:
+        partitions = await asyncio.wait_for(
+            producer.partitions_for(self._s.kafka_dlq_topic), timeout=_METADATA_S
+        )
+        if not partitions:
+            raise RuntimeError(f"dead-letter topic {self._s.kafka_dlq_topic!r} does not exist")
+        ordered: Sequence[int] = sorted(partitions)
+        return ordered[partition % len(ordered)]
+
+    async def _reconcile(
+        self,
+        conn: asyncpg.Connection,
+        partition: int,
+        epoch: int,
+        dlq_partition: int,
+        stop: asyncio.Event,
+        done: _Round,
+    ) -> None:
+        topic = self._s.kafka_topic
+        last = await repo.last_relayed_dlq_offset(conn, topic, partition)
+        start = None if last is None else last + 1
+        scanned = self._scanned.get(partition)
+        if scanned is not None and scanned[0] == epoch:
+            start = scanned[1] if start is None else max(start, scanned[1])
+        tp = TopicPartition(self._s.kafka_dlq_topic, dlq_partition)
+        tail = await read_tail(
+            self._reader, tp, start, topic, partition, stop=stop, deadline_s=_RECONCILE_S
+        )
+        self._scanned[partition] = (epoch, tail.position)
+        done.scanning = not tail.complete
+        if tail.found:
+            done.reconciled = await repo.mark_relayed(
+                conn,
+                topic,
+                partition,
+                list(tail.found),
+                [dlq_partition] * len(tail.found),
+                list(tail.found.values()),
+            )
+
+    def _report(self, partition: int, dlq_partition: int, done: _Round) -> None:
+        if done.reconciled:
+            log.info(
+                "dead_letter_reconciled", partition=partition, already_in_topic=done.reconciled
+            )
+        if done.sent:
+            self._metrics.dead_letters_relayed.inc(done.sent)
+            log.info(
+                "dead_lettered", partition=partition, rows=done.sent, dlq_partition=dlq_partition
+            )
+        for offset, error in sorted(done.refused.items()):
+            log.warning(
+                "dead_letter_copy_refused", partition=partition, source_offset=offset, error=error
+            )
+
+
+async def _until(work: Coroutine[Any, Any, None], stop: asyncio.Event) -> None:
+    """Run ``work``; when ``stop`` is set first, cancel it (waiting at most a moment)."""
+    task = asyncio.ensure_future(work)
+    stopped = asyncio.ensure_future(stop.wait())
+    try:
+        await asyncio.wait({task, stopped}, return_when=asyncio.FIRST_COMPLETED)
+    except BaseException:
+        task.cancel()
+        raise
+    finally:
+        stopped.cancel()
+    if task.done():
+        task.result()
+        return
+    # A round cut short is safe: its transaction rolls back, and copies that
+    # reached Kafka unmarked are found by the next reconcile.
+    task.cancel()
+    with contextlib.suppress(TimeoutError, asyncio.CancelledError, Exception):
+        await asyncio.wait_for(asyncio.shield(task), timeout=_CANCEL_GRACE_S)
