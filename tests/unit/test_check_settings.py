@@ -62,3 +62,37 @@ async def test_malformed_settings_fail_at_the_settings_step(
     ]
     assert opensearch_settings.verdict is Verdict.FAIL
     assert "OPENSEARCH_URI must be an http:// or https:// URL" in line(opensearch_settings)
+
+
+async def test_every_bad_kafka_variable_is_named_without_library_words(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("KAFKA_BOOTSTRAP_SERVERS", "https://broker.example.com:443")
+    monkeypatch.setenv("KAFKA_TOPIC", "")
+    results = await run_checks(load_all(), 1.0)
+    [settings] = [r for r in results if r.service == "kafka" and r.step == "settings"]
+    assert settings.verdict is Verdict.FAIL
+    assert settings.detail == (
+        "KAFKA_BOOTSTRAP_SERVERS: 'https://broker.example.com:443' is not host:port "
+        "(no scheme, no path; several: a:9092,b:9092); KAFKA_TOPIC='': must not be empty"
+    )
+    assert (
+        settings.fix
+        == "fix the variable(s) named; KAFKA_BOOTSTRAP_SERVERS is host:port[,host:port...]"
+    )
+
+
+async def test_a_certificate_without_its_key_gets_no_host_port_hint(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    monkeypatch.setenv("KAFKA_BOOTSTRAP_SERVERS", "broker.example.com:9093")
+    monkeypatch.setenv("KAFKA_SSL_CAFILE", str(tmp_path / "ca.pem"))
+    monkeypatch.setenv("KAFKA_SSL_CERTFILE", str(tmp_path / "service.cert"))
+    results = await run_checks(load_all(), 1.0)
+    [settings] = [r for r in results if r.service == "kafka" and r.step == "settings"]
+    assert settings.detail == (
+        "KAFKA_SSL_CERTFILE and KAFKA_SSL_KEYFILE must be set together (client certificate)"
+    )
+    assert settings.fix == "fix the variable(s) named"
+    assert "Value error" not in line(settings)
+    assert "KafkaCheckSettings" not in line(settings)

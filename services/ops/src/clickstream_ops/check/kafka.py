@@ -12,6 +12,7 @@ from aiokafka.errors import KafkaError
 
 from clickstream_ops.check.files import CertFile, check_files
 from clickstream_ops.check.network import check_dns, check_tcp, check_tls
+from clickstream_ops.check.offsets import Judgement, LogRange, judge, out_of_range_fix
 from clickstream_ops.check.results import Result, ServiceChecks
 from clickstream_ops.check.settings import KafkaCheckSettings, Section
 from clickstream_runtime.tls import TlsFileError
@@ -53,11 +54,10 @@ async def _run(
 ) -> None:
     settings = section.settings
     if settings is None:
-        checks.fail(
-            "settings",
-            section.error or "invalid",
-            f"fix the variable named; {VARIABLE} is host:port",
-        )
+        error = section.error or "invalid"
+        # The host:port reminder only where it applies: not for a certificate problem.
+        hint = f"; {VARIABLE} is host:port[,host:port...]" if VARIABLE in error else ""
+        checks.fail("settings", error, f"fix the variable(s) named{hint}")
         return
     tls = (
         "TLS with client certificate"
@@ -183,36 +183,97 @@ async def _lag(
     stored: StoredOffsets,
     wait_s: float,
 ) -> None:
-    consumer = AIOKafkaConsumer(**options, group_id=None, enable_auto_commit=False)
     tps = [TopicPartition(settings.kafka_topic, p) for p in partitions]
     try:
-        async with asyncio.timeout(wait_s * 2):
-            await consumer.start()
-            ends = {tp.partition: off for tp, off in (await consumer.end_offsets(tps)).items()}
+        logs = await log_ranges(options, tps, wait_s)
     except (KafkaError, OSError, TimeoutError) as exc:
         checks.fail(
             "lag",
-            f"cannot read high watermarks ({type(exc).__name__}: {exc})",
+            f"cannot read the partitions' log start and end ({type(exc).__name__}: {exc})",
             "the login may lack DESCRIBE/READ on the topic",
         )
         return
-    finally:
-        await consumer.stop()
     from_table = await stored(settings.kafka_group_id, settings.kafka_topic)
+    in_log = sum(log.end - log.start for log in logs.values())
     # The aggregator's offsets in PostgreSQL are the truth (committed with the
     # metrics); the group's Kafka offsets are a mirror and may trail them.
-    source, positions = (
-        ("PostgreSQL consumer_offsets", from_table)
-        if from_table
-        else ("the group's committed offsets", committed)
-    )
-    if not positions:
-        checks.ok("lag", f"no committed offsets yet; {sum(ends.values())} message(s) in the topic")
+    if from_table:
+        _judge_stored(checks, settings, judge(from_table, logs), "PostgreSQL consumer_offsets")
+    elif committed:
+        verdict = judge(committed, logs)
+        # The aggregator does not read these (a claim starts from PostgreSQL, else
+        # the log start): a mirror out of range is a note, not a failure.
+        note = (
+            f"; the group's offsets of partition(s) "
+            f"{', '.join(str(w.partition) for w in verdict.out_of_range)} are outside the log "
+            "(unused: consumer_offsets has no rows for this group and topic)"
+            if verdict.out_of_range
+            else ""
+        )
+        checks.ok("lag", _lag_text(verdict, "the group's committed offsets") + note)
+    else:
+        checks.ok("lag", f"no committed offsets yet; {in_log} message(s) in the topic")
+
+
+def _judge_stored(
+    checks: ServiceChecks, settings: KafkaCheckSettings, verdict: Judgement, source: str
+) -> None:
+    if verdict.out_of_range:
+        shown = verdict.out_of_range[:3]
+        more = len(verdict.out_of_range) - len(shown)
+        checks.fail(
+            "lag",
+            f"{'; '.join(w.describe() for w in shown)}"
+            f"{f' (and {more} more partition(s))' if more else ''}, from {source}: "
+            "the aggregator will not consume "
+            + ("these partitions" if len(verdict.out_of_range) > 1 else "this partition"),
+            out_of_range_fix(verdict.out_of_range, settings.kafka_group_id, settings.kafka_topic),
+        )
         return
-    lags = {p: max(ends[p] - positions.get(p, 0), 0) for p in ends}
-    worst = max(lags, key=lambda p: lags[p])
-    checks.ok(
-        "lag",
-        f"{sum(lags.values())} message(s) behind in total, most on partition "
-        f"{worst} ({lags[worst]}), from {source}",
+    checks.ok("lag", _lag_text(verdict, source))
+
+
+def _lag_text(verdict: Judgement, source: str) -> str:
+    if not verdict.lags:
+        return f"no partition to measure, from {source}"
+    worst = max(verdict.lags, key=lambda p: verdict.lags[p])
+    return (
+        f"{verdict.total_lag} message(s) behind in total, most on partition "
+        f"{worst} ({verdict.lags[worst]}), from {source}"
     )
+
+
+async def log_ranges(
+    options: dict[str, Any], tps: list[TopicPartition], wait_s: float
+) -> dict[int, LogRange]:
+    """Log start and end of each partition; the end is the fetch high-watermark.
+
+    ``end_offsets()`` (ListOffsets) under-reports on some brokers (Tansu answers
+    the last batch's base offset + 1), while a fetch response carries the true
+    high-watermark: fetch one small chunk from each partition's start and read it.
+    """
+    consumer = AIOKafkaConsumer(
+        **options,
+        group_id=None,
+        enable_auto_commit=False,
+        max_partition_fetch_bytes=1024,
+        fetch_max_wait_ms=100,
+    )
+    try:
+        async with asyncio.timeout(wait_s * 2):
+            await consumer.start()
+            starts = await consumer.beginning_offsets(tps)
+            listed = await consumer.end_offsets(tps)
+            consumer.assign(tps)
+            for tp in tps:
+                consumer.seek(tp, starts[tp])
+            while any(consumer.highwater(tp) is None for tp in tps):
+                await consumer.getmany(timeout_ms=100, max_records=1)
+            return {
+                tp.partition: LogRange(
+                    starts[tp], max(consumer.highwater(tp) or 0, listed[tp], starts[tp])
+                )
+                for tp in tps
+            }
+    finally:
+        await consumer.stop()

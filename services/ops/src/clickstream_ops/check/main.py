@@ -2,7 +2,8 @@
 
 For Kafka, PostgreSQL, OpenSearch and OpenSearch Dashboards, in that order:
 settings, certificate files, DNS, TCP, TLS, login, and what the service says.
-One line per check: OK, FAIL (with the likely cause and the fix) or SKIP.
+One line per check: OK, FAIL (with the likely cause and the fix) or SKIP,
+and nothing else (libraries' own log lines only with ``--debug``).
 A service whose settings are absent is "not configured" and skipped. The exit
 status is 1 when any configured service fails, else 0.
 """
@@ -12,6 +13,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import logging
 import sys
 from dataclasses import asdict
 from functools import partial
@@ -24,6 +26,7 @@ from clickstream_ops.check.opensearch import check_dashboards, check_opensearch
 from clickstream_ops.check.postgres import check_postgres, stored_offsets
 from clickstream_ops.check.results import Result, Verdict, not_configured
 from clickstream_ops.check.settings import CheckSettings, load_all
+from clickstream_runtime import logs
 
 _STYLE = {Verdict.OK: "green", Verdict.FAIL: "bold red", Verdict.SKIP: "yellow"}
 
@@ -75,6 +78,21 @@ def exit_status(results: list[Result]) -> int:
     return 1 if any(r.verdict is Verdict.FAIL for r in results) else 0
 
 
+def quiet_libraries(*, show: bool) -> None:
+    """Keep the libraries' log lines out of the report: each check states what failed.
+
+    Without a handler, Python prints a library's warnings as bare text lines
+    (aiokafka's "Unable connect to ...") among the results. With ``show`` they
+    are printed on stderr as JSON lines, repeated ones collapsed.
+    """
+    if show:
+        logs.configure("clickstream-check", level="warning", fmt="json")
+        return
+    root = logging.getLogger()
+    root.handlers[:] = [logging.NullHandler()]
+    logging.captureWarnings(True)  # a library's warnings.warn() would print too
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(
         prog="clickstream-check",
@@ -82,7 +100,13 @@ def main(argv: list[str] | None = None) -> None:
     )
     parser.add_argument("--timeout", type=float, default=5.0, help="seconds per network step")
     parser.add_argument("--json", action="store_true", help="one JSON object per line")
+    parser.add_argument(
+        "--debug",
+        action="store_true",
+        help="also print the client libraries' own log lines (aiokafka, asyncpg), as JSON",
+    )
     args = parser.parse_args(argv)
+    quiet_libraries(show=args.debug)
     results = asyncio.run(run_checks(load_all(), args.timeout))
     if args.json:
         for result in results:

@@ -1,4 +1,4 @@
-"""PostgreSQL: settings → files → DNS → TCP → TLS → login → schema (session_metrics, version)."""
+"""PostgreSQL: settings → files → DNS → TCP → TLS → login → schema → dead letters waiting."""
 
 from __future__ import annotations
 
@@ -7,6 +7,7 @@ import contextlib
 
 import asyncpg
 
+from clickstream_ops.check.dead_letters import check_dead_letters
 from clickstream_ops.check.files import CertFile, check_files
 from clickstream_ops.check.network import (
     check_dns,
@@ -18,7 +19,7 @@ from clickstream_ops.check.results import Result, ServiceChecks
 from clickstream_ops.check.settings import PostgresCheckSettings, Section
 from clickstream_runtime.tls import TlsFileError, postgres_ssl_context
 
-STEPS = ("settings", "certificates", "dns", "tcp", "tls", "auth", "schema")
+STEPS = ("settings", "certificates", "dns", "tcp", "tls", "auth", "schema", "dead_letters")
 VARIABLE = "POSTGRES_HOST"
 _VERIFYING = ("verify-ca", "verify-full")
 _TLS_REQUIRED = ("require", *_VERIFYING)
@@ -66,6 +67,8 @@ async def _run(
             "auth", f"logged in as {s.postgres_user} (server {version.major}.{version.minor})"
         )
         await _schema(checks, conn, wait_s)
+        if not checks.blocked:
+            await check_dead_letters(checks, conn, wait_s)
     finally:
         await conn.close()
 

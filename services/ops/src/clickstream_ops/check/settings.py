@@ -15,6 +15,7 @@ from typing import Generic, TypeVar
 from pydantic import Field, SecretStr, ValidationError
 from pydantic_settings import BaseSettings
 
+from clickstream_runtime.setting_errors import problems
 from clickstream_runtime.settings import (
     SETTINGS_CONFIG,
     ConsumerGroupSettings,
@@ -64,11 +65,9 @@ def load_section(cls: type[S], variable: str) -> Section[S]:
     try:
         settings = cls()
     except ValidationError as error:
-        first = error.errors(include_url=False, include_input=False)[0]
-        name = str(first["loc"][0]).upper() if first["loc"] else cls.__name__
         # Any invalid variable of the section counts as "configured, wrongly":
         # somebody set it, and the service would refuse to start the same way.
-        return Section(variable, error=f"{name}: {first['msg']}")
+        return Section(variable, error="; ".join(problems(error)))
     if field not in settings.model_fields_set or getattr(settings, field) in (None, ""):
         return Section(variable)
     return Section(variable, settings=settings)
