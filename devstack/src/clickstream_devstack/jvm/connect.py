@@ -59,10 +59,6 @@ class KafkaConnect(JvmServer):
         """The REST API, e.g. ``http://127.0.0.1:8083``."""
         return f"http://{self.host}:{self.port('rest')}"
 
-    @property
-    def env(self) -> dict[str, str]:
-        return {"KAFKA_CONNECT_URL": self.url}
-
     def prepare(self, ports: Mapping[str, int]) -> None:
         plugins = self.work_dir / "plugins"
         plugins.mkdir(exist_ok=True)

@@ -67,9 +67,10 @@ class ApacheKafka(JvmServer):
         version: str | None = None,
         tls: KafkaTls | None = None,
         settings: Mapping[str, object] | None = None,
+        ports: Mapping[str, int] | None = None,
         start_timeout: float = 120.0,
     ) -> None:
-        super().__init__(work_dir, start_timeout=start_timeout)
+        super().__init__(work_dir, ports=ports, start_timeout=start_timeout)
         self.version = version or artifacts.pom_version("kafka")
         self.tls = tls
         self.settings = dict(settings or {})

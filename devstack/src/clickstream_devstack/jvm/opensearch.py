@@ -68,13 +68,13 @@ class OpenSearch(JvmServer):
 
     @property
     def url(self) -> str:
-        """``http://127.0.0.1:<port>``, for OPENSEARCH_URL."""
+        """``http://127.0.0.1:<port>``, for OPENSEARCH_URI."""
         return f"http://{self.host}:{self.port('http')}"
 
     @property
     def env(self) -> dict[str, str]:
         """OPENSEARCH_* variables of ``clickstream-setup opensearch`` (no user: security is off)."""
-        return {"OPENSEARCH_URL": self.url}
+        return {"OPENSEARCH_URI": self.url}
 
     @property
     def install(self) -> Path:

@@ -34,8 +34,15 @@ class JvmServer(abc.ABC):
     #: Short name used for the log file (``<work_dir>/<name>.log``) and log events.
     name: str = "server"
 
-    def __init__(self, work_dir: Path, *, start_timeout: float = 120.0) -> None:
+    def __init__(
+        self,
+        work_dir: Path,
+        *,
+        ports: Mapping[str, int] | None = None,
+        start_timeout: float = 120.0,
+    ) -> None:
         self.work_dir = Path(work_dir).absolute()
+        self._requested_ports = dict(ports or {})
         self.log_path = self.work_dir / f"{self.name}.log"
         self.host = LOOPBACK
         self._start_timeout = start_timeout
@@ -101,14 +108,17 @@ class JvmServer(abc.ABC):
             return self
         self.work_dir.mkdir(parents=True, exist_ok=True)
         for attempt in range(1, _PORT_ATTEMPTS + 1):
-            ports = self._ports or {name: free_port() for name in self.port_names}
+            ports = self._ports or {
+                name: self._requested_ports.get(name) or free_port() for name in self.port_names
+            }
             self._log_start = processes.log_size(self.log_path)
             try:
                 self._launch(ports)
             except processes.ProcessExitedError:
                 # Someone bound a free-picked port before the server did: try others.
                 taken = processes.port_was_taken(self.log_path, self._log_start)
-                if attempt == _PORT_ATTEMPTS or not taken or self._ports is not None:
+                fixed = self._ports is not None or self._requested_ports
+                if attempt == _PORT_ATTEMPTS or not taken or fixed:
                     raise
                 log.warning(f"{self.name}_retry", ports=ports, attempt=attempt)
                 continue
