@@ -8,7 +8,7 @@ PACKAGES := shared/pyproject.toml runtime/pyproject.toml services/producer/pypro
 	services/aggregator/pyproject.toml services/ops/pyproject.toml devstack/pyproject.toml
 
 .DEFAULT_GOAL := help
-.PHONY: help install demo test lint typecheck unit integration faults soak bench bench-quick \
+.PHONY: help install demo test lint typecheck unit integration real faults soak bench bench-quick \
 	schema lock env report clean
 
 help: ## list the targets
@@ -39,7 +39,10 @@ unit: $(STAMP) ## fast, pure tests only
 	$(BIN)/pytest tests/unit tests/contract $(PYTEST_ARGS)
 
 integration: $(STAMP) ## tests against the embedded broker and PostgreSQL
-	$(BIN)/pytest -m "integration and not faults" $(PYTEST_ARGS)
+	$(BIN)/pytest -m "integration and not faults and not real" $(PYTEST_ARGS)
+
+real: $(STAMP) ## tests on Apache Kafka, Kafka Connect and OpenSearch (Java 17+; jars cached in .cache/jvm)
+	$(BIN)/pytest -m real $(PYTEST_ARGS)
 
 faults: $(STAMP) ## the exactly-once fault suite
 	$(BIN)/pytest -m faults $(PYTEST_ARGS)
