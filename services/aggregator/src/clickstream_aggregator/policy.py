@@ -60,6 +60,13 @@ _PG_TRANSIENT: tuple[type[BaseException], ...] = (
     asyncpg.exceptions.QueryCanceledError,  # statement_timeout, a cancelled query
 )
 
+_TRANSIENT: tuple[type[BaseException], ...] = (
+    *_PG_TRANSIENT,
+    asyncpg.InterfaceError,  # the connection broke mid-operation
+    OSError,
+    TimeoutError,
+)
+
 # Errors a value can cause. SQLSTATE classes 22 (data exception: out of range,
 # invalid text), 23 (integrity) and 54 (program limit: a jsonb or row too big);
 # asyncpg's client-side DataError (a value it cannot encode, e.g. text that is
@@ -84,20 +91,27 @@ def verdict(error: BaseException) -> Verdict:
         return Verdict.PIN
     if isinstance(error, ssl.SSLCertVerificationError):
         return Verdict.STOP  # an OSError, but the CA file or the server must change
-    if isinstance(error, _PG_TRANSIENT | asyncpg.InterfaceError | OSError | TimeoutError):
+    if isinstance(error, _TRANSIENT):
         return Verdict.RETRY
     if isinstance(error, KafkaError) and error.retriable:
         return Verdict.RETRY
     return Verdict.STOP
 
 
+def failing(error: BaseException, resource: Resource) -> Resource:
+    """Which server an error came from; ``resource`` (what was being used) when it does not say."""
+    if isinstance(error, KafkaError):
+        return "kafka"
+    if isinstance(error, asyncpg.PostgresError | asyncpg.InterfaceError):
+        return "postgres"
+    return resource
+
+
 def cause(error: BaseException, resource: Resource) -> str:
     """A short, bounded label for metrics and logs; ``resource`` is what was being used."""
     if isinstance(error, asyncpg.exceptions.TransactionRollbackError):
         return "pg_conflict"
-    if resource == "postgres":
-        return "pg_unavailable"
-    return "kafka_unavailable"
+    return "pg_unavailable" if failing(error, resource) == "postgres" else "kafka_unavailable"
 
 
 class Stopping(Exception):
@@ -193,7 +207,7 @@ class Retrying:
         self._metrics.retries.labels(cause=label).inc()
         self._readiness.enter_retry(f"{self._what}: {label}: {error!r}")
         if label != "pg_conflict":
-            self._readiness.set(self._resource, False, f"{label}: {error!r}")
+            self._readiness.set(failing(error, self._resource), False, f"{label}: {error!r}")
         log.warning(
             f"{self._what}_retry",
             cause=label,

@@ -1,0 +1,224 @@
+"""What the aggregator does when a message, a clock or a server misbehaves.
+
+Each test names the failure it shows handled; each fails on the code before
+the fix (pinning, dedupe by applied time, lost COMMIT replies, out-of-range
+offsets, start-up waits).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+import uuid
+from datetime import timedelta
+from decimal import Decimal
+
+import asyncpg
+import pytest
+
+from clickstream_aggregator.commit import BatchWriter, Committed
+from clickstream_aggregator.main import StartupTimeout, run
+from clickstream_aggregator.migrate import migrate
+from clickstream_aggregator.positions import OffsetOutOfRange
+from clickstream_aggregator.prepare import Batch
+from clickstream_aggregator.validate import RawPartition
+from clickstream_aggregator.workers import Preparer
+from clickstream_devstack.broker import EmbeddedKafka
+from clickstream_devstack.environment import Database, KafkaTopics
+from clickstream_devstack.ports import free_port
+from clickstream_schema import ClickEvent, EventType, encode
+from support.aggregator import running_aggregator, settings_from_env, wait_applied
+from support.feed import as_messages, generate, publish
+
+pytestmark = pytest.mark.integration
+
+MAX_REVENUE = Decimal("999999999999.99")  # NUMERIC(14,2)
+
+
+async def _query(dsn: str, sql: str, *args: object) -> list[asyncpg.Record]:
+    conn = await asyncpg.connect(dsn)
+    try:
+        return list(await conn.fetch(sql, *args))
+    finally:
+        await conn.close()
+
+
+def _purchase_of(session: str, events: list[ClickEvent]) -> ClickEvent:
+    template = next(e for e in events if e.session_id == session)
+    return template.model_copy(
+        update={
+            "event_id": uuid.uuid4(),
+            "event_type": EventType.PURCHASE,
+            "price": Decimal("25.00"),
+            "product_id": "p-1",
+            "timestamp": template.timestamp + timedelta(seconds=1),
+        }
+    )
+
+
+async def test_a_purchase_postgresql_cannot_add_is_dead_lettered_and_the_batch_commits(
+    kafka: EmbeddedKafka, topics: KafkaTopics, database: Database, service_env: dict[str, str]
+) -> None:
+    events = generate(2_000, seed=21)
+    victim = events[0].session_id
+    # The session's stored revenue sits at the column's maximum: one more cent overflows.
+    async with running_aggregator(settings_from_env(service_env)) as task:
+        await publish(kafka.bootstrap, topics.events, as_messages(events))
+        await wait_applied(database.dsn, topics.group, topics.events, len(events), running=task)
+    await _query(
+        database.dsn,
+        "UPDATE session_metrics SET total_revenue = $2 WHERE session_id = $1",
+        victim,
+        MAX_REVENUE,
+    )
+    before = {
+        r["session_id"]: r["total_events"]
+        for r in await _query(database.dsn, "SELECT session_id, total_events FROM session_metrics")
+    }
+    overflow = _purchase_of(victim, events)
+    more = generate(500, seed=22)
+    messages = [*as_messages(more[:250]), encode(overflow), *as_messages(more[250:])]
+
+    async with running_aggregator(settings_from_env(service_env)) as task:
+        await publish(kafka.bootstrap, topics.events, messages)
+        await wait_applied(
+            database.dsn, topics.group, topics.events, len(events) + len(messages), running=task
+        )
+        assert not task.done()
+
+    letters = await _query(database.dsn, "SELECT reason, message_value FROM dead_letters")
+    assert [(r["reason"], r["message_value"]) for r in letters] == [
+        ("unstorable", encode(overflow)[1])
+    ]
+    rows = {
+        r["session_id"]: r
+        for r in await _query(
+            database.dsn, "SELECT session_id, total_events, total_revenue FROM session_metrics"
+        )
+    }
+    assert rows[victim]["total_revenue"] == MAX_REVENUE
+    assert rows[victim]["total_events"] == before[victim]
+    assert sum(r["total_events"] for r in rows.values()) == len(events) + len(more)
+    # Not applied, so not remembered: the dedupe table does not hold its id.
+    found = await _query(
+        database.dsn, "SELECT 1 FROM processed_events WHERE event_id = $1", overflow.event_id
+    )
+    assert found == []
+
+
+async def test_a_device_clock_days_ahead_does_not_forget_ids_duplicates_need(
+    kafka: EmbeddedKafka, topics: KafkaTopics, database: Database, service_env: dict[str, str]
+) -> None:
+    events = generate(1_000, seed=31)
+    ahead = events[-1].model_copy(
+        update={
+            "event_id": uuid.uuid4(),
+            "timestamp": events[-1].timestamp + timedelta(days=3),
+        }
+    )
+    settings = settings_from_env(
+        service_env, aggregator_prune_interval_s=0.2, aggregator_dedupe_retention_hours=24.0
+    )
+    async with running_aggregator(settings) as task:
+        await publish(kafka.bootstrap, topics.events, as_messages([*events, ahead]))
+        await wait_applied(database.dsn, topics.group, topics.events, len(events) + 1, running=task)
+        # Several prune rounds run (they log dedupe_pruned); then the earlier events again.
+        await asyncio.sleep(1.0)
+        await publish(kafka.bootstrap, topics.events, as_messages(events[:100]))
+        await wait_applied(
+            database.dsn, topics.group, topics.events, len(events) + 101, running=task
+        )
+    total = await _query(database.dsn, "SELECT sum(total_events) AS n FROM session_metrics")
+    assert total[0]["n"] == len(events) + 1
+    remembered = await _query(database.dsn, "SELECT count(*) AS n FROM processed_events")
+    assert remembered[0]["n"] == len(events) + 1
+
+
+async def _writer(pool: asyncpg.Pool, topics: KafkaTopics) -> tuple[BatchWriter, Preparer]:
+    preparer = Preparer(topics.events, max_bytes=1 << 20, workers=0)
+    return BatchWriter(pool, preparer, topics.group, 1 << 20), preparer
+
+
+async def test_a_batch_whose_commit_reply_was_lost_counts_as_committed(
+    topics: KafkaTopics, database: Database
+) -> None:
+    events = generate(300, seed=41)
+    messages = as_messages(events)
+    raw = RawPartition(
+        0,
+        list(range(len(messages))),
+        [k for k, _ in messages],
+        [v for _, v in messages],
+        [0] * len(messages),
+    )
+    pool = await asyncpg.create_pool(database.dsn, min_size=1, max_size=2)
+    try:
+        async with pool.acquire() as conn:
+            await migrate(conn)
+            await conn.execute(
+                "INSERT INTO consumer_offsets (group_id, topic, partition, next_offset, epoch) "
+                "VALUES ($1, $2, 0, 0, 1)",
+                topics.group,
+                topics.events,
+            )
+        writer, _ = await _writer(pool, topics)
+        first = await writer.write(Batch(topics.events, {0: raw}), {0: 1})
+        # The same batch again, as a retry after a connection lost during COMMIT does it.
+        again = await writer.write(Batch(topics.events, {0: raw}), {0: 1})
+    finally:
+        await pool.close()
+    assert isinstance(first, Committed)
+    assert not first.replayed
+    assert isinstance(again, Committed)
+    assert again.replayed
+    assert again.events == first.events == len(events)
+    total = await _query(database.dsn, "SELECT sum(total_events) AS n FROM session_metrics")
+    assert total[0]["n"] == len(events)
+
+
+async def test_a_stored_offset_beyond_the_log_end_stops_with_the_reason(
+    kafka: EmbeddedKafka, topics: KafkaTopics, database: Database, service_env: dict[str, str]
+) -> None:
+    await publish(kafka.bootstrap, topics.events, as_messages(generate(50, seed=51)))
+    conn = await asyncpg.connect(database.dsn)
+    try:
+        await migrate(conn)
+        # As if the topic had been recreated after 100k messages were applied.
+        await conn.execute(
+            "INSERT INTO consumer_offsets (group_id, topic, partition, next_offset, epoch) "
+            "SELECT $1, $2, p, 100000, 1 FROM generate_series(0, $3 - 1) AS p",
+            topics.group,
+            topics.events,
+            topics.partitions,
+        )
+    finally:
+        await conn.close()
+    stop = asyncio.Event()
+    with pytest.raises(OffsetOutOfRange, match="beyond the log end"):
+        await asyncio.wait_for(run(settings_from_env(service_env), stop), timeout=60)
+
+
+async def test_kafka_unreachable_at_start_is_waited_for_then_given_up_in_one_line(
+    database: Database, service_env: dict[str, str]
+) -> None:
+    env = {**service_env, "KAFKA_BOOTSTRAP_SERVERS": f"127.0.0.1:{free_port()}"}
+    settings = settings_from_env(
+        env, aggregator_startup_timeout_s=1.5, aggregator_retry_initial_s=0.1, metrics_port=0
+    )
+    started = time.monotonic()
+    with pytest.raises(StartupTimeout, match=r"did not answer within 1\.5s") as failure:
+        await asyncio.wait_for(run(settings, asyncio.Event()), timeout=30)
+    assert "\n" not in str(failure.value)
+    assert time.monotonic() - started < 20
+
+
+async def test_stop_while_waiting_for_kafka_returns_promptly(
+    database: Database, service_env: dict[str, str]
+) -> None:
+    env = {**service_env, "KAFKA_BOOTSTRAP_SERVERS": f"127.0.0.1:{free_port()}"}
+    stop = asyncio.Event()
+    task = asyncio.create_task(run(settings_from_env(env, metrics_port=0), stop))
+    await asyncio.sleep(1.0)
+    assert not task.done()
+    stop.set()
+    await asyncio.wait_for(task, timeout=5)
