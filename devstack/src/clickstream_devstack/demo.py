@@ -1,18 +1,24 @@
 """``clickstream-demo`` (``make demo``): the whole pipeline on embedded servers.
 
-Starts Tansu and PostgreSQL in ``.demo/``, creates the topics, runs
-``clickstream-aggregator`` (``--replicas`` of them) and ``clickstream-producer``
-for ``--duration`` seconds with a live progress line, stops the producer, waits
-until the aggregators have committed every produced offset, stops them and
-prints ``clickstream-report``. Every process it started is gone when it exits,
-on success, on error and on Ctrl-C alike.
+Starts Tansu and PostgreSQL in ``--dir`` (``.demo/``), creates the topics, runs
+``clickstream-aggregator`` (``--replicas`` of them), a backfill of
+``--backfill`` events of the past hour, and ``clickstream-producer`` at
+``--rate`` events/s for ``--duration`` seconds with a live display; stops the
+producer, waits until the aggregators have committed every message on the
+topic, stops them and prints ``clickstream-report``. With ``--chaos`` it
+injects faults while the traffic runs and ends with the verdict of
+``clickstream-verify``. Every process it started is gone when it exits, on
+success, on error and on Ctrl-C alike; the work directory is removed after a
+success unless ``--keep`` is given (kept after a failure, for its logs).
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import json
 import shutil
+import signal
 import subprocess
 import time
 from collections.abc import Mapping
@@ -21,27 +27,34 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+import asyncpg
 import structlog
-from rich.console import Console
+from rich.console import Console, Group, RenderableType
 from rich.live import Live
 from rich.text import Text
 
+from clickstream_devstack import processes
 from clickstream_devstack.broker import EmbeddedKafka
+from clickstream_devstack.chaos import CHAOS_ENV, Chaos, Replicas
 from clickstream_devstack.demo_progress import PipelineProgress, Snapshot
 from clickstream_devstack.environment import Database, KafkaTopics, create_topics, service_env
 from clickstream_devstack.interrupts import Interrupts
 from clickstream_devstack.postgres import EmbeddedPostgres
 from clickstream_devstack.processes import ProcessExitedError
-from clickstream_devstack.services import ServiceDiedError, ServiceGroup, script_path
+from clickstream_devstack.services import Service, ServiceDiedError, ServiceGroup, script_path
+from clickstream_ops.verify.render import render, verdict_line
+from clickstream_ops.verify.report import Report
+from clickstream_ops.verify.run import verify
+from clickstream_ops.verify.settings import VerifySettings
 from clickstream_runtime import logs
 from clickstream_schema import CONSUMER_GROUP, DLQ_TOPIC, EVENTS_TOPIC
 
 log = structlog.get_logger()
-_WARM_UP_S = 75
-_BACKFILL_EVENTS = 20_000
 
 DATABASE = "clickstream"
 POLL_S = 0.5
+#: Enough users for the rate's concurrent sessions (about rate × 9 s of them).
+_USERS_PER_RATE = 20
 
 
 class DemoError(RuntimeError):
@@ -55,35 +68,134 @@ class DemoOptions:
     seed: int
     replicas: int
     catch_up_timeout: float
+    backfill: int = 0
+    chaos: bool = False
+
+
+@dataclass(frozen=True)
+class Outcome:
+    snapshot: Snapshot
+    live_events: int | None
+    backfill_events: int | None
+    verdict: Report | None = None
 
 
 def _parse(argv: list[str] | None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(prog="clickstream-demo", description=__doc__.splitlines()[0])
-    parser.add_argument("--duration", type=float, default=20.0, help="seconds of traffic")
-    parser.add_argument("--rate", type=int, default=1000, help="events per second")
+    parser = argparse.ArgumentParser(
+        prog="clickstream-demo", description=(__doc__ or "").splitlines()[0]
+    )
+    parser.add_argument("--duration", type=float, default=20.0, help="seconds of live traffic")
+    parser.add_argument("--rate", type=int, default=1000, help="live events per second")
+    parser.add_argument(
+        "--backfill",
+        type=int,
+        default=20_000,
+        help="events of complete sessions of the past hour, published first (0: none)",
+    )
     parser.add_argument("--seed", type=int, default=42, help="producer random seed")
-    parser.add_argument("--replicas", type=int, default=1, help="aggregator processes")
-    parser.add_argument("--catch-up-timeout", type=float, default=30.0, help="seconds")
+    parser.add_argument(
+        "--replicas",
+        type=int,
+        default=None,
+        help="aggregator processes (default 1; 3 with --chaos)",
+    )
+    parser.add_argument(
+        "--chaos",
+        action="store_true",
+        help="kill, freeze and restart replicas and PostgreSQL, inject duplicates, late and "
+        "malformed messages; end with clickstream-verify's verdict",
+    )
+    parser.add_argument(
+        "--catch-up-timeout",
+        type=float,
+        default=None,
+        help="seconds (default 30; 120 with --chaos)",
+    )
     parser.add_argument("--dir", type=Path, default=Path(".demo"), help="work directory")
-    parser.add_argument("--keep", action="store_true", help="keep the work directory")
+    parser.add_argument(
+        "--keep", action="store_true", help="keep the work directory (logs, data) after a success"
+    )
     parser.add_argument("--verbose", action="store_true", help="log the demo's own steps")
     args = parser.parse_args(argv)
-    if args.replicas < 1 or args.rate < 1 or args.duration <= 0:
+    if args.replicas is None:
+        args.replicas = 3 if args.chaos else 1
+    if args.catch_up_timeout is None:
+        args.catch_up_timeout = 120.0 if args.chaos else 30.0
+    if args.replicas < 1 or args.rate < 1 or args.duration <= 0 or args.backfill < 0:
         parser.error("--replicas and --rate must be at least 1, --duration positive")
+    if args.chaos and args.replicas < 2:
+        parser.error("--chaos needs at least 2 replicas")
     return args
 
 
-def _line(phase: str, started: float, snap: Snapshot) -> Text:
-    return Text.assemble(
-        (f"{phase:<11}", "bold cyan"),
-        f"{time.monotonic() - started:5.1f} s | produced ",
-        (f"{snap.produced:,}", "bold"),
-        " | committed ",
-        (f"{snap.committed:,}", "bold"),
-        " | applied ",
-        (f"{snap.applied:,}", "bold green"),
-        f" | sessions {snap.sessions:,} | DLQ {snap.dead_letters:,}",
+def _screen(phase: str, seconds: str, snap: Snapshot) -> RenderableType:
+    freshness = "–" if snap.freshness_s is None else f"{snap.freshness_s:.1f} s"
+    return Group(
+        Text.assemble((f"{phase:<12}", "bold cyan"), seconds),
+        Text.assemble(
+            "produced ",
+            (f"{snap.produced:,}", "bold"),
+            " messages · committed ",
+            (f"{snap.committed:,}", "bold"),
+            f" (lag {snap.lag:,}) · applied ",
+            (f"{snap.applied:,}", "bold green"),
+            f" events to {snap.sessions:,} sessions · dead-lettered {snap.dead_letters:,}",
+        ),
+        Text.assemble(
+            "events/s produced ",
+            (f"{snap.produced_per_s:,.0f}", "bold"),
+            " · applied ",
+            (f"{snap.applied_per_s:,.0f}", "bold green"),
+            " · freshness ",
+            (freshness, "bold magenta"),
+            " (now − newest event time in session_metrics)",
+        ),
     )
+
+
+def _finished_events(service: Service | None) -> int | None:
+    """How many events a producer reported sending in its ``finished`` log line."""
+    if service is None:
+        return None
+    count = None
+    for line in service.log_path.read_text(errors="replace").splitlines():
+        if '"event":"finished"' in line.replace(" ", ""):
+            count = int(json.loads(line)["events"])
+    return count
+
+
+def _launch_producers(
+    options: DemoOptions, services: ServiceGroup, env: Mapping[str, str]
+) -> tuple[Service | None, Service]:
+    """The backfill (if any) and the live producer."""
+    backfill = None
+    if options.backfill:
+        # Live sessions are still young when a short demo ends (purchases come
+        # late in a visit), so an hour of complete sessions comes first.
+        backfill = services.launch(
+            "clickstream-producer",
+            [
+                "--events", str(options.backfill),
+                "--rate", "0",
+                "--seed", str(options.seed + 1),
+                "--start", (datetime.now(UTC) - timedelta(hours=1)).isoformat(),
+            ],
+            env=env,
+            name="backfill",
+            finite=True,
+        )  # fmt: skip
+    producer = services.launch(
+        "clickstream-producer",
+        [
+            "--events", "0",
+            "--rate", str(options.rate),
+            "--seed", str(options.seed),
+            "--users", str(max(1000, options.rate * _USERS_PER_RATE)),
+        ],
+        env=env,
+        name="producer",
+    )  # fmt: skip
+    return backfill, producer
 
 
 async def _drive(
@@ -94,63 +206,131 @@ async def _drive(
     services: ServiceGroup,
     env: Mapping[str, str],
     console: Console,
-) -> Snapshot:
+) -> Outcome:
     """Run the services and show progress; return the final counters."""
     async with PipelineProgress(kafka.bootstrap, postgres.dsn(DATABASE), topics) as progress:
-        aggregators = [
-            services.launch("clickstream-aggregator", env=env, name=f"aggregator-{n}")
-            for n in range(1, options.replicas + 1)
-        ]
-        # Enough users for the rate's concurrent sessions, and a clock started a
-        # little in the past so traffic is already at full rate (sessions mid-visit)
-        # instead of ramping up over the demo's first minute.
-        warm_start = datetime.now(UTC) - timedelta(seconds=_WARM_UP_S)
-        producer = services.launch(
-            "clickstream-producer",
-            [
-                "--events", "0",
-                "--rate", str(options.rate),
-                "--seed", str(options.seed),
-                "--users", str(max(10_000, options.rate * 20)),
-                "--start", warm_start.isoformat(),
-            ],
-            env=env,
-            name="producer",
-        )  # fmt: skip
-        # Live sessions are still young when a short demo ends (purchases come late
-        # in a visit), so an hour of complete sessions is backfilled alongside.
-        services.launch(
-            "clickstream-producer",
-            [
-                "--events", str(_BACKFILL_EVENTS),
-                "--rate", "0",
-                "--seed", str(options.seed + 1),
-                "--users", "5000",
-                "--start", (warm_start - timedelta(hours=1)).isoformat(),
-            ],
-            env=env,
-            name="backfill",
-            finite=True,
-        )  # fmt: skip
+        replicas = Replicas(services, env)
+        for n in range(1, options.replicas + 1):
+            replicas.start(f"aggregator-{n}")
+        backfill, producer = _launch_producers(options, services, env)
         started = time.monotonic()
         snap = Snapshot()
-        with Live(_line("producing", started, snap), console=console, refresh_per_second=4) as live:
-            while time.monotonic() - started < options.duration:
-                services.check_running()
-                snap = await progress.snapshot()
-                live.update(_line("producing", started, snap))
-                await asyncio.sleep(POLL_S)
+        with Live(console=console, refresh_per_second=4, transient=False) as live:
+
+            def say(text: str) -> None:
+                live.console.print(
+                    f"[magenta]chaos[/] {time.monotonic() - started:5.1f} s  {text}",
+                    highlight=False,
+                )
+
+            chaos = None
+            chaos_task = None
+            if options.chaos:
+                chaos = Chaos(
+                    replicas,
+                    postgres,
+                    kafka.bootstrap,
+                    topics,
+                    duration=options.duration,
+                    seed=options.seed,
+                    scale=max(10, int(options.rate * options.duration) // 200),
+                    log=say,
+                )
+                chaos_task = asyncio.create_task(chaos.run(started), name="chaos")
+            await _produce(options, progress, services, live, started, chaos_task)
             code = services.stop(producer)
             if code != 0:
                 raise DemoError(producer.describe_exit())
-            snap = await _catch_up(options, progress, services, live, started)
+            snap = await _catch_up(options, progress, services, live)
         if not console.is_terminal:
             console.line()  # a terminal gets its newline from Live; a pipe does not
-        codes = services.stop_all()
-        for aggregator in aggregators:
-            if codes[aggregator.name] != 0:
-                raise DemoError(aggregator.describe_exit())
-        return snap
+        if chaos is not None:
+            await _wait_relayed(postgres.dsn(DATABASE), options.catch_up_timeout)
+        for replica, code in _stop_replicas(list(replicas.running.values())):
+            if code != 0:
+                raise DemoError(replica.describe_exit())
+        services.stop_all()
+        verdict = None if chaos is None else await _verdict(chaos, env, console)
+        return Outcome(snap, _finished_events(producer), _finished_events(backfill), verdict)
+
+
+async def _produce(
+    options: DemoOptions,
+    progress: PipelineProgress,
+    services: ServiceGroup,
+    live: Live,
+    started: float,
+    chaos_task: asyncio.Task[None] | None,
+) -> None:
+    """The live phase: ``--duration`` seconds of traffic (and the chaos steps)."""
+    try:
+        while (elapsed := time.monotonic() - started) < options.duration:
+            services.check_running()
+            if chaos_task is not None and chaos_task.done():
+                chaos_task.result()  # raises what went wrong
+            snap = await progress.snapshot()
+            live.update(_screen("producing", f"{elapsed:5.1f} s of {options.duration:g} s", snap))
+            await asyncio.sleep(POLL_S)
+        if chaos_task is not None:
+            await chaos_task
+    finally:
+        if chaos_task is not None and not chaos_task.done():
+            chaos_task.cancel()
+
+
+async def _verdict(chaos: Chaos, env: Mapping[str, str], console: Console) -> Report:
+    """What the chaos did, and clickstream-verify's report on the result."""
+    i = chaos.injected
+    console.print(
+        f"[magenta]chaos[/]: {i.kills} replicas SIGKILLed, {i.freezes} frozen, "
+        f"PostgreSQL restarted {i.postgres_restarts}×, {i.duplicates:,} duplicates, "
+        f"{i.late:,} late events, {i.malformed:,} malformed messages",
+        highlight=False,
+    )
+    with console.status("clickstream-verify: re-reading the topic…"):
+        return await verify(_verify_settings(env))
+
+
+def _stop_replicas(replicas: list[Service], timeout: float = 30.0) -> list[tuple[Service, int]]:
+    """One SIGTERM each, all at once, then wait for each (SIGKILL at the deadline).
+
+    Exactly one signal: a second SIGTERM tells a service to give up its
+    graceful stop and exit at once.
+    """
+    for replica in replicas:
+        replica.stopping = True
+        replica.process.send_signal(signal.SIGTERM)
+    deadline = time.monotonic() + timeout
+    codes = []
+    for replica in replicas:
+        try:
+            code = replica.process.wait(timeout=max(0.0, deadline - time.monotonic()))
+        except subprocess.TimeoutExpired:
+            code = processes.kill(replica.process)
+        codes.append((replica, code))
+    return codes
+
+
+def _verify_settings(env: Mapping[str, str]) -> VerifySettings:
+    # model_validate reads only these values: no os.environ, no .env file.
+    fields = VerifySettings.model_fields
+    return VerifySettings.model_validate(
+        {k.lower(): v for k, v in env.items() if k.lower() in fields}
+    )
+
+
+async def _wait_relayed(dsn: str, limit_s: float) -> None:
+    """Dead letters are copied to their topic after the commit: let the relay finish."""
+    conn = await asyncpg.connect(dsn)
+    try:
+        deadline = time.monotonic() + limit_s
+        query = "SELECT count(*) FROM dead_letters WHERE relayed_at IS NULL"
+        while time.monotonic() < deadline:
+            if not await conn.fetchval(query):
+                return
+            await asyncio.sleep(POLL_S)
+    finally:
+        await conn.close()
 
 
 async def _catch_up(
@@ -158,24 +338,28 @@ async def _catch_up(
     progress: PipelineProgress,
     services: ServiceGroup,
     live: Live,
-    started: float,
 ) -> Snapshot:
-    """Wait until every produced offset is committed (two polls in a row, so a
+    """Wait until every produced message is committed (two polls in a row, so a
     high watermark still in flight cannot end the wait early)."""
-    deadline = time.monotonic() + options.catch_up_timeout
-    previous: Snapshot | None = None
+    since = time.monotonic()
+    deadline = since + options.catch_up_timeout
+    previous: tuple[int, int] | None = None
     while True:
         services.check_running()
         snap = await progress.snapshot()
-        live.update(_line("catching up", started, snap))
-        if snap.caught_up and snap == previous:
+        live.update(
+            _screen(
+                "catching up", f"{time.monotonic() - since:5.1f} s since the producer stopped", snap
+            )
+        )
+        if snap.caught_up and (snap.produced, snap.committed) == previous:
             return snap
         if time.monotonic() > deadline:
             raise DemoError(
-                f"the aggregator did not catch up within {options.catch_up_timeout:.0f} s: "
-                f"{snap.committed:,} of {snap.produced:,} offsets committed"
+                f"the aggregators did not catch up within {options.catch_up_timeout:.0f} s: "
+                f"{snap.committed:,} of {snap.produced:,} messages committed"
             )
-        previous = snap
+        previous = (snap.produced, snap.committed)
         await asyncio.sleep(POLL_S)
 
 
@@ -191,7 +375,7 @@ def _report(env: Mapping[str, str], cwd: Path) -> None:
         raise DemoError(f"clickstream-report exited with code {result.returncode}")
 
 
-def run(options: DemoOptions, work_dir: Path, console: Console) -> Snapshot:
+def run(options: DemoOptions, work_dir: Path, console: Console, *, keep: bool) -> Outcome:
     """Everything between a fresh work directory and the printed report."""
     topics = KafkaTopics(EVENTS_TOPIC, DLQ_TOPIC, CONSUMER_GROUP)
     # Leaving the ExitStack stops the services first, then PostgreSQL, then the broker.
@@ -201,15 +385,42 @@ def run(options: DemoOptions, work_dir: Path, console: Console) -> Snapshot:
             postgres = stack.enter_context(EmbeddedPostgres(work_dir / "postgres", durable=False))
             postgres.create_database(DATABASE)
             create_topics(kafka, topics)
+        where = (
+            f"logs in [bold]{work_dir}[/]"
+            if keep
+            else f"work files in {work_dir} (removed at the end; --keep keeps them)"
+        )
         console.print(
             f"broker [bold]{kafka.bootstrap}[/]  PostgreSQL [bold]{postgres.host}:"
-            f"{postgres.port}[/]  logs in [bold]{work_dir}[/]"
+            f"{postgres.port}[/]  {where}"
         )
         env = service_env(kafka, topics, Database.on(postgres, DATABASE))
+        if options.chaos:
+            env.update(CHAOS_ENV)
         services = stack.enter_context(ServiceGroup(work_dir / "logs", cwd=work_dir))
-        final = asyncio.run(_drive(options, kafka, postgres, topics, services, env, console))
+        outcome = asyncio.run(_drive(options, kafka, postgres, topics, services, env, console))
         _report(env, work_dir)
-    return final
+    return outcome
+
+
+def _summary(options: DemoOptions, outcome: Outcome) -> str:
+    snap = outcome.snapshot
+    parts = []
+    if outcome.backfill_events is not None:
+        parts.append(f"{outcome.backfill_events:,} backfilled")
+    if outcome.live_events is not None:
+        parts.append(
+            f"{outcome.live_events:,} live in {options.duration:g} s "
+            f"({outcome.live_events / options.duration:,.0f}/s)"
+        )
+    injected = snap.produced - (outcome.backfill_events or 0) - (outcome.live_events or 0)
+    if options.chaos and injected > 0:
+        parts.append(f"{injected:,} injected by the chaos")
+    split = f" ({' + '.join(parts)})" if parts else ""
+    return (
+        f"{snap.produced:,} messages produced{split}; {snap.applied:,} events applied "
+        f"to {snap.sessions:,} sessions, {snap.dead_letters:,} dead-lettered"
+    )
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -221,9 +432,17 @@ def main(argv: list[str] | None = None) -> int:
     work_dir: Path = args.dir.absolute()
     shutil.rmtree(work_dir, ignore_errors=True)
     work_dir.mkdir(parents=True)
-    options = DemoOptions(args.duration, args.rate, args.seed, args.replicas, args.catch_up_timeout)
+    options = DemoOptions(
+        args.duration,
+        args.rate,
+        args.seed,
+        args.replicas,
+        args.catch_up_timeout,
+        backfill=args.backfill,
+        chaos=args.chaos,
+    )
     try:
-        final = run(options, work_dir, console)
+        outcome = run(options, work_dir, console, keep=args.keep)
     except KeyboardInterrupt:
         console.print(f"[yellow]interrupted[/]; everything is stopped, logs are in {work_dir}")
         return interrupts.exit_code
@@ -239,10 +458,17 @@ def main(argv: list[str] | None = None) -> int:
         console.print(str(error), markup=False, highlight=False, soft_wrap=True)
         console.print(f"(logs are in {work_dir})", markup=False)
         return 1
-    console.print(
-        f"[bold green]done[/]: {final.produced:,} events produced, {final.applied:,} applied "
-        f"to {final.sessions:,} sessions, {final.dead_letters:,} dead-lettered"
-    )
+    console.print(f"[bold green]done[/]: {_summary(options, outcome)}", highlight=False)
+    if outcome.verdict is not None:
+        console.rule("verdict (clickstream-verify, recomputed from the topic)")
+        render(outcome.verdict, console)
+        if not outcome.verdict.ok:
+            console.print(
+                f"[bold red]exactly once NOT shown[/]: {verdict_line(outcome.verdict)}; "
+                f"logs are in {work_dir}",
+                highlight=False,
+            )
+            return 1
     if not args.keep:
         shutil.rmtree(work_dir, ignore_errors=True)
     return 0

@@ -1,16 +1,29 @@
-"""What the demo shows while it runs: produced, committed and applied events.
+"""What the demo shows while it runs, each number exactly what its label says.
 
-Produced is the sum of the events topic's high watermarks. Tansu under-reports
-``end_offsets()``, so a consumer with no group keeps fetching from the tail and
-we read ``highwater()`` from its fetch responses. Committed and applied come
-from the aggregator's own tables, which may not exist until it has migrated.
+* produced: messages on the events topic. The fetch high-watermark of a
+  consumer that keeps reading the tail (Tansu under-reports ``end_offsets()``);
+  it can trail by a fetch, so it is never shown below what is already committed
+  (a committed offset proves the message is on the topic).
+* committed: messages the aggregators have committed (sum of the stored next
+  offsets), valid or not; lag = produced − committed.
+* applied: events counted in ``session_metrics`` (``SUM(total_events)``), so
+  duplicates and dead letters are not in it.
+* freshness: now − the newest event time in ``session_metrics``: how old the
+  freshest row is, i.e. production → row latency while traffic flows.
+* events/s: produced and applied per second over the last few seconds.
+
+The database counters come from one query (one snapshot); they may not exist
+until the aggregator has migrated.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-from dataclasses import dataclass
+import time
+from collections import deque
+from dataclasses import dataclass, replace
+from datetime import UTC, datetime
 from types import TracebackType
 from typing import Self
 
@@ -22,10 +35,13 @@ from clickstream_devstack.environment import KafkaTopics
 _COUNTS = """
 SELECT (SELECT COALESCE(SUM(total_events), 0) FROM session_metrics) AS applied,
        (SELECT COUNT(*) FROM session_metrics) AS sessions,
+       (SELECT max(last_event_timestamp) FROM session_metrics) AS newest,
        (SELECT COALESCE(SUM(next_offset), 0) FROM consumer_offsets
          WHERE group_id = $1 AND topic = $2) AS committed,
        (SELECT COUNT(*) FROM dead_letters) AS dead_letters
 """
+#: seconds over which events/s is averaged
+RATE_WINDOW_S = 3.0
 
 
 @dataclass(frozen=True)
@@ -35,10 +51,38 @@ class Snapshot:
     applied: int = 0
     sessions: int = 0
     dead_letters: int = 0
+    #: now − newest event time applied, seconds; None before the first row
+    freshness_s: float | None = None
+    produced_per_s: float = 0.0
+    applied_per_s: float = 0.0
+
+    @property
+    def lag(self) -> int:
+        return self.produced - self.committed
 
     @property
     def caught_up(self) -> bool:
         return self.committed >= self.produced
+
+
+class Rates:
+    """Events per second from counters sampled over the last :data:`RATE_WINDOW_S`."""
+
+    def __init__(self) -> None:
+        self._samples: deque[tuple[float, int, int]] = deque()
+
+    def add(self, snap: Snapshot, now: float) -> Snapshot:
+        self._samples.append((now, snap.produced, snap.applied))
+        while len(self._samples) > 2 and now - self._samples[1][0] >= RATE_WINDOW_S:
+            self._samples.popleft()
+        then, produced, applied = self._samples[0]
+        if now - then <= 0:
+            return snap
+        return replace(
+            snap,
+            produced_per_s=(snap.produced - produced) / (now - then),
+            applied_per_s=(snap.applied - applied) / (now - then),
+        )
 
 
 class PipelineProgress:
@@ -56,6 +100,8 @@ class PipelineProgress:
         self._partitions = [TopicPartition(topics.events, p) for p in range(topics.partitions)]
         self._connection: asyncpg.Connection | None = None
         self._drain: asyncio.Task[None] | None = None
+        self._rates = Rates()
+        self._last: Snapshot | None = None
 
     async def __aenter__(self) -> Self:
         await self._consumer.start()
@@ -76,7 +122,8 @@ class PipelineProgress:
             with contextlib.suppress(asyncio.CancelledError):
                 await self._drain
         if self._connection is not None:
-            await self._connection.close()
+            with contextlib.suppress(Exception):
+                await self._connection.close()
         await self._consumer.stop()
 
     async def _keep_fetching(self) -> None:
@@ -88,17 +135,32 @@ class PipelineProgress:
         return sum(self._consumer.highwater(tp) or 0 for tp in self._partitions)
 
     async def snapshot(self) -> Snapshot:
-        produced = self.produced()
-        assert self._connection is not None
+        """The counters now. PostgreSQL may be restarting (the chaos demo): then the
+        connection is opened again and the last database counters are kept."""
+        row = None
         try:
+            if self._connection is None or self._connection.is_closed():
+                self._connection = await asyncpg.connect(self._dsn, timeout=2)
             row = await self._connection.fetchrow(_COUNTS, self._topics.group, self._topics.events)
         except asyncpg.UndefinedTableError:
-            return Snapshot(produced=produced)  # the aggregator has not migrated yet
-        assert row is not None
-        return Snapshot(
-            produced=produced,
-            committed=int(row["committed"]),
-            applied=int(row["applied"]),
-            sessions=int(row["sessions"]),
-            dead_letters=int(row["dead_letters"]),
-        )
+            pass  # the aggregator has not migrated yet
+        except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError, TimeoutError):
+            self._connection = None
+            return self._last or Snapshot(produced=self.produced())
+        produced = self.produced()
+        if row is None:
+            snap = Snapshot(produced=produced)
+        else:
+            newest: datetime | None = row["newest"]
+            snap = Snapshot(
+                produced=max(produced, int(row["committed"])),
+                committed=int(row["committed"]),
+                applied=int(row["applied"]),
+                sessions=int(row["sessions"]),
+                dead_letters=int(row["dead_letters"]),
+                freshness_s=(
+                    max(0.0, (datetime.now(UTC) - newest).total_seconds()) if newest else None
+                ),
+            )
+        self._last = self._rates.add(snap, time.monotonic())
+        return self._last

@@ -86,7 +86,7 @@ async def verify(
             settings, scope, reader, starts, ends, dead_rows, report, progress
         )
         await _compare_rows(conn, folds, report)
-        await _check_dead_letter_topic(settings, reader, dead_rows, ends, report)
+        await _check_dead_letter_topic(settings, dead_rows, ends, report)
         await conn.execute("COMMIT")
         return report
     finally:
@@ -218,14 +218,13 @@ async def _compare_rows(
 
 async def _check_dead_letter_topic(
     settings: VerifySettings,
-    reader: AIOKafkaConsumer,
     dead_rows: dict[tuple[int, int], DeadLetterRow],
     ends: dict[int, int],
     report: Report,
 ) -> None:
     counts, findings = report.counts, report.findings
     copies, whole = await topic.dead_letter_copies(
-        reader, settings.kafka_dlq_topic, settings.kafka_topic
+        settings.kafka_client_options(), settings.kafka_dlq_topic, settings.kafka_topic
     )
     counts.dead_letter_rows = len(dead_rows)
     counts.dead_letter_copies = sum(copies.values())

@@ -49,7 +49,8 @@ def consumer(options: Mapping[str, Any]) -> AIOKafkaConsumer:
 
 
 async def partitions(reader: AIOKafkaConsumer, topic: str) -> list[int]:
-    await reader.topics()  # refreshes the metadata
+    """The topic's partitions; ``reader`` must be fresh (no assignment yet): once a
+    consumer is assigned partitions its metadata covers only their topic."""
     found = reader.partitions_for_topic(topic)
     if not found:
         raise TopicReadError(f"topic {topic!r} does not exist (or has no partitions)")
@@ -119,18 +120,23 @@ async def high_watermarks(reader: AIOKafkaConsumer, topic: str, parts: list[int]
 
 
 async def dead_letter_copies(
-    reader: AIOKafkaConsumer, dlq_topic: str, source_topic: str
+    options: Mapping[str, Any], dlq_topic: str, source_topic: str
 ) -> tuple[Counter[tuple[int, int]], bool]:
     """How many copies of each source (partition, offset) the dead-letter topic holds,
     and whether the whole topic was read (no partition has lost records to retention)."""
-    parts = await partitions(reader, dlq_topic)
-    starts = await log_starts(reader, dlq_topic, parts)
-    ends = await high_watermarks(reader, dlq_topic, parts)
-    copies: Counter[tuple[int, int]] = Counter()
-    source = source_topic.encode()
-    async for record in read_range(reader, dlq_topic, starts, ends):
-        meta = record.headers
-        if meta.get(HEADER_TOPIC) != source:
-            continue
-        copies[(int(meta[HEADER_PARTITION]), int(meta[HEADER_OFFSET]))] += 1
+    reader = consumer(options)
+    await reader.start()
+    try:
+        parts = await partitions(reader, dlq_topic)
+        starts = await log_starts(reader, dlq_topic, parts)
+        ends = await high_watermarks(reader, dlq_topic, parts)
+        copies: Counter[tuple[int, int]] = Counter()
+        source = source_topic.encode()
+        async for record in read_range(reader, dlq_topic, starts, ends):
+            meta = record.headers
+            if meta.get(HEADER_TOPIC) != source:
+                continue
+            copies[(int(meta[HEADER_PARTITION]), int(meta[HEADER_OFFSET]))] += 1
+    finally:
+        await reader.stop()
     return copies, all(start == 0 for start in starts.values())
