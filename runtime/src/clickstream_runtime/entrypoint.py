@@ -6,9 +6,9 @@ finishes its batch, commits and returns. Tests call ``run`` directly with their
 own ``stop`` event.
 
 Stopping is bounded whatever the servers do: once ``stop`` is set (by a signal
-or by the service itself) the process has ``shutdown_deadline_s`` (9 s by
-default, inside the usual 10 s grace of orchestrators) to return from ``run``
-and exit; past that, a watchdog thread logs ``shutdown_timeout`` and ends the
+or by the service itself) or ``run`` returns, the process has
+``shutdown_deadline_s`` (9 s by default, inside the usual 10 s grace of
+orchestrators) to exit; past that, a watchdog thread logs ``shutdown_timeout`` and ends the
 process, even if the event loop is blocked or a thread will not finish. A
 second SIGINT/SIGTERM ends it at once (``stop_forced``).
 
@@ -17,8 +17,9 @@ Exit codes:
 * ``0`` — ``run`` returned: a clean stop, or the work was done.
 * ``1`` — ``run`` raised (``service_failed`` is logged with the error), or a
   configuration error (one ``configuration error: ...`` line on stderr).
-* ``3`` — :data:`EXIT_SHUTDOWN_TIMEOUT`: ``stop`` was set and ``run`` did not
-  return within the deadline (``shutdown_timeout`` is logged).
+* ``3`` — :data:`EXIT_SHUTDOWN_TIMEOUT`: the process did not end within the
+  deadline after ``stop`` was set or ``run`` returned (``shutdown_timeout`` is
+  logged); whatever was in flight was cut off.
 * ``128 + signal`` — :func:`forced_exit_code`: a second signal ended the
   process at once (130 for SIGINT, 143 for SIGTERM), the shell's convention.
 
@@ -128,6 +129,9 @@ async def _with_signals(
         await run(settings, stop)
     finally:
         arm_on_stop.cancel()
+        # From here on the process is ending: the loop's teardown (tasks, the
+        # default executor's threads) and the interpreter's exit are bounded too.
+        watchdog.arm()
 
 
 async def _arm_when_set(stop: asyncio.Event, watchdog: _Watchdog) -> None:
@@ -154,6 +158,9 @@ def serve(
     shutdown_deadline_s: float = SHUTDOWN_DEADLINE_S,
 ) -> None:
     """Run ``run(settings, stop)`` on uvloop with signal handling; see the exit codes above.
+
+    Meant as the last thing a process does (the deadline stays armed through
+    the interpreter's exit); tests call ``run`` directly instead.
 
     Returns when ``run`` returns (exit code 0 from ``main``); a failure of ``run``
     is logged as ``service_failed`` and exits with 1. ``SystemExit`` (a

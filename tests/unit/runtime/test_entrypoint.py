@@ -40,6 +40,8 @@ SERVICE = textwrap.dedent(
         elif settings == "thread_at_exit":
             await stop.wait()
             threading.Thread(target=time.sleep, args=(60,)).start()  # joined at exit
+        elif settings == "done_but_a_thread_lingers":
+            threading.Thread(target=time.sleep, args=(60,)).start()
         elif settings == "fails":
             raise RuntimeError("the stop policy said stop")
 
@@ -96,6 +98,13 @@ def test_sigterm_ends_a_run_that_does_not_stop_by_the_deadline(behaviour: str) -
     assert names(events) == ["stop_requested", "shutdown_timeout"]
     assert events[1]["exit_code"] == EXIT_SHUTDOWN_TIMEOUT
     assert seconds < 10  # deadline 1 s: far below, even on a loaded machine
+
+
+def test_a_finished_run_whose_process_does_not_end_is_ended_by_the_deadline() -> None:
+    code, seconds, events = finish(start("done_but_a_thread_lingers"))
+    assert code == EXIT_SHUTDOWN_TIMEOUT
+    assert names(events) == ["shutdown_timeout"]
+    assert seconds < 10
 
 
 def test_a_second_signal_exits_at_once() -> None:
