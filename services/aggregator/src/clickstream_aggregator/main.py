@@ -14,7 +14,7 @@ import argparse
 import asyncio
 import contextlib
 import ssl
-from collections.abc import Coroutine
+from collections.abc import Awaitable, Callable, Coroutine
 from contextlib import AsyncExitStack
 from pathlib import Path
 from typing import Any
@@ -25,7 +25,6 @@ from aiokafka import AIOKafkaConsumer
 
 from clickstream_aggregator.commit import BatchWriter
 from clickstream_aggregator.deadletters import DeadLetterRelay, RelayProducers
-from clickstream_aggregator.deadletters.producers import stop_bounded
 from clickstream_aggregator.dedupe_window import DedupeWindow
 from clickstream_aggregator.metrics import AggregatorMetrics
 from clickstream_aggregator.migrate import migrate
@@ -52,6 +51,15 @@ log = structlog.get_logger()
 _FINAL_DRAIN_S = 2.0
 _LEAVE_GROUP_S = 1.5
 _CLOSE_S = 1.0
+
+
+async def _bounded_later(close: Callable[[], Awaitable[object]], seconds: float, what: str) -> None:
+    """A shutdown step for an exit stack: run in a task of its own, bounded in time.
+
+    Its own task, so that a client whose close leaks a cancellation (aiokafka's
+    consumer does when its broker is gone) cannot cancel the rest of the shutdown.
+    """
+    await bounded(close(), seconds, what)
 
 
 class StartupTimeout(RuntimeError):
@@ -131,7 +139,7 @@ async def _relay_clients(
 ) -> tuple[RelayProducers, AIOKafkaConsumer]:
     """The relay's producers and the reader it checks the dead-letter topic's tail with."""
     producers = RelayProducers(settings)
-    stack.push_async_callback(producers.close)
+    stack.push_async_callback(_bounded_later, producers.close, _CLOSE_S, "dead-letter producers")
     tail_reader = AIOKafkaConsumer(
         **settings.kafka_client_options(),
         group_id=None,
@@ -140,7 +148,7 @@ async def _relay_clients(
         fetch_max_wait_ms=100,
         isolation_level="read_committed",
     )
-    stack.push_async_callback(stop_bounded, tail_reader, "dead-letter reader")
+    stack.push_async_callback(_bounded_later, tail_reader.stop, _CLOSE_S, "dead-letter reader")
     await asyncio.wait_for(tail_reader.start(), timeout=10.0)
     return producers, tail_reader
 
@@ -206,7 +214,7 @@ class _Wiring:
         await _start_consumer(consumer, s, self.stop, self.retrying("kafka_connect", "kafka"))
         # Leaving the group lets the others take over at once; bounded, since a
         # dead coordinator never answers.
-        stack.push_async_callback(stop_bounded, consumer, "consumer")
+        stack.push_async_callback(_bounded_later, consumer.stop, _LEAVE_GROUP_S, "consumer")
         return consumer, ownership, positions
 
     async def helpers(
@@ -222,7 +230,7 @@ class _Wiring:
         probe_pool: asyncpg.Pool = await asyncpg.create_pool(
             **s.postgres_connect_options(), min_size=0, max_size=1
         )
-        stack.push_async_callback(bounded, probe_pool.close(), _CLOSE_S, "probe pool")
+        stack.push_async_callback(_bounded_later, probe_pool.close, _CLOSE_S, "probe pool")
         dedupe = DedupeWindow(
             pool, s.aggregator_dedupe_retention_hours, s.aggregator_prune_interval_s
         )
@@ -242,7 +250,7 @@ class _Wiring:
 async def _serve(wiring: _Wiring, stack: AsyncExitStack, tasks: list[asyncio.Task[None]]) -> None:
     s, stop = wiring.settings, wiring.stop
     pool = await _connect(s, stop, wiring.retrying("postgres_connect", "postgres"))
-    stack.push_async_callback(bounded, pool.close(), _CLOSE_S, "postgres pool")
+    stack.push_async_callback(_bounded_later, pool.close, _CLOSE_S, "postgres pool")
     consumer, ownership, positions = await wiring.consumer(stack, pool)
     producers, tail_reader = await _relay_clients(stack, s)
     relay = DeadLetterRelay(

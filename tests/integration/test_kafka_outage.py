@@ -1,0 +1,116 @@
+"""A broker that dies under a running aggregator: readiness tells, SIGTERM still ends it.
+
+Its own broker (the session's is shared), the real service process, JSON logs.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import signal
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import orjson
+import pytest
+
+from clickstream_devstack.broker import EmbeddedKafka
+from clickstream_devstack.environment import Database, KafkaTopics, create_topics, service_env
+from clickstream_devstack.ports import LOOPBACK, free_port
+from clickstream_devstack.services import ServiceGroup
+from support.aggregator import applied_offsets
+from support.feed import as_messages, generate, publish
+
+pytestmark = pytest.mark.integration
+
+#: SIGTERM must end a service within this, whatever the servers do (README).
+STOP_BOUND_S = 10.0
+
+
+@pytest.fixture
+def own_kafka(tmp_path: Path) -> Iterator[EmbeddedKafka]:
+    broker = EmbeddedKafka(tmp_path / "kafka")
+    broker.start()
+    try:
+        yield broker
+    finally:
+        broker.stop()
+
+
+async def _readyz(port: int) -> tuple[int, dict[str, object]]:
+    reader, writer = await asyncio.open_connection(LOOPBACK, port)
+    try:
+        writer.write(b"GET /readyz HTTP/1.1\r\nHost: x\r\n\r\n")
+        await writer.drain()
+        raw = await asyncio.wait_for(reader.read(), timeout=5)
+    finally:
+        writer.close()
+    head, _, body = raw.partition(b"\r\n\r\n")
+    return int(head.split()[1]), orjson.loads(body)
+
+
+async def _until(what: str, check: object, timeout: float) -> None:
+    deadline = time.monotonic() + timeout
+    while True:
+        if await check():  # type: ignore[operator]
+            return
+        assert time.monotonic() < deadline, f"timed out waiting for: {what}"
+        await asyncio.sleep(0.2)
+
+
+async def test_readiness_turns_red_when_the_broker_dies_and_sigterm_still_stops_it(
+    own_kafka: EmbeddedKafka, tmp_path: Path, database: Database
+) -> None:
+    topics = KafkaTopics.unique(partitions=3)
+    create_topics(own_kafka, topics)
+    port = free_port()
+    env = service_env(
+        own_kafka,
+        topics,
+        database,
+        METRICS_PORT=port,
+        METRICS_HOST=LOOPBACK,
+        KAFKA_SESSION_TIMEOUT_MS=6000,
+        KAFKA_HEARTBEAT_INTERVAL_MS=1000,
+    )
+    messages = as_messages(generate(500, seed=61))
+    await publish(own_kafka.bootstrap, topics.events, messages)
+    with ServiceGroup(tmp_path / "services") as services:
+        aggregator = services.launch("clickstream-aggregator", env=env)
+
+        async def applied() -> bool:
+            services.check_running()
+            return await applied_offsets(database.dsn, topics.group, topics.events) >= len(messages)
+
+        async def ready() -> bool:
+            try:
+                return (await _readyz(port))[0] == 200
+            except OSError:
+                return False
+
+        await _until("all applied", applied, 120)
+        await _until("ready", ready, 60)
+
+        own_kafka.kill()
+
+        async def kafka_down() -> bool:
+            status, body = await _readyz(port)
+            return status == 503 and "kafka" in body["failing"]  # type: ignore[operator]
+
+        # The probe asks every 2 s with a 2 s timeout: a few seconds, with or without traffic.
+        await _until("readiness names kafka", kafka_down, 15)
+
+        started = time.monotonic()
+        aggregator.process.send_signal(signal.SIGTERM)
+        aggregator.stopping = True
+        code = await asyncio.to_thread(aggregator.process.wait, STOP_BOUND_S + 5)
+        took = time.monotonic() - started
+
+    assert took < STOP_BOUND_S, f"SIGTERM took {took:.1f}s with the broker dead"
+    assert code in (0, 3), code
+    lines = [line for line in aggregator.log_path.read_text().splitlines() if line.strip()]
+    assert all(line.startswith("{") for line in lines), [
+        line for line in lines if not line.startswith("{")
+    ][:5]
+    events = [orjson.loads(line)["event"] for line in lines]
+    assert "dependency_down" in events
