@@ -1,0 +1,288 @@
+"""``clickstream-verify`` against a real aggregator's output, clean and tampered with.
+
+One topic of seeded traffic (duplicates, poison of every kind, late events) is
+aggregated once by the real aggregator; every test then works on its own copy
+of that database (``CREATE DATABASE … TEMPLATE``), changes it the way a bug
+would, and runs the command as an operator does.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import subprocess
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import asyncpg
+import pytest
+
+from clickstream_devstack.broker import EmbeddedKafka
+from clickstream_devstack.environment import Database, KafkaTopics, create_topics, service_env
+from clickstream_devstack.postgres import EmbeddedPostgres
+from clickstream_devstack.services import script_path
+from clickstream_ops.verify.run import verify
+from clickstream_ops.verify.settings import VerifySettings
+from support.aggregator import running_aggregator, settings_from_env, wait_applied
+from support.dataset import MAX_BYTES, Dataset, build
+from support.feed import publish, read_back, valid_events
+from support.reference import expected_rows
+
+EVENTS = 4000
+
+
+@dataclass(frozen=True)
+class Aggregated:
+    topics: KafkaTopics
+    template: str
+    data: Dataset
+    total: int
+    sessions: int
+
+
+async def _wait_relayed(dsn: str) -> None:
+    conn = await asyncpg.connect(dsn)
+    try:
+        deadline = asyncio.get_running_loop().time() + 60
+        while await conn.fetchval("SELECT count(*) FROM dead_letters WHERE relayed_at IS NULL"):
+            assert asyncio.get_running_loop().time() < deadline, "dead letters not relayed"
+            await asyncio.sleep(0.2)
+    finally:
+        await conn.close()
+
+
+@pytest.fixture(scope="module")
+def aggregated(kafka: EmbeddedKafka, postgres: EmbeddedPostgres) -> Iterator[Aggregated]:
+    topics = KafkaTopics.unique(prefix="verify")
+    create_topics(kafka, topics)
+    template = f"verify_{uuid.uuid4().hex[:10]}"
+    postgres.create_database(template)
+    database = Database.on(postgres, template)
+    data = build(EVENTS, seed=31)
+    env = service_env(kafka, topics, database, AGGREGATOR_MAX_MESSAGE_BYTES=MAX_BYTES)
+
+    async def fill_and_aggregate() -> int:
+        await publish(kafka.bootstrap, topics.events, data.messages)
+        messages = await read_back(kafka.bootstrap, topics.events, topics.partitions)
+        async with running_aggregator(settings_from_env(env)) as task:
+            await wait_applied(
+                database.dsn, topics.group, topics.events, len(messages), running=task
+            )
+            await _wait_relayed(database.dsn)
+        return len(expected_rows(valid_events(messages)))
+
+    sessions = asyncio.run(fill_and_aggregate())
+    yield Aggregated(topics, template, data, len(data.messages), sessions)
+    postgres.drop_database(template)
+
+
+@pytest.fixture
+def copy(postgres: EmbeddedPostgres, aggregated: Aggregated) -> Iterator[Database]:
+    """This test's own copy of the aggregated database."""
+    name = f"verify_{uuid.uuid4().hex[:10]}"
+    postgres.psql(f'CREATE DATABASE "{name}" TEMPLATE "{aggregated.template}"')
+    yield Database.on(postgres, name)
+    postgres.drop_database(name)
+
+
+def _env(kafka: EmbeddedKafka, aggregated: Aggregated, database: Database) -> dict[str, str]:
+    return service_env(kafka, aggregated.topics, database, AGGREGATOR_MAX_MESSAGE_BYTES=MAX_BYTES)
+
+
+def _run_command(env: dict[str, str], cwd: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [str(script_path("clickstream-verify")), *args],
+        env={**env, "COLUMNS": "200"},
+        cwd=cwd,  # no .env here
+        capture_output=True,
+        text=True,
+        timeout=180,
+        check=False,
+    )
+
+
+async def _execute(dsn: str, sql: str) -> str:
+    conn = await asyncpg.connect(dsn)
+    try:
+        return str(await conn.execute(sql))
+    finally:
+        await conn.close()
+
+
+async def test_a_clean_run_matches_and_counts_every_message(
+    kafka: EmbeddedKafka, aggregated: Aggregated, copy: Database
+) -> None:
+    env = _env(kafka, aggregated, copy)
+    fields = VerifySettings.model_fields
+    settings = VerifySettings.model_validate(
+        {k.lower(): v for k, v in env.items() if k.lower() in fields}
+    )
+    seen: list[tuple[int, int]] = []
+
+    report = await verify(settings, progress=lambda done, total: seen.append((done, total)))
+
+    assert report.ok, report.as_json()
+    assert report.exact
+    counts = report.counts
+    assert counts.messages == aggregated.total
+    assert counts.dead_lettered == len(aggregated.data.poison)
+    assert counts.deduplicated == aggregated.data.duplicates
+    assert counts.applied + counts.deduplicated + counts.dead_lettered == counts.messages
+    assert counts.sessions_expected == counts.sessions_stored == aggregated.sessions
+    assert counts.dead_letter_copies == counts.dead_letter_rows == len(aggregated.data.poison)
+    assert seen[-1] == (aggregated.total, aggregated.total)
+
+
+def test_the_command_exits_0_and_says_so(
+    kafka: EmbeddedKafka, aggregated: Aggregated, copy: Database, tmp_path: Path
+) -> None:
+    result = _run_command(_env(kafka, aggregated, copy), tmp_path)
+
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "0 lost, 0 counted twice" in result.stdout
+
+
+async def test_a_tampered_row_is_a_difference_with_an_example(
+    kafka: EmbeddedKafka, aggregated: Aggregated, copy: Database, tmp_path: Path
+) -> None:
+    victim = await _one_session(copy.dsn)
+    await _execute(
+        copy.dsn,
+        f"UPDATE session_metrics SET total_events = total_events + 2, "
+        f"page_view_count = page_view_count + 2 WHERE session_id = '{victim}'",
+    )
+
+    result = _run_command(_env(kafka, aggregated, copy), tmp_path)
+
+    assert result.returncode == 1, result.stdout + result.stderr
+    assert "0 lost, 2 counted twice, 1 sessions that differ" in result.stdout
+    assert f"{victim}: total_events expected" in result.stdout
+
+
+async def test_a_deleted_row_is_reported_missing(
+    kafka: EmbeddedKafka, aggregated: Aggregated, copy: Database, tmp_path: Path
+) -> None:
+    victim = await _one_session(copy.dsn)
+    events = await _scalar(
+        copy.dsn, f"SELECT total_events FROM session_metrics WHERE session_id = '{victim}'"
+    )
+    await _execute(copy.dsn, f"DELETE FROM session_metrics WHERE session_id = '{victim}'")
+
+    result = _run_command(_env(kafka, aggregated, copy), tmp_path)
+
+    assert result.returncode == 1, result.stdout + result.stderr
+    assert (
+        f"{events} lost, 0 counted twice, 1 sessions missing from session_metrics" in result.stdout
+    )
+    assert f"{victim} ({events} events)" in result.stdout
+
+
+async def test_an_extra_row_is_reported(
+    kafka: EmbeddedKafka, aggregated: Aggregated, copy: Database, tmp_path: Path
+) -> None:
+    victim = await _one_session(copy.dsn)
+    await _execute(
+        copy.dsn,
+        "CREATE TEMP TABLE t AS SELECT * FROM session_metrics WHERE session_id = "
+        f"'{victim}'; UPDATE t SET session_id = 'invented-session'; "
+        "INSERT INTO session_metrics (session_id, user_id, total_events, first_event_timestamp, "
+        "last_event_timestamp, unique_pages, total_revenue, products_viewed, search_queries, "
+        "referrers, user_agent, ip_address, entry_page, exit_page, page_view_count, device_type) "
+        "SELECT session_id, user_id, total_events, first_event_timestamp, last_event_timestamp, "
+        "unique_pages, total_revenue, products_viewed, search_queries, referrers, user_agent, "
+        "ip_address, entry_page, exit_page, page_view_count, device_type FROM t",
+    )
+
+    result = _run_command(_env(kafka, aggregated, copy), tmp_path)
+
+    assert result.returncode == 1, result.stdout + result.stderr
+    assert "1 sessions in session_metrics with no event on the topic" in result.stdout
+    assert "invented-session" in result.stdout
+
+
+async def test_a_missing_dead_letter_is_reported(
+    kafka: EmbeddedKafka, aggregated: Aggregated, copy: Database, tmp_path: Path
+) -> None:
+    row = await _execute(
+        copy.dsn,
+        "DELETE FROM dead_letters WHERE id = (SELECT min(id) FROM dead_letters)",
+    )
+    assert row == "DELETE 1"
+
+    result = _run_command(_env(kafka, aggregated, copy), tmp_path)
+
+    assert result.returncode == 1, result.stdout + result.stderr
+    assert "1 invalid messages with no dead_letters row" in result.stdout
+    # Its copy on the dead-letter topic now has no row either.
+    assert "1 dead-letter copies with no dead_letters row" in result.stdout
+    assert "0 lost, 0 counted twice" in result.stdout
+
+
+async def test_a_time_range_proves_losses_but_not_double_counts(
+    kafka: EmbeddedKafka, aggregated: Aggregated, copy: Database, tmp_path: Path
+) -> None:
+    """With --since the check is one-sided (README): a stored session may hold events
+    from outside the range, so only what the range holds and the table lacks is proof."""
+    deleted, inflated = await _two_sessions(copy.dsn)
+    await _execute(copy.dsn, f"DELETE FROM session_metrics WHERE session_id = '{deleted}'")
+    await _execute(
+        copy.dsn,
+        "UPDATE session_metrics SET total_events = total_events + 2, "
+        f"page_view_count = page_view_count + 2 WHERE session_id = '{inflated}'",
+    )
+
+    result = _run_command(
+        _env(kafka, aggregated, copy), tmp_path, "--since", "2000-01-01T00:00:00+00:00"
+    )
+
+    assert result.returncode == 1, result.stdout + result.stderr
+    assert "1 sessions missing from session_metrics" in result.stdout
+    assert "(partial)" in result.stdout
+    assert inflated not in result.stdout  # more than the range holds: not a proof
+
+
+async def test_nothing_in_the_range_is_nothing_to_disprove(
+    kafka: EmbeddedKafka, aggregated: Aggregated, copy: Database, tmp_path: Path
+) -> None:
+    result = _run_command(
+        _env(kafka, aggregated, copy), tmp_path, "--json", "--since", "2999-01-01T00:00:00Z"
+    )
+
+    assert result.returncode == 0, result.stdout + result.stderr
+    report = json.loads(result.stdout)
+    assert report["ok"] is True
+    assert report["exact"] is False
+    assert report["counts"]["messages"] == 0
+    assert report["counts"]["sessions_outside"] == aggregated.sessions
+
+
+async def _two_sessions(dsn: str) -> tuple[str, str]:
+    conn = await asyncpg.connect(dsn)
+    try:
+        rows = await conn.fetch(
+            "SELECT session_id FROM session_metrics WHERE total_events > 3 "
+            "ORDER BY session_id LIMIT 2"
+        )
+    finally:
+        await conn.close()
+    return str(rows[0]["session_id"]), str(rows[1]["session_id"])
+
+
+async def _one_session(dsn: str) -> str:
+    return str(
+        await _scalar(
+            dsn,
+            "SELECT session_id FROM session_metrics WHERE total_events > 3 "
+            "ORDER BY session_id LIMIT 1",
+        )
+    )
+
+
+async def _scalar(dsn: str, sql: str) -> object:
+    conn = await asyncpg.connect(dsn)
+    try:
+        return await conn.fetchval(sql)
+    finally:
+        await conn.close()
