@@ -433,7 +433,7 @@ async def test_report_renders_charts_and_tables(
     monkeypatch.setenv("COLUMNS", "160")
     await run(load(ReportSettings), asyncio.Event(), Options())
     out = capsys.readouterr().out
-    for title in ("Finished sessions", "Active sessions", "Events/min", "Freshness",
+    for title in ("Finished 5 sessions", "Active   2 sessions", "Events/min", "Freshness",
                   "Funnel, finished sessions", "Latest finished sessions", "Top pages",
                   "Hourly traffic", "Devices", "Dead-lettered messages",
                   "All sessions incl. active"):  # fmt: skip

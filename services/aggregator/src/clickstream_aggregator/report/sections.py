@@ -36,7 +36,13 @@ def _table(
         show_edge=False, pad_edge=False,
     )  # fmt: skip
     for _, header, formatter in columns:
-        table.add_column(header, justify="right" if formatter in fmt.NUMERIC else "left")
+        table.add_column(
+            header,
+            justify="right" if formatter in fmt.NUMERIC else "left",
+            # One line per row: a narrow terminal cuts long cells instead.
+            no_wrap=True,
+            overflow="ellipsis",
+        )
     for row in rows:
         table.add_row(*(formatter(row.get(key)) for key, _, formatter in columns))
     if not rows:
@@ -51,18 +57,17 @@ def header(report: Report) -> RenderableType:
     text.append("Clickstream report", style="bold")
     text.append(f"  {fmt.timestamp(report.generated_at)}  ")
     text.append(f"active: an event in the last {ACTIVE_MINUTES} min, not in KPIs", style="dim")
-    text.append("\nFinished sessions ", style="bold green")
+    text.append("\nFinished ", style="bold green")
     text.append(
-        f"{fmt.integer(finished.get('sessions'))}"
+        f"{fmt.integer(finished.get('sessions'))} sessions"
         f"  conversion {fmt.rate(finished.get('conversion_rate'))}"
         f"  bounce {fmt.rate(finished.get('bounce_rate'))}"
         f"  revenue {fmt.money(finished.get('revenue'))}"
-        f"  avg {fmt.number(finished.get('avg_events'))} events,"
-        f" {fmt.number(finished.get('avg_duration_minutes'))} min"
     )
-    text.append("\nActive sessions   ", style="bold yellow")
+    text.append("\nActive   ", style="bold yellow")
     text.append(
-        f"{fmt.integer(active.get('sessions'))}  {fmt.integer(active.get('events'))} events"
+        f"{fmt.integer(active.get('sessions'))} sessions"
+        f"  {fmt.integer(active.get('events'))} events"
         f"  revenue so far {fmt.money(active.get('revenue'))}"
     )
     text.append("  (in progress: not in the KPIs)", style="dim")

@@ -1,0 +1,89 @@
+"""The screen: a watched report fits the terminal's height; labels say which sessions count."""
+
+from __future__ import annotations
+
+import io
+
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from report_sample import sample_report
+from rich.console import Console
+
+from clickstream_aggregator.report.main import parser
+from clickstream_aggregator.report.queries import Report
+from clickstream_aggregator.report.render import print_report
+
+CORE_TITLES = ("Clickstream report", "Events/min", "Freshness", "Funnel", "Dead letters pending")
+
+
+def screen(report: Report, *, width: int, height: int, fit: bool) -> list[str]:
+    out = io.StringIO()
+    console = Console(file=out, width=width, height=height, color_system=None)
+    print_report(console, report, fit_height=height if fit else None)
+    return out.getvalue().splitlines()
+
+
+@settings(max_examples=40, deadline=None)
+@given(
+    width=st.integers(min_value=80, max_value=220),
+    height=st.integers(min_value=40, max_value=140),
+    rows=st.integers(min_value=0, max_value=25),
+)
+def test_a_fitted_screen_never_scrolls(width: int, height: int, rows: int) -> None:
+    report = sample_report(rows=rows, pending=2, oldest_age_s=90.0)
+    lines = screen(report, width=width, height=height, fit=True)
+    assert len(lines) <= height - 1
+    text = "\n".join(lines)
+    for title in CORE_TITLES:
+        assert title in text
+    full = screen(report, width=width, height=height, fit=False)
+    if len(full) <= height - 2:
+        assert lines == full  # room for everything: nothing left out
+    else:
+        assert lines[-1].startswith(f"Left out to fit {height} lines: ")
+
+
+def test_a_50_line_terminal_keeps_the_core_and_names_what_it_left_out() -> None:
+    report = sample_report()
+    full = screen(report, width=100, height=50, fit=False)
+    fitted = screen(report, width=100, height=50, fit=True)
+    assert len(full) > 80  # what used to scroll off at every refresh
+    assert len(fitted) <= 49
+    assert fitted[-1].startswith("Left out to fit 50 lines: top pages, hourly traffic")
+
+
+def test_labels_say_which_sessions_each_number_covers() -> None:
+    text = "\n".join(screen(sample_report(), width=120, height=200, fit=False))
+    assert "active: an event in the last 30 min, not in KPIs" in text
+    assert "Finished 812 sessions  conversion 6.4%  bounce 31.2%  revenue $10,432.10" in text
+    assert "Active   88 sessions  410 events  revenue so far $67.90" in text
+    assert "Funnel, finished sessions" in text
+    assert "Latest finished sessions" in text
+    assert "Freshness p50, event→row written" in text
+    assert "All sessions incl. active" in text
+
+
+def test_dead_letters_pending_relay_show_count_and_age() -> None:
+    def line(**pending: float) -> str:
+        text = screen(sample_report(**pending), width=200, height=200, fit=False)
+        [found] = [t for t in text if t.startswith("Dead letters pending relay:")]
+        return found.rstrip()
+
+    assert line() == "Dead letters pending relay: none"
+    assert line(pending=2, oldest_age_s=4.0) == "Dead letters pending relay: 2, oldest 4.0 s"
+    assert line(pending=2, oldest_age_s=3_700.0) == (
+        "Dead letters pending relay: 2, oldest 1 h 1 min"
+        " (relay behind or stopped: is the aggregator up?)"
+    )
+    assert line(pending=3, oldest_age_s=3_700.0, refused=1) == (
+        "Dead letters pending relay: 3, oldest 1 h 1 min;"
+        " 1 refused by Kafka, waiting for an operator"
+    )
+
+
+def test_help_is_plain_text() -> None:
+    text = parser().format_help()
+    assert "`" not in text
+    assert "--watch N" in text
+    assert "--json" in text
+    assert "active while it has an event in the last 30 minutes" in " ".join(text.split())
