@@ -26,6 +26,7 @@ from structlog.testing import capture_logs
 
 from clickstream_aggregator import repository as repo
 from clickstream_aggregator.deadletters import DeadLetterRelay, RelayProducers
+from clickstream_aggregator.deadletters import relay as relay_module
 from clickstream_aggregator.deadletters.copies import (
     HEADER_OFFSET,
     HEADER_TRUNCATED,
@@ -417,3 +418,127 @@ async def _until(
             raise AssertionError(f"relay ended before: {what}")
         assert loop.time() < deadline, f"not in {timeout}s: {what}"
         await asyncio.sleep(0.1)
+
+
+async def test_a_long_dead_letter_partition_is_reconciled_over_bounded_rounds(
+    world: World, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Another source partition's copies fill dead-letter partition 0 (12 = 0 mod 6);
+    # the copy of ours that was sent but not marked comes after them.
+    filler = [
+        (TopicPartition(world.topics.dlq, 0), [("__connect.errors.partition", b"12")])
+    ] * 20_000
+    await world.add_rows(0, [(40, b"k", b"v")])
+    row = await world.pool.fetchrow("SELECT * FROM dead_letters WHERE source_offset = 40")
+    producer = AIOKafkaProducer(bootstrap_servers=world.kafka.bootstrap, linger_ms=20)
+    await producer.start()
+    try:
+        pending = [
+            await producer.send(tp.topic, b"f" * 1000, partition=0, headers=headers)
+            for tp, headers in filler
+        ]
+        copy = build_copy(world.topics.events, 0, row, max_bytes=1_000_000)
+        pending.append(
+            await producer.send(
+                world.topics.dlq, copy.value, key=copy.key, partition=0, headers=copy.headers
+            )
+        )
+        await asyncio.gather(*pending)
+    finally:
+        await producer.stop()
+    monkeypatch.setattr(relay_module, "_RECONCILE_S", 0.1)
+    world.owned.epochs = {0: EPOCH}
+    relay = world.relay()
+    stop = asyncio.Event()
+
+    with capture_logs() as logged:
+        task = asyncio.create_task(relay.run(stop))
+        relay._wake.set()
+        try:
+            await _until(lambda: _relayed(world, 0), "the copy found", task, timeout=90)
+        finally:
+            stop.set()
+            await asyncio.wait_for(task, timeout=10)
+
+    # Cut at the deadline at least once, then read on from where it stopped.
+    assert sum(e["event"] == "dead_letter_reconcile_progress" for e in logged) >= 1
+    rows = await world.rows(0)
+    assert rows[0]["dlq_offset"] == len(filler)  # found after the filler, not sent again
+    ours = [h for _p, _o, h, _k, _v in await world.copies() if h.get(HEADER_OFFSET) == b"40"]
+    assert len(ours) == 1
+
+
+async def test_stop_ends_a_relay_round_stuck_in_kafka(world: World) -> None:
+    await world.add_rows(1, [(50, b"k", b"v")])
+    sending = asyncio.Event()
+
+    class Stuck(AIOKafkaProducer):  # type: ignore[misc]
+        async def send(self, topic: str, *args: Any, **kwargs: Any) -> Any:
+            sending.set()
+            await asyncio.Event().wait()  # a broker that never answers
+
+    relay = world.relay(producer_factory=Stuck)
+    world.owned.epochs = {1: EPOCH}
+    stop = asyncio.Event()
+    task = asyncio.create_task(relay.run(stop))
+    relay._wake.set()
+    await asyncio.wait_for(sending.wait(), timeout=20)
+    loop = asyncio.get_running_loop()
+    began = loop.time()
+    stop.set()
+    await asyncio.wait_for(task, timeout=10)
+    assert loop.time() - began < 3
+    assert (await world.rows(1))[0]["relayed_at"] is None  # rolled back, relayed next time
+
+
+async def test_with_transactions_a_round_commits_or_aborts_as_a_whole(world: World) -> None:
+    # Tansu has no transactions: this producer writes at once and records what the
+    # relay asked of the transaction, which is what is checked here.
+    calls: list[str] = []
+
+    class Recording(AIOKafkaProducer):  # type: ignore[misc]
+        def __init__(self, **options: Any) -> None:
+            calls.append(f"new {options.pop('transactional_id', None)}")
+            super().__init__(**options)
+
+        async def send(self, topic: str, *args: Any, **kwargs: Any) -> Any:
+            if _offset(kwargs.get("headers")) == 60 and not any(
+                name == HEADER_TRUNCATED for name, _ in kwargs["headers"]
+            ):
+                raise MessageSizeTooLargeError("refused by the test")
+            calls.append("send")
+            return await super().send(topic, *args, **kwargs)
+
+        async def begin_transaction(self) -> None:
+            calls.append("begin")
+
+        async def commit_transaction(self) -> None:
+            calls.append("commit")
+
+        async def abort_transaction(self) -> None:
+            calls.append("abort")
+
+    on = world.settings.model_copy(update={"aggregator_dlq_transactions": "on"})
+    world.settings = on
+    relay = world.relay(producer_factory=Recording)
+    await world.add_rows(2, [(60, b"k", b"refused whole"), (61, b"k", b"fine")])
+
+    await relay._round(2, EPOCH, asyncio.Event())
+
+    assert calls == [
+        f"new {world.topics.group}.dlq.{world.topics.events}.2",
+        "begin",
+        "send",
+        "abort",
+    ]
+    rows = {r["source_offset"]: r for r in await world.rows(2)}
+    assert rows[60]["relay_attempts"] == 1
+    assert rows[61]["relayed_at"] is None  # aborted with its round, sent again
+    calls.clear()
+
+    await relay._round(2, EPOCH, asyncio.Event())
+
+    assert calls[0] == "begin"
+    assert calls[-1] == "commit"
+    assert "abort" not in calls
+    assert all(r["relayed_at"] is not None for r in await world.rows(2))

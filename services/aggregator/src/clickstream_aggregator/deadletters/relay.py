@@ -41,6 +41,7 @@ import structlog
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.errors import (
     CorruptRecordException,
+    InvalidProducerEpoch,
     InvalidTimestampError,
     KafkaError,
     MessageSizeTooLargeError,
@@ -103,6 +104,7 @@ class _Round:
     sent: int = 0
     reconciled: int = 0
     scanning: bool = False  # reconcile read part of a long partition: go on
+    scanned_to: int | None = None  # where reconcile's read ended
     refused: dict[int, str] = field(default_factory=dict)
     error: BaseException | None = None
 
@@ -172,9 +174,10 @@ class DeadLetterRelay:
                     busy = await self._round(partition, epoch, stop)
                 except TailStopped:
                     return
-                except ProducerFenced:
+                except (ProducerFenced, InvalidProducerEpoch):
                     # Another replica's producer took this partition's transactional
-                    # id: it owns the partition now (our epoch check will say so too).
+                    # id (it owns the partition now; the epoch check will say so), or
+                    # the round outlasted the transaction timeout: start afresh.
                     log.warning("dead_letter_relay_fenced", partition=partition, epoch=epoch)
                     await self._producers.discard(partition)
                     break
@@ -218,17 +221,23 @@ class DeadLetterRelay:
             # Every round, not once: a send whose mark was lost (a dropped
             # connection, a crash) must be found in the topic, not sent again.
             await self._reconcile(conn, partition, epoch, dlq_partition, stop, done)
-            if done.scanning:
-                return True
-            rows = await repo.pending_dead_letters(conn, topic, partition, _BATCH)
+            # A long partition read only in part: mark what was found, read on next round.
+            rows = (
+                []
+                if done.scanning
+                else await repo.pending_dead_letters(conn, topic, partition, _BATCH)
+            )
             if rows:
                 await self._send(
                     conn, producer, transactional, partition, dlq_partition, rows, done
                 )
+        # Only now: had the transaction rolled back, the copies reconcile found
+        # would be unmarked again, and must be found again.
+        self._remember_scan(partition, epoch, done)
         self._report(partition, dlq_partition, done)
         if done.error is not None:
             raise done.error
-        return done.sent + len(done.refused) >= _BATCH or bool(done.refused)
+        return done.scanning or done.sent + len(done.refused) >= _BATCH or bool(done.refused)
 
     async def _send(
         self,
@@ -339,7 +348,7 @@ class DeadLetterRelay:
         tail = await read_tail(
             self._reader, tp, start, topic, partition, stop=stop, deadline_s=_RECONCILE_S
         )
-        self._scanned[partition] = (epoch, tail.position)
+        done.scanned_to = tail.position
         done.scanning = not tail.complete
         if tail.found:
             done.reconciled = await repo.mark_relayed(
@@ -351,7 +360,15 @@ class DeadLetterRelay:
                 list(tail.found.values()),
             )
 
+    def _remember_scan(self, partition: int, epoch: int, done: _Round) -> None:
+        if done.scanned_to is not None:
+            self._scanned[partition] = (epoch, done.scanned_to)
+
     def _report(self, partition: int, dlq_partition: int, done: _Round) -> None:
+        if done.scanning:
+            log.info(
+                "dead_letter_reconcile_progress", partition=partition, position=done.scanned_to
+            )
         if done.reconciled:
             log.info(
                 "dead_letter_reconciled", partition=partition, already_in_topic=done.reconciled
