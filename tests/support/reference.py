@@ -2,19 +2,38 @@
 
 Deliberately written without the aggregator's code: straight from the column
 definitions in README, over events in consumption order (partition, offset).
+
+Which events are applied is decided the way the contract says, message by
+message in consumption order:
+
+* a message ``decode`` refuses is dead-lettered with decode's reason;
+* an event whose id an applied event already had is a duplicate (not applied,
+  not dead-lettered);
+* a purchase that would take its session's ``total_revenue`` beyond what
+  ``NUMERIC(14,2)`` holds is dead-lettered as ``unstorable``; it is not applied,
+  so a later copy of it is not a duplicate and is judged again;
+* every other event is applied.
+
+``search_queries`` keeps the first :data:`MAX_SEARCH_QUERIES` queries of a
+session in consumption order; ``search_count`` (in ``event_type_counts``) counts
+every search.
 """
 
 from __future__ import annotations
 
+import ipaddress
 from collections import defaultdict
 from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
 from decimal import Decimal
-from typing import Any
+from typing import Any, Final
+from uuid import UUID
 
 import asyncpg
 import orjson
 
-from clickstream_schema import ClickEvent
+from clickstream_schema import ClickEvent, InvalidEvent, decode
+from clickstream_schema.codec import MAX_MESSAGE_BYTES
 
 COLUMNS = (
     "session_id", "user_id", "total_events", "event_type_counts", "first_event_timestamp",
@@ -25,14 +44,83 @@ COLUMNS = (
 )  # fmt: skip
 
 
-def expected_rows(events_in_consumption_order: Iterable[ClickEvent]) -> dict[str, dict[str, Any]]:
-    """Dedupe by event_id (first consumed wins), then one row per session."""
-    seen: set[object] = set()
-    by_session: dict[str, list[ClickEvent]] = defaultdict(list)
-    for event in events_in_consumption_order:
-        if event.event_id in seen:
+#: Largest ``total_revenue`` the column (NUMERIC(14,2)) holds.
+MAX_TOTAL_REVENUE: Final = Decimal("999999999999.99")
+#: Queries kept per session in ``search_queries``.
+MAX_SEARCH_QUERIES: Final = 100
+
+Position = tuple[int, int]  # (partition, offset)
+
+
+@dataclass
+class Settlement:
+    """What must become of each message of a topic."""
+
+    #: Applied events in consumption order.
+    applied: list[ClickEvent] = field(default_factory=list)
+    #: Positions of the applied events (same order).
+    applied_at: list[Position] = field(default_factory=list)
+    #: Dead-lettered messages and their reasons.
+    dead_letters: dict[Position, str] = field(default_factory=dict)
+    #: Positions of duplicates (neither applied nor dead-lettered).
+    duplicates: list[Position] = field(default_factory=list)
+
+
+class _Judge:
+    """Applied, duplicate or unstorable: one valid event after all earlier ones."""
+
+    def __init__(self) -> None:
+        self.applied_ids: set[UUID] = set()
+        self.revenue: dict[str, Decimal] = defaultdict(lambda: Decimal("0.00"))
+
+    def __call__(self, event: ClickEvent) -> str:
+        if event.event_id in self.applied_ids:
+            return "duplicate"
+        if event.event_type.value == "purchase" and event.price:
+            total = self.revenue[event.session_id] + event.price
+            if total > MAX_TOTAL_REVENUE:
+                return "unstorable"
+            self.revenue[event.session_id] = total
+        self.applied_ids.add(event.event_id)
+        return "applied"
+
+
+def settle(
+    messages: Iterable[tuple[int, int, bytes | None, bytes | None]],
+    *,
+    max_bytes: int = MAX_MESSAGE_BYTES,
+) -> Settlement:
+    """Judge every message (as ``read_back`` returns them, in consumption order)."""
+    result = Settlement()
+    judge = _Judge()
+    for partition, offset, _key, value in messages:
+        at = (partition, offset)
+        try:
+            event = decode(value, max_bytes=max_bytes)
+        except InvalidEvent as error:
+            result.dead_letters[at] = error.reason
             continue
-        seen.add(event.event_id)
+        verdict = judge(event)
+        if verdict == "applied":
+            result.applied.append(event)
+            result.applied_at.append(at)
+        elif verdict == "duplicate":
+            result.duplicates.append(at)
+        else:
+            result.dead_letters[at] = verdict
+    return result
+
+
+def expected_rows(events_in_consumption_order: Iterable[ClickEvent]) -> dict[str, dict[str, Any]]:
+    """One row per session from the events the contract applies (see the module doc)."""
+    judge = _Judge()
+    return rows_of(e for e in events_in_consumption_order if judge(e) == "applied")
+
+
+def rows_of(applied: Iterable[ClickEvent]) -> dict[str, dict[str, Any]]:
+    """One row per session from events that are all applied (already settled)."""
+    by_session: dict[str, list[ClickEvent]] = defaultdict(list)
+    for event in applied:
         by_session[event.session_id].append(event)
     return {sid: _row(sid, evs) for sid, evs in by_session.items()}
 
@@ -65,11 +153,14 @@ def _row(session_id: str, events: Sequence[ClickEvent]) -> dict[str, Any]:
         ),
         "products_viewed_count": len(products),
         "products_viewed": products,
-        "search_queries": [e.search_query for e in events if e.search_query is not None],
+        "search_queries": [e.search_query for e in events if e.search_query is not None][
+            :MAX_SEARCH_QUERIES
+        ],
         "unique_referrers_count": len(referrers),
         "referrers": referrers,
         "user_agent": earliest.user_agent,
-        "ip_address": str(earliest.ip_address),
+        # PostgreSQL returns inet values, which print in their compressed form.
+        "ip_address": str(ipaddress.ip_address(earliest.ip_address)),
         "entry_page": earliest.page_url,
         "exit_page": latest.page_url,
         "page_view_count": page_views,
