@@ -85,7 +85,8 @@ async def _ask(probe: Probe, timeout_s: float, stop: asyncio.Event) -> tuple[boo
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await attempt
     if attempt.cancelled():
-        return False, "stopping"
+        # Ours when stopping (the caller then ignores it), else the probe's own doing.
+        return False, "stopping" if stop.is_set() else "the probe was cancelled"
     return attempt.result()
 
 
