@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import asyncio
 import os
 from pathlib import Path
 
 import pytest
+import trustme
 
 from clickstream_ops.check.main import line, run_checks
 from clickstream_ops.check.results import Verdict
@@ -96,3 +98,31 @@ async def test_a_certificate_without_its_key_gets_no_host_port_hint(
     assert settings.fix == "fix the variable(s) named"
     assert "Value error" not in line(settings)
     assert "KafkaCheckSettings" not in line(settings)
+
+
+async def test_a_key_of_another_certificate_is_a_tls_failure_without_host_port_hint(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    authority = trustme.CA()
+    authority.cert_pem.write_to_path(str(tmp_path / "ca.pem"))
+    authority.issue_cert("client").cert_chain_pems[0].write_to_path(str(tmp_path / "service.cert"))
+    authority.issue_cert("stranger").private_key_pem.write_to_path(str(tmp_path / "service.key"))
+    (tmp_path / "service.key").chmod(0o600)
+    # Something listens, so that the check gets past TCP to the TLS files.
+    server = await asyncio.start_server(lambda _r, w: w.close(), "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    monkeypatch.setenv("KAFKA_BOOTSTRAP_SERVERS", f"127.0.0.1:{port}")
+    monkeypatch.setenv("KAFKA_SSL_CAFILE", str(tmp_path / "ca.pem"))
+    monkeypatch.setenv("KAFKA_SSL_CERTFILE", str(tmp_path / "service.cert"))
+    monkeypatch.setenv("KAFKA_SSL_KEYFILE", str(tmp_path / "service.key"))
+    try:
+        results = await run_checks(load_all(), 2.0)
+    finally:
+        server.close()
+        await server.wait_closed()
+
+    kafka = {r.step: r for r in results if r.service == "kafka"}
+    assert kafka["tcp"].verdict is Verdict.OK
+    assert kafka["tls"].verdict is Verdict.FAIL
+    assert "does not match KAFKA_SSL_CERTFILE" in kafka["tls"].detail
+    assert "host:port" not in "\n".join(line(r) for r in kafka.values())
