@@ -16,12 +16,13 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
 import shutil
 import signal
 import subprocess
 import time
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from contextlib import ExitStack
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -164,6 +165,16 @@ def _finished_events(service: Service | None) -> int | None:
     return count
 
 
+@contextlib.contextmanager
+def _live_display(console: Console) -> Iterator[Live]:
+    try:
+        with Live(console=console, refresh_per_second=4) as live:
+            yield live
+    finally:
+        if not console.is_terminal:
+            console.line()  # a terminal gets its newline from Live; a pipe does not
+
+
 def _launch_producers(
     options: DemoOptions, services: ServiceGroup, env: Mapping[str, str]
 ) -> tuple[Service | None, Service]:
@@ -215,7 +226,7 @@ async def _drive(
         backfill, producer = _launch_producers(options, services, env)
         started = time.monotonic()
         snap = Snapshot()
-        with Live(console=console, refresh_per_second=4, transient=False) as live:
+        with _live_display(console) as live:
 
             def say(text: str) -> None:
                 live.console.print(
@@ -242,8 +253,6 @@ async def _drive(
             if code != 0:
                 raise DemoError(producer.describe_exit())
             snap = await _catch_up(options, progress, services, live)
-        if not console.is_terminal:
-            console.line()  # a terminal gets its newline from Live; a pipe does not
         if chaos is not None:
             await _wait_relayed(postgres.dsn(DATABASE), options.catch_up_timeout)
         for replica, code in _stop_replicas(list(replicas.running.values())):
