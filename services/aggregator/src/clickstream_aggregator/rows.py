@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
+from operator import attrgetter
 from typing import Any, Final
 
 import orjson
@@ -73,5 +74,8 @@ def session_columns(sessions: Iterable[SessionAggregate]) -> SessionRows:
     Sorted by ``session_id`` so that concurrent transactions lock rows in the
     same order and cannot deadlock.
     """
-    ordered = sorted(sessions, key=lambda s: s.session_id)
-    return [[column.value(s) for s in ordered] for column in UPSERT_COLUMNS]
+    ordered = sorted(sessions, key=_BY_ID)
+    return [list(map(column.value, ordered)) for column in UPSERT_COLUMNS]
+
+
+_BY_ID: Final = attrgetter("session_id")
