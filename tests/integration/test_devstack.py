@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import re
 import signal
 import ssl
 import subprocess
@@ -237,16 +238,43 @@ def test_a_service_that_exits_is_reported(services: ServiceGroup) -> None:
 def test_demo_runs_end_to_end(tmp_path: Path) -> None:
     work_dir = tmp_path / "demo"
     result = subprocess.run(
-        [str(script_path("clickstream-demo")), "--duration", "3", "--dir", str(work_dir)],
+        [
+            str(script_path("clickstream-demo")),
+            "--duration", "4",
+            "--rate", "200",
+            "--backfill", "500",
+            "--dir", str(work_dir),
+        ],
         capture_output=True,
         text=True,
         timeout=240,
         check=False,
-    )
+        env={**os.environ, "COLUMNS": "200"},
+    )  # fmt: skip
+    out = result.stdout
 
-    assert result.returncode == 0, result.stdout + result.stderr
-    assert "done:" in result.stdout
-    assert not work_dir.exists()  # removed without --keep
+    assert result.returncode == 0, out + result.stderr
+    # Without --keep the folder goes, and the demo says so instead of pointing at logs.
+    assert f"work files in {work_dir} (removed at the end; --keep keeps them)" in out
+    assert "logs in" not in out
+    assert not work_dir.exists()
+    # What was produced: the backfill plus the live producer, and nothing else.
+    done = re.search(
+        r"done: ([\d,]+) messages produced \(([\d,]+) backfilled \+ ([\d,]+) live in 4 s", out
+    )
+    assert done, out
+    produced, backfilled, live = (int(g.replace(",", "")) for g in done.groups())
+    assert backfilled == 500
+    assert produced == backfilled + live
+    # The last live frame: everything committed, and no number ahead of what it counts.
+    frame = re.search(
+        r"produced ([\d,]+) messages · committed ([\d,]+) \(lag 0\) · applied ([\d,]+) events", out
+    )
+    assert frame, out
+    shown_produced, committed, applied = (int(g.replace(",", "")) for g in frame.groups())
+    assert shown_produced == committed == produced
+    assert applied <= committed
+    assert re.search(r"catching up\s+[\d.]+ s since the producer stopped", out)
     leftovers = [
         p.info["pid"]
         for p in psutil.process_iter(["pid", "cmdline"])
