@@ -101,7 +101,7 @@ def retriable(error: BaseException) -> bool:
 class _Round:
     """What one round did; ``error`` is raised after its transaction committed."""
 
-    sent: int = 0
+    sent: list[int] = field(default_factory=list)  # source offsets copied and marked
     reconciled: int = 0
     scanning: bool = False  # reconcile read part of a long partition: go on
     scanned_to: int | None = None  # where reconcile's read ended
@@ -218,6 +218,10 @@ class DeadLetterRelay:
             # Before reconciling: a new transactional producer fences the old owner's.
             producer, transactional = await self._producers.get(partition, epoch)
             dlq_partition = await self._dlq_partition(producer, partition)
+            if not transactional:
+                # Copies an abandoned round (an error, a stop) handed to the shared
+                # producer must have landed, or failed, before the tail is read.
+                await asyncio.wait_for(producer.flush(), timeout=_METADATA_S)
             # Every round, not once: a send whose mark was lost (a dropped
             # connection, a crash) must be found in the topic, not sent again.
             await self._reconcile(conn, partition, epoch, dlq_partition, stop, done)
@@ -237,7 +241,7 @@ class DeadLetterRelay:
         self._report(partition, dlq_partition, done)
         if done.error is not None:
             raise done.error
-        return done.scanning or done.sent + len(done.refused) >= _BATCH or bool(done.refused)
+        return done.scanning or len(done.sent) + len(done.refused) >= _BATCH or bool(done.refused)
 
     async def _send(
         self,
@@ -295,7 +299,7 @@ class DeadLetterRelay:
             )
         if done.refused:
             await repo.record_relay_refusals(conn, topic, partition, done.refused)
-        done.sent = len(sent)
+        done.sent = [offset for offset, _ in sent]
 
     async def _write(
         self, producer: AIOKafkaProducer, dlq_partition: int, copies: Sequence[Copy]
@@ -374,9 +378,14 @@ class DeadLetterRelay:
                 "dead_letter_reconciled", partition=partition, already_in_topic=done.reconciled
             )
         if done.sent:
-            self._metrics.dead_letters_relayed.inc(done.sent)
+            self._metrics.dead_letters_relayed.inc(len(done.sent))
             log.info(
-                "dead_lettered", partition=partition, rows=done.sent, dlq_partition=dlq_partition
+                "dead_lettered",
+                partition=partition,
+                rows=len(done.sent),
+                dlq_partition=dlq_partition,
+                first_offset=done.sent[0],
+                last_offset=done.sent[-1],
             )
         for offset, error in sorted(done.refused.items()):
             log.warning(
