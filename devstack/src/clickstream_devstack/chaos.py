@@ -31,6 +31,8 @@ CHAOS_ENV = {
     "AGGREGATOR_MAX_MESSAGE_BYTES": str(chaos_messages.CHAOS_MAX_MESSAGE_BYTES),
 }
 
+_SAMPLE_WAIT_S = 15.0
+
 
 @dataclass
 class Injected:
@@ -179,10 +181,15 @@ class Chaos:
         self._say(f"{len(messages)} malformed messages published (every kind)")
 
     async def _sample(self, count: int) -> list[chaos_messages.Message]:
-        found = await chaos_messages.sample(
-            self._bootstrap, self._topics.events, self._topics.partitions, count * 4
-        )
-        return self._rng.sample(found, min(count, len(found)))
+        """``count`` events from the topic; the producers may still be starting, so
+        this waits (up to :data:`_SAMPLE_WAIT_S`) for the first ones."""
+        deadline = time.monotonic() + _SAMPLE_WAIT_S
+        while True:
+            found = await chaos_messages.sample(
+                self._bootstrap, self._topics.events, self._topics.partitions, count * 4
+            )
+            if found or time.monotonic() > deadline:
+                return self._rng.sample(found, min(count, len(found)))
 
     async def _publish(self, messages: list[chaos_messages.Message]) -> None:
         await chaos_messages.publish(self._bootstrap, self._topics.events, messages)
