@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 import subprocess
 import uuid
 from collections.abc import Iterator
@@ -286,3 +287,24 @@ async def _scalar(dsn: str, sql: str) -> object:
         return await conn.fetchval(sql)
     finally:
         await conn.close()
+
+
+def test_a_deployment_it_cannot_reach_is_exit_2_not_a_difference(tmp_path: Path) -> None:
+    env = {
+        "PATH": os.environ.get("PATH", ""),
+        "KAFKA_BOOTSTRAP_SERVERS": "127.0.0.1:1",
+        "POSTGRES_HOST": "127.0.0.1",
+        "POSTGRES_PORT": "1",
+        "POSTGRES_CONNECT_TIMEOUT_S": "2",
+    }
+    result = _run_command(env, tmp_path)
+
+    assert result.returncode == 2, result.stdout + result.stderr
+    assert "cannot verify:" in result.stdout
+
+
+def test_bad_settings_are_exit_2_and_named(tmp_path: Path) -> None:
+    result = _run_command({"KAFKA_BOOTSTRAP_SERVERS": "https://broker"}, tmp_path)
+
+    assert result.returncode == 2, result.stdout + result.stderr
+    assert "KAFKA_BOOTSTRAP_SERVERS" in result.stdout

@@ -83,17 +83,20 @@ class Outcome:
 
 def _parse(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(
-        prog="clickstream-demo", description=(__doc__ or "").splitlines()[0]
+        prog="clickstream-demo",
+        description="The whole pipeline on embedded servers (make demo): producer, "
+        "aggregators, a live display, then the report.",
     )
-    parser.add_argument("--duration", type=float, default=20.0, help="seconds of live traffic")
-    parser.add_argument("--rate", type=int, default=1000, help="live events per second")
+    parser.add_argument("--duration", type=float, default=20.0, help="seconds of live traffic [20]")
+    parser.add_argument("--rate", type=int, default=1000, help="live events per second [1000]")
     parser.add_argument(
         "--backfill",
         type=int,
         default=20_000,
-        help="events of complete sessions of the past hour, published first (0: none)",
+        help="events of complete sessions dated the past hour, published alongside at full "
+        "speed so that the report has finished sessions [20000; 0: none]",
     )
-    parser.add_argument("--seed", type=int, default=42, help="producer random seed")
+    parser.add_argument("--seed", type=int, default=42, help="producer random seed [42]")
     parser.add_argument(
         "--replicas",
         type=int,
@@ -112,7 +115,7 @@ def _parse(argv: list[str] | None) -> argparse.Namespace:
         default=None,
         help="seconds (default 30; 120 with --chaos)",
     )
-    parser.add_argument("--dir", type=Path, default=Path(".demo"), help="work directory")
+    parser.add_argument("--dir", type=Path, default=Path(".demo"), help="work directory [.demo]")
     parser.add_argument(
         "--keep", action="store_true", help="keep the work directory (logs, data) after a success"
     )

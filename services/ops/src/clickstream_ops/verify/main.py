@@ -16,7 +16,10 @@ import sys
 from datetime import datetime
 
 import orjson
+from aiokafka.errors import KafkaError
+from asyncpg import PostgresError
 from rich.console import Console
+from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
 from clickstream_ops.verify.database import NotAggregatedError
@@ -25,7 +28,7 @@ from clickstream_ops.verify.run import Scope, verify
 from clickstream_ops.verify.settings import VerifySettings
 from clickstream_ops.verify.topic import TopicReadError
 from clickstream_runtime import logs
-from clickstream_runtime.settings import load
+from clickstream_runtime.settings import SettingsError, load
 
 
 def _time(text: str) -> datetime:
@@ -37,10 +40,22 @@ def _time(text: str) -> datetime:
 
 def _parse(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(
-        prog="clickstream-verify", description=(__doc__ or "").splitlines()[0]
+        prog="clickstream-verify",
+        description="Recompute the session metrics from the events topic and compare them "
+        "with session_metrics, dead_letters and the dead-letter topic. Configured like the "
+        "aggregator (KAFKA_*, POSTGRES_*). Exit status 0: they match; 1: a difference; "
+        "2: could not check.",
     )
-    parser.add_argument("--since", type=_time, help="only records produced at or after (ISO 8601)")
-    parser.add_argument("--until", type=_time, help="only records produced before (ISO 8601)")
+    parser.add_argument(
+        "--since",
+        type=_time,
+        help="only records whose Kafka timestamp is at or after this time (ISO 8601 with offset)",
+    )
+    parser.add_argument(
+        "--until",
+        type=_time,
+        help="only records whose Kafka timestamp is before this time",
+    )
     parser.add_argument("--json", action="store_true", help="print the report as JSON")
     return parser.parse_args(argv)
 
@@ -67,10 +82,15 @@ async def _run(settings: VerifySettings, scope: Scope, console: Console, quiet: 
 def main(argv: list[str] | None = None) -> int:
     args = _parse(argv)
     logs.configure("clickstream-verify", level="warning", fmt="console")
-    settings = load(VerifySettings)
     console = Console(stderr=args.json)
     try:
+        settings = load(VerifySettings)
+    except SettingsError as error:
+        # Exit status 1 means "a difference": a configuration problem is a 2.
+        console.print(str(error.code), markup=False, highlight=False)
+        return 2
+    try:
         return asyncio.run(_run(settings, Scope(args.since, args.until), console, args.json))
-    except (NotAggregatedError, TopicReadError, OSError) as error:
-        console.print(f"[bold red]cannot verify:[/] {error}", highlight=False)
+    except (NotAggregatedError, TopicReadError, OSError, KafkaError, PostgresError) as error:
+        console.print(f"[bold red]cannot verify:[/] {escape(str(error))}", highlight=False)
         return 2
