@@ -193,6 +193,23 @@ async def stored_rows(dsn: str) -> dict[str, dict[str, Any]]:
     return result
 
 
+async def stored_dead_letters(dsn: str, topic: str) -> dict[Position, str]:
+    """The ``dead_letters`` rows of a topic as {(partition, offset): reason}.
+
+    The table's unique key is the position, so a message is dead-lettered at most once.
+    """
+    conn = await asyncpg.connect(dsn)
+    try:
+        rows = await conn.fetch(
+            "SELECT source_partition, source_offset, reason FROM dead_letters "
+            "WHERE source_topic = $1",
+            topic,
+        )
+    finally:
+        await conn.close()
+    return {(r["source_partition"], r["source_offset"]): r["reason"] for r in rows}
+
+
 def differences(
     expected: dict[str, dict[str, Any]], stored: dict[str, dict[str, Any]], limit: int = 5
 ) -> list[str]:
