@@ -34,7 +34,11 @@ def render(report: Report, console: Console) -> None:
     table.add_column(justify="left")
     table.add_column(justify="right")
     table.add_column(justify="left", style="dim")
-    table.add_row("messages on the topic (committed)", f"{c.messages:,}", "what was read")
+    table.add_row(
+        "messages on the topic (committed)",
+        f"{c.messages:,}",
+        f"read and recomputed in {report.seconds:.1f} s",
+    )
     table.add_row("  events applied", f"{c.applied:,}", "valid, first copy of their event_id")
     table.add_row("  duplicates", f"{c.deduplicated:,}", "event_id seen before: counted zero times")
     unstorable = f", {c.unstorable:,} refused by PostgreSQL" if c.unstorable else ""

@@ -79,6 +79,8 @@ class Report:
     lost: int = 0
     counted_twice: int = 0
     notes: list[str] = field(default_factory=list)
+    #: wall time of the whole verification
+    seconds: float = 0.0
 
     @property
     def ok(self) -> bool:

@@ -12,6 +12,7 @@
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
@@ -55,6 +56,7 @@ async def verify(
     settings: VerifySettings, scope: Scope | None = None, progress: Progress | None = None
 ) -> Report:
     scope = scope or Scope()
+    started = time.monotonic()
     conn = await asyncpg.connect(**settings.postgres_connect_options())
     reader = topic.consumer(settings.kafka_client_options())
     await reader.start()
@@ -88,6 +90,7 @@ async def verify(
         await _compare_rows(conn, folds, report)
         await _check_dead_letter_topic(settings, dead_rows, ends, report)
         await conn.execute("COMMIT")
+        report.seconds = time.monotonic() - started
         return report
     finally:
         await reader.stop()
