@@ -268,7 +268,7 @@ def test_demo_runs_end_to_end(tmp_path: Path) -> None:
     assert produced == backfilled + live
     # The last live frame: everything committed, and no number ahead of what it counts.
     frame = re.search(
-        r"produced ([\d,]+) messages · committed ([\d,]+) \(lag 0\) · applied ([\d,]+) events", out
+        r"produced ([\d,]+) · committed ([\d,]+) · lag 0 · applied ([\d,]+) events", out
     )
     assert frame, out
     shown_produced, committed, applied = (int(g.replace(",", "")) for g in frame.groups())

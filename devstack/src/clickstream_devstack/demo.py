@@ -139,20 +139,20 @@ def _screen(phase: str, seconds: str, snap: Snapshot) -> RenderableType:
         Text.assemble(
             "produced ",
             (f"{snap.produced:,}", "bold"),
-            " messages · committed ",
+            " · committed ",
             (f"{snap.committed:,}", "bold"),
-            f" (lag {snap.lag:,}) · applied ",
+            f" · lag {snap.lag:,} · applied ",
             (f"{snap.applied:,}", "bold green"),
-            f" events to {snap.sessions:,} sessions · dead-lettered {snap.dead_letters:,}",
+            f" events · {snap.sessions:,} sessions · {snap.dead_letters:,} dead letters",
         ),
         Text.assemble(
-            "events/s produced ",
+            "events/s  produced ",
             (f"{snap.produced_per_s:,.0f}", "bold"),
             " · applied ",
             (f"{snap.applied_per_s:,.0f}", "bold green"),
             " · freshness ",
             (freshness, "bold magenta"),
-            " (now − newest event time in session_metrics)",
+            " (age of the newest event applied)",
         ),
     )
 
