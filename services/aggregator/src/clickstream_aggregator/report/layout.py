@@ -52,6 +52,25 @@ def _height(console: Console, renderable: RenderableType) -> int:
     return len(console.render_lines(renderable, console.options, pad=False))
 
 
+def _fit(
+    console: Console, built: list[tuple[Section, RenderableType]], fit_height: int
+) -> set[str]:
+    """Names of the sections to show in ``fit_height`` lines, the last one kept for the cursor."""
+    # Each section's lines plus the blank line before it (none before the first).
+    heights = {s.name: _height(console, r) + _GAP for s, r in built}
+    if sum(heights.values()) - _GAP <= fit_height - 1:
+        return set(heights)
+    # Not everything fits: one more line goes to the note on what was left out.
+    budget = fit_height - 2 + _GAP
+    chosen = {s.name for s, _ in built if s.priority == 0}
+    used = sum(heights[name] for name in chosen)
+    for s, _ in sorted(built, key=lambda pair: pair[0].priority):
+        if s.name not in chosen and used + heights[s.name] <= budget:
+            chosen.add(s.name)
+            used += heights[s.name]
+    return chosen
+
+
 def build(console: Console, report: Report, *, fit_height: int | None = None) -> Group:
     """Every section, or (with ``fit_height``) those that fit in that many lines."""
     width = console.width
@@ -60,15 +79,7 @@ def build(console: Console, report: Report, *, fit_height: int | None = None) ->
         chosen = {s.name for s, _ in built}
         left_out: list[str] = []
     else:
-        heights = {s.name: _height(console, r) + _GAP for s, r in built}
-        # One line for the note on what was left out, one so the cursor stays on screen.
-        budget = fit_height - 2
-        chosen = {s.name for s, _ in built if s.priority == 0}
-        used = sum(heights[name] for name in chosen)
-        for s, _ in sorted(built, key=lambda pair: pair[0].priority):
-            if s.name not in chosen and used + heights[s.name] <= budget:
-                chosen.add(s.name)
-                used += heights[s.name]
+        chosen = _fit(console, built, fit_height)
         left_out = [s.name for s, _ in built if s.name not in chosen]
     parts: list[RenderableType] = []
     for s, renderable in built:

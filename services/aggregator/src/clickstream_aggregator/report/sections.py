@@ -24,7 +24,7 @@ from clickstream_aggregator.report.queries import ACTIVE_MINUTES, Report, Row
 # every few seconds and right after each batch that dead-letters.
 RELAY_OVERDUE_S = 60.0
 _LABEL_WIDTH = 32
-_SUMMARY_WIDTH = 26
+_SUMMARY_WIDTH = 28
 _FUNNEL_BAR_WIDTH = 24
 
 
