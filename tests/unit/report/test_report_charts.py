@@ -50,3 +50,17 @@ def test_money_is_exact() -> None:
 
     assert money(Decimal("1234567.10")) == "$1,234,567.10"
     assert money(None) == "–"
+
+
+def test_hours_without_sessions_are_charted_as_zero() -> None:
+    from datetime import UTC, datetime, timedelta
+
+    from clickstream_aggregator.report.sections import every_hour
+
+    t0 = datetime(2026, 1, 1, tzinfo=UTC)
+    rows = [{"hour": t0, "sessions": 5}, {"hour": t0 + timedelta(hours=3), "sessions": 7}]
+    assert [r["sessions"] for r in every_hour(rows, 10)] == [5, 0, 0, 7]
+    assert [r["sessions"] for r in every_hour(rows, 2)] == [0, 7]
+    # Years apart: only the hours that can be shown are built.
+    far = [{"hour": t0 - timedelta(days=3650), "sessions": 1}, *rows]
+    assert len(every_hour(far, 40)) == 40

@@ -112,7 +112,7 @@ def charts(report: Report, width: int) -> RenderableType:
         spark,
     )  # fmt: skip
 
-    hours = _every_hour(report.hourly_traffic)[-spark:]
+    hours = every_hour(report.hourly_traffic, spark)
     _chart_row(
         grid, f"Sessions/hour by start, {len(hours)} h", [float(r["sessions"]) for r in hours],
         f"peak {fmt.integer(max((r['sessions'] for r in hours), default=0))}",
@@ -127,18 +127,19 @@ def charts(report: Report, width: int) -> RenderableType:
     return grid
 
 
-def _every_hour(rows: Sequence[Row]) -> list[Row]:
-    """The view has rows only for hours in which sessions started: add the empty hours."""
+def every_hour(rows: Sequence[Row], most: int) -> list[Row]:
+    """The last ``most`` hours up to the newest row, the empty ones included.
+
+    The view has rows only for hours in which sessions started.
+    """
     if not rows:
         return []
     by_hour = {r["hour"]: r for r in rows}
-    hour: datetime = rows[0]["hour"]
-    filled = []
-    while hour <= rows[-1]["hour"]:
-        empty = {"sessions": 0, "revenue": Decimal("0.00"), "active_revenue": Decimal("0.00")}
-        filled.append(by_hour.get(hour, {"hour": hour, **empty}))
-        hour += timedelta(hours=1)
-    return filled
+    newest: datetime = rows[-1]["hour"]
+    span = int((newest - rows[0]["hour"]) / timedelta(hours=1)) + 1
+    empty = {"sessions": 0, "revenue": Decimal("0.00"), "active_revenue": Decimal("0.00")}
+    hours = [newest - timedelta(hours=back) for back in reversed(range(min(span, most)))]
+    return [by_hour.get(hour, {"hour": hour, **empty}) for hour in hours]
 
 
 def funnel(report: Report) -> RenderableType:
