@@ -27,22 +27,18 @@ class Section:
     priority: int
 
 
-def _plain(build: Callable[[Report], RenderableType]) -> Callable[[Report, int], RenderableType]:
-    return lambda report, _width: build(report)
-
-
 # In the order they are printed.
 SECTIONS = (
-    Section("header", _plain(sections.header), 0),
+    Section("header", sections.header, 0),
     Section("charts", sections.charts, 0),
-    Section("funnel", _plain(sections.funnel), 0),
-    Section("dead letters pending", _plain(sections.dead_letters_pending), 0),
-    Section("latest finished sessions", _plain(sections.latest_finished_sessions), 1),
-    Section("top pages", _plain(sections.top_pages), 3),
-    Section("hourly traffic", _plain(sections.hourly_traffic), 4),
-    Section("devices", _plain(sections.devices), 2),
-    Section("dead letters by reason", _plain(sections.dead_letters), 5),
-    Section("totals", _plain(sections.totals), 6),
+    Section("funnel", sections.funnel, 0),
+    Section("dead letters pending", sections.dead_letters_pending, 0),
+    Section("latest finished sessions", sections.latest_finished_sessions, 1),
+    Section("top pages", sections.top_pages, 3),
+    Section("hourly traffic", sections.hourly_traffic, 4),
+    Section("devices", sections.devices, 2),
+    Section("dead letters by reason", sections.dead_letters, 5),
+    Section("totals", sections.totals, 6),
 )
 
 _GAP = 1  # a blank line between sections

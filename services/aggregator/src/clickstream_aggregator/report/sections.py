@@ -28,29 +28,56 @@ _SUMMARY_WIDTH = 28
 _FUNNEL_BAR_WIDTH = 24
 
 
-def _table(
-    title: str, rows: Sequence[Row], columns: Sequence[tuple[str, str, fmt.Formatter]]
-) -> Table:
+Columns = Sequence[tuple[str, str, fmt.Formatter]]
+_COLUMN_GAP = 3  # SIMPLE_HEAD without edges: three spaces between columns
+_NARROWEST_TEXT = 12
+
+
+def _table(title: str, rows: Sequence[Row], columns: Columns, width: int) -> Table:
+    """One line per row in ``width`` columns: long text is cut (…), numbers never."""
+    cells = [[formatter(row.get(key)) for key, _, formatter in columns] for row in rows]
+    natural = [
+        max([len(header), *(len(cell[i]) for cell in cells)])
+        for i, (_, header, _) in enumerate(columns)
+    ]
+    widths = list(natural)
+    excess = sum(widths) + _COLUMN_GAP * (len(widths) - 1) - width
+    text = [i for i, (_, _, formatter) in enumerate(columns) if formatter not in fmt.NUMERIC]
+    for i in sorted(text, key=lambda i: -widths[i]):
+        if excess <= 0:
+            break
+        cut = min(excess, max(0, widths[i] - _NARROWEST_TEXT))
+        widths[i] -= cut
+        excess -= cut
+    # Still too wide: the last columns go (a squeezed number would be unreadable).
+    shown = len(columns)
+    while excess > 0 and shown > 2:
+        shown -= 1
+        excess -= widths[shown] + _COLUMN_GAP
     table = Table(
         title=title, title_justify="left", title_style="bold", box=box.SIMPLE_HEAD,
-        show_edge=False, pad_edge=False,
+        show_edge=False, pad_edge=False, min_width=min(len(title), width),
     )  # fmt: skip
-    for _, header, formatter in columns:
+    for (_, header, formatter), column_width in zip(columns[:shown], widths, strict=False):
         table.add_column(
             header,
             justify="right" if formatter in fmt.NUMERIC else "left",
-            # One line per row: a narrow terminal cuts long cells instead.
             no_wrap=True,
             overflow="ellipsis",
+            width=column_width,
         )
-    for row in rows:
-        table.add_row(*(formatter(row.get(key)) for key, _, formatter in columns))
+    for cell in cells:
+        table.add_row(*cell[:shown])
     if not rows:
         table.caption = "no rows yet"
+    elif shown < len(columns):
+        left_out = ", ".join(header for _, header, _ in columns[shown:])
+        table.caption = f"too narrow for: {left_out}"
+        table.caption_justify = "left"
     return table
 
 
-def header(report: Report) -> RenderableType:
+def header(report: Report, _width: int) -> RenderableType:
     finished = report.sessions.get("finished", {})
     active = report.sessions.get("active", {})
     text = Text()
@@ -142,7 +169,7 @@ def every_hour(rows: Sequence[Row], most: int) -> list[Row]:
     return [by_hour.get(hour, {"hour": hour, **empty}) for hour in hours]
 
 
-def funnel(report: Report) -> RenderableType:
+def funnel(report: Report, _width: int) -> RenderableType:
     table = Table(
         title="Funnel, finished sessions (active ones: last column)", title_justify="left",
         title_style="bold", box=box.SIMPLE_HEAD, show_edge=False, pad_edge=False,
@@ -162,7 +189,7 @@ def funnel(report: Report) -> RenderableType:
     return table
 
 
-def dead_letters_pending(report: Report) -> RenderableType:
+def dead_letters_pending(report: Report, _width: int) -> RenderableType:
     pending = int(report.dead_letters_pending.get("pending") or 0)
     refused = int(report.dead_letters_pending.get("refused") or 0)
     age: float | None = report.dead_letters_pending.get("oldest_age_seconds")
@@ -181,7 +208,7 @@ def dead_letters_pending(report: Report) -> RenderableType:
     return text
 
 
-def latest_finished_sessions(report: Report) -> RenderableType:
+def latest_finished_sessions(report: Report, width: int) -> RenderableType:
     return _table(
         "Latest finished sessions",
         report.latest_finished_sessions,
@@ -193,10 +220,11 @@ def latest_finished_sessions(report: Report) -> RenderableType:
             ("total_revenue", "revenue", fmt.money),
             ("event_type_counts", "event types", fmt.counts),
         ],
+        width,
     )
 
 
-def hourly_traffic(report: Report) -> RenderableType:
+def hourly_traffic(report: Report, width: int) -> RenderableType:
     return _table(
         "Hourly traffic by session start (KPIs over finished sessions)",
         report.hourly_traffic,
@@ -211,10 +239,11 @@ def hourly_traffic(report: Report) -> RenderableType:
             ("active_sessions", "active", fmt.integer),
             ("active_revenue", "active rev.", fmt.money),
         ],
+        width,
     )
 
 
-def top_pages(report: Report) -> RenderableType:
+def top_pages(report: Report, width: int) -> RenderableType:
     return _table(
         "Top pages (finished sessions that viewed the page)",
         report.top_pages,
@@ -227,10 +256,11 @@ def top_pages(report: Report) -> RenderableType:
             ("exit_rate", "exit rate", fmt.rate),
             ("active_views", "active views", fmt.integer),
         ],
+        width,
     )
 
 
-def devices(report: Report) -> RenderableType:
+def devices(report: Report, width: int) -> RenderableType:
     return _table(
         "Devices (averages, conversion and revenue over finished sessions)",
         report.device_summary,
@@ -244,10 +274,11 @@ def devices(report: Report) -> RenderableType:
             ("revenue", "revenue", fmt.money),
             ("active_sessions", "active", fmt.integer),
         ],
+        width,
     )
 
 
-def dead_letters(report: Report) -> RenderableType:
+def dead_letters(report: Report, width: int) -> RenderableType:
     return _table(
         "Dead-lettered messages by reason",
         report.dead_letters,
@@ -257,10 +288,11 @@ def dead_letters(report: Report) -> RenderableType:
             ("not_relayed", "not yet on the DLQ topic", fmt.integer),
             ("latest", "latest", fmt.timestamp),
         ],
+        width,
     )
 
 
-def totals(report: Report) -> RenderableType:
+def totals(report: Report, width: int) -> RenderableType:
     return _table(
         "All sessions incl. active (design document totals)",
         [report.totals],
@@ -270,4 +302,5 @@ def totals(report: Report) -> RenderableType:
             ("total_revenue", "revenue", fmt.money),
             ("avg_session_duration", "avg duration (min)", fmt.number),
         ],
+        width,
     )
