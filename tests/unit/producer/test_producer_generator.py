@@ -11,6 +11,7 @@ from uuid import UUID
 import pytest
 
 from clickstream_producer.generator import MEAN_EVENT_GAP_S, EventGenerator
+from clickstream_producer.sizing import size_for
 from clickstream_producer.wire import EventRecord, check_matches_contract, encode_record
 from clickstream_schema import EVENT_TYPE_WEIGHTS, ClickEvent, DeviceType, EventType, decode, encode
 
@@ -44,13 +45,78 @@ def test_same_seed_gives_the_same_events_and_ids() -> None:
     assert [encode(e) for e in batch] == first[:50]
 
 
-def test_event_type_shares_match_the_design_weights(sample: list[EventRecord]) -> None:
-    counts = Counter(record.step.event_type for record in sample)
+def _share_errors(window: list[EventRecord]) -> dict[str, float]:
+    """Per event type: its share in ``window`` relative to the design's weight, minus 1."""
+    counts = Counter(record.step.event_type for record in window)
     total_weight = sum(EVENT_TYPE_WEIGHTS.values())
-    for event_type, weight in EVENT_TYPE_WEIGHTS.items():
-        share = counts[event_type] / len(sample)
-        expected = weight / total_weight
-        assert abs(share / expected - 1) <= 0.15, (event_type, share, expected)
+    return {
+        event_type.value: round(counts[event_type] / len(window) / (weight / total_weight) - 1, 3)
+        for event_type, weight in EVENT_TYPE_WEIGHTS.items()
+    }
+
+
+# The defaults of a backfill (500 sessions, 1000 users) and of --rate 10 (91 sessions).
+@pytest.mark.parametrize(("seed", "users", "sessions"), [(1, 1000, 500), (8, 1000, 91)])
+def test_every_window_has_the_design_shares_from_the_start(
+    seed: int, users: int, sessions: int
+) -> None:
+    # Before the steady-state start, the first 30,000 events of a backfill had
+    # purchases ~30 % below their weight: every session began at the start.
+    # ±10 % over 30,000 events is about 1.5 standard deviations of the counting
+    # noise of the rarest types (purchase 0.8 %, share 1 %, whose events come in
+    # clusters): some seeds miss it in some window, so these seeds are fixed; the
+    # absence of a bias at the start is shown over many seeds below.
+    sample = records(150_000, seed=seed, users=users, sessions=sessions)
+    for begin in (0, 60_000, 120_000):
+        errors = _share_errors(sample[begin : begin + 30_000])
+        assert all(abs(error) <= 0.10 for error in errors.values()), (begin, errors)
+
+
+def test_the_first_events_are_not_biased_towards_early_funnel_steps() -> None:
+    # The first 30,000 events of eight seeds together: the counting noise is
+    # small enough here for ±6 % per type (purchase was about -30 %).
+    first = [r for seed in range(1, 9) for r in records(30_000, seed=seed, sessions=500)]
+    errors = _share_errors(first)
+    assert all(abs(error) <= 0.06 for error in errors.values()), errors
+
+
+def test_long_run_shares_are_calibrated(sample: list[EventRecord]) -> None:
+    errors = _share_errors(sample)
+    assert all(abs(error) <= 0.06 for error in errors.values()), errors
+
+
+def test_sessions_are_under_way_at_the_start() -> None:
+    generator = EventGenerator(seed=9, users=1000, concurrent_sessions=300, start=START)
+    under_way = generator.active_session_ids()
+    assert len(under_way) <= 300
+    first: dict[str, EventRecord] = {}
+    for record in generator.next_records(20_000):
+        first.setdefault(record.visit.session_id, record)
+    # Sessions already in progress show up mid-journey: not all with a landing page view.
+    resumed = [first[s] for s in under_way if s in first]
+    assert len(resumed) > 200
+    assert sum(r.step.event_type is not EventType.PAGE_VIEW for r in resumed) > 50
+    # Some were in their checkout: purchases come at once, not after a ramp-up.
+    early = records(2_000, seed=9, sessions=300)
+    assert any(r.step.event_type is EventType.PURCHASE for r in early)
+    # Sessions that begin after the start land with a page view.
+    assert all(
+        r.step.event_type is EventType.PAGE_VIEW for s, r in first.items() if s not in under_way
+    )
+
+
+def test_moving_the_start_shifts_every_event_and_nothing_else() -> None:
+    later = START.replace(hour=15)
+    moved = EventGenerator(seed=5, users=1000, concurrent_sessions=300, start=START)
+    moved.move_start(later)
+    shifted = moved.next_records(2000)
+    original = records(2000, seed=5)
+    delta_ms = 3 * 3600 * 1000
+    assert [r.time_ms - delta_ms for r in shifted] == [r.time_ms for r in original]
+    assert [r.random_bits for r in shifted] == [r.random_bits for r in original]
+    assert shifted[0].time_ms >= moved.start_ms
+    with pytest.raises(RuntimeError, match="already"):
+        moved.move_start(START)
 
 
 def test_every_event_survives_the_contract_round_trip(events: list[ClickEvent]) -> None:
@@ -127,11 +193,31 @@ def test_sessions_move_forward_at_human_pace(sample: list[EventRecord]) -> None:
 
 
 def test_throughput_constant_matches_the_simulation(sample: list[EventRecord]) -> None:
-    # Events per simulated second ≈ sessions / MEAN_EVENT_GAP_S once the ramp-up is over.
-    half = sample[len(sample) // 2 :]
-    span_s = (half[-1].time_ms - half[0].time_ms) / 1000
-    implied_gap = 300 / (len(half) / span_s)
-    assert abs(implied_gap / MEAN_EVENT_GAP_S - 1) < 0.2
+    # Events per simulated second = sessions / MEAN_EVENT_GAP_S, from the first event on.
+    span_s = (sample[-1].time_ms - START.timestamp() * 1000) / 1000
+    implied_gap = 300 / (len(sample) / span_s)
+    assert abs(implied_gap / MEAN_EVENT_GAP_S - 1) < 0.02
+
+
+@pytest.mark.parametrize("rate", [10, 5000, 8000])
+def test_the_default_sizing_delivers_the_rate_from_the_first_seconds(rate: float) -> None:
+    # What `clickstream-producer --rate R` builds with default settings; the live
+    # loop releases each event at its simulated time, so simulated seconds are
+    # wall seconds. (Today's wall-clock speed is `make bench`'s business.)
+    sizing = size_for(rate, mean_gap_s=MEAN_EVENT_GAP_S)
+    generator = EventGenerator(
+        seed=17, users=sizing.users, concurrent_sessions=sizing.concurrent_sessions, start=START
+    )
+    window_s = 5 if rate >= 1000 else 120  # enough events for a ±5 % check
+    start_ms = generator.start_ms
+    per_second = Counter(
+        (r.time_ms - start_ms) // 1000 for r in generator.records_before(start_ms + window_s * 1000)
+    )
+    delivered = sum(per_second.values()) / window_s
+    assert abs(delivered / rate - 1) <= 0.05, (rate, delivered)
+    if rate >= 1000:
+        # Already in the very first second, not after a ramp-up.
+        assert per_second[0] >= 0.9 * rate, per_second
 
 
 def test_users_keep_their_device_address_and_place(events: list[ClickEvent]) -> None:
@@ -153,14 +239,17 @@ def test_users_keep_their_device_address_and_place(events: list[ClickEvent]) -> 
         assert len(event.geo.country) == 2
 
 
-def test_sessions_start_from_a_referrer_on_a_landing_page(sample: list[EventRecord]) -> None:
+def test_sessions_start_from_a_referrer_on_a_landing_page() -> None:
+    generator = EventGenerator(seed=11, users=1000, concurrent_sessions=300, start=START)
+    under_way = generator.active_session_ids()
     first: dict[str, EventRecord] = {}
-    for record in sample:
+    for record in generator.next_records(50_000):
         first.setdefault(record.visit.session_id, record)
-    referrers = Counter(r.visit.referrer is None for r in first.values())
+    new = [r for s, r in first.items() if s not in under_way]
+    referrers = Counter(r.visit.referrer is None for r in new)
     assert referrers[True] > 0
     assert referrers[False] > referrers[True]
-    assert all(r.step.event_type is EventType.PAGE_VIEW for r in first.values())
+    assert all(r.step.event_type is EventType.PAGE_VIEW for r in new)
 
 
 def test_start_must_be_timezone_aware() -> None:

@@ -9,11 +9,12 @@ import pytest
 import structlog
 from aiokafka.partitioner import DefaultPartitioner
 
-from clickstream_producer.clock import default_concurrency, simulated_start
-from clickstream_producer.main import _parser
+from clickstream_producer.clock import simulated_start
+from clickstream_producer.main import _parser, settings_from
 from clickstream_producer.progress import Progress
 from clickstream_producer.publisher import Publisher
 from clickstream_producer.settings import ProducerSettings
+from clickstream_producer.sizing import Sizing, size_for
 from clickstream_runtime.settings import SettingsError, load
 
 NOW = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
@@ -23,9 +24,7 @@ def test_flags_override_environment(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("PRODUCER_RATE", "5")
     monkeypatch.setenv("PRODUCER_USERS", "42")
     monkeypatch.setenv("KAFKA_ACKS", "1")
-    args = _parser().parse_args(["--rate", "0", "--events", "100"])
-    overrides = {f"producer_{k}": v for k, v in vars(args).items() if v is not None}
-    settings = load(ProducerSettings, **overrides)
+    settings = settings_from(["--rate", "0", "--events", "100"])
     assert settings.producer_rate == 0
     assert settings.producer_events == 100
     assert settings.producer_users == 42
@@ -38,7 +37,8 @@ def test_defaults(monkeypatch: pytest.MonkeyPatch) -> None:
     settings = load(ProducerSettings)
     assert settings.metrics_port == 9101
     assert settings.producer_rate == 10
-    assert settings.producer_users == 1000
+    assert settings.producer_users is None  # sized from the rate
+    assert settings.producer_startup_timeout_s == 0  # wait for Kafka until stopped
     assert settings.producer_progress_every == 10
     options = settings.producer_options()
     assert options["acks"] == "all"
@@ -49,6 +49,39 @@ def test_bad_setting_is_one_clear_line(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("PRODUCER_RATE", "-1")
     with pytest.raises(SettingsError, match="PRODUCER_RATE"):
         load(ProducerSettings)
+
+
+def test_a_bad_flag_is_named_as_typed_and_every_problem_is_reported(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("PRODUCER_PROGRESS_EVERY", "0")
+    with pytest.raises(SettingsError) as raised:
+        settings_from(["--rate", "-5", "--users", "0"])
+    message = str(raised.value)
+    assert "--rate -5: must be at least 0" in message
+    assert "--users 0: must be at least 1" in message
+    assert "PRODUCER_PROGRESS_EVERY=0:" in message  # from the environment: its variable
+    assert "PRODUCER_RATE" not in message
+    assert "PRODUCER_USERS" not in message
+    assert "ProducerSettings" not in message
+    with pytest.raises(SettingsError, match="--events ten: "):
+        settings_from(["--events", "ten"])
+    assert "Value error" not in message
+
+
+def test_idempotence_needs_acks_from_every_replica(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("KAFKA_ENABLE_IDEMPOTENCE", "true")
+    assert load(ProducerSettings).producer_options()["enable_idempotence"] is True
+    monkeypatch.setenv("KAFKA_ACKS", "1")
+    with pytest.raises(SettingsError, match="KAFKA_ENABLE_IDEMPOTENCE=true needs KAFKA_ACKS=all"):
+        load(ProducerSettings)
+
+
+def test_help_is_plain_text() -> None:
+    text = _parser().format_help()
+    assert "`" not in text
+    assert "--rate" in text
+    assert "PRODUCER_STARTUP_TIMEOUT_S" in text
 
 
 def test_backfill_ends_near_now() -> None:
@@ -64,10 +97,27 @@ def test_backfill_ends_near_now() -> None:
     )
 
 
-def test_concurrency_follows_the_rate_within_the_users() -> None:
-    assert default_concurrency(10, 1000, 9.0) == 90
-    assert default_concurrency(1000, 1000, 9.0) == 1000
-    assert default_concurrency(0, 1000, 9.0) == 500
+def test_users_and_sessions_are_sized_from_the_rate() -> None:
+    assert size_for(10, mean_gap_s=9.0) == Sizing(1000, 90, 10.0)
+    assert size_for(0, mean_gap_s=9.0) == Sizing(1000, 500, 0.0)
+    big = size_for(8000, mean_gap_s=9.0)
+    assert (big.users, big.concurrent_sessions, big.hint) == (144_000, 72_000, None)
+    assert big.expected_rate == pytest.approx(8000)
+    # Flags win; a given --concurrent-sessions sizes the default users.
+    assert size_for(5, mean_gap_s=9.0, users=50) == Sizing(50, 45, 5.0)
+    assert size_for(10, mean_gap_s=9.0, concurrent_sessions=700).users == 1400
+
+
+def test_flags_that_cap_the_rate_are_named_with_what_is_needed() -> None:
+    by_users = size_for(8000, mean_gap_s=9.0, users=1000)
+    assert by_users.concurrent_sessions == 1000
+    assert by_users.hint is not None
+    assert by_users.hint.startswith("--users 1000 allows at most 1000 sessions at once")
+    assert "need about 72000" in by_users.hint
+    by_sessions = size_for(8000, mean_gap_s=9.0, users=200_000, concurrent_sessions=900)
+    assert by_sessions.hint is not None
+    assert by_sessions.hint.startswith("--concurrent-sessions 900 gives about 100.0 events/s")
+    assert "--users" not in by_sessions.hint
 
 
 def test_progress_every_n_but_at_most_once_a_second() -> None:

@@ -6,9 +6,10 @@ Two modes, same sessions and think times:
   event is released when the wall clock reaches its timestamp, so timestamps are
   wall time and sessions move at human pace. R also caps the release rate (a
   token bucket): if more events fall due than R allows they go out a little
-  late with their original timestamps, as late-arriving clicks do. The default
-  number of concurrent sessions is ``R × MEAN_EVENT_GAP_S`` so that human-paced
-  sessions add up to about R events/s.
+  late with their original timestamps, as late-arriving clicks do. The
+  simulation is sized for R (``clickstream_producer.sizing``) and starts in its
+  steady state, so human-paced sessions add up to R events/s from the start.
+  The clock starts once the producer can send (generator built, Kafka reached).
 * ``--rate 0``: backfill, as fast as possible. The simulated clock advances by
   the think times without waiting. Unless ``--start`` is given it starts at
   ``now − (expected simulated span of the run)`` so that a ``--events N``
@@ -18,19 +19,11 @@ Two modes, same sessions and think times:
 
 from __future__ import annotations
 
-import math
 import time
 from datetime import datetime, timedelta
 from typing import Final
 
-#: Sessions active at once for a backfill unless ``--concurrent-sessions`` says otherwise.
-BACKFILL_CONCURRENCY: Final = 500
 _ENDLESS_BACKFILL_SPAN: Final = timedelta(hours=1)
-
-
-def default_concurrency(rate: float, users: int, mean_gap_s: float) -> int:
-    wanted = math.ceil(rate * mean_gap_s) if rate > 0 else BACKFILL_CONCURRENCY
-    return max(1, min(wanted, users))
 
 
 def simulated_start(

@@ -7,10 +7,17 @@ events, ids included. Other components' tests use it for realistic test data::
     start = datetime(2024, 1, 1, tzinfo=UTC)
     events = EventGenerator(seed=7, users=50, start=start).next_batch(500)
 
-A fixed number of sessions is active at any time; their next events sit in a
-heap keyed by event time, so the output is in time order and sessions
-interleave as real traffic does. When a session ends its user goes back to the
-idle pool and a new session (of a random idle user) starts a few seconds later.
+A fixed number of slots is active at any time, each holding a session or the
+pause before its next one; the sessions' next events sit in a heap keyed by
+event time, so the output is in time order and sessions interleave as real
+traffic does. When a session ends its user goes back to the idle pool and a new
+session (of a random idle user) starts a few seconds later.
+
+The simulation starts in its steady state: at ``start`` the slots hold sessions
+already under way, each at the point a long-running simulation would have it
+(see :meth:`EventGenerator._fill_steady_state`). So the first events already
+have the long-run rate and event-type shares, and a session in progress at
+``start`` shows up without its landing page view, as it would on a live site.
 """
 
 from __future__ import annotations
@@ -30,12 +37,15 @@ from clickstream_schema import ClickEvent
 
 #: Mean simulated time between two consecutive events of one session (including the
 #: pause before the next session of the slot). Events/s ≈ concurrent_sessions / this;
-#: measured over 200k events (≈9.1 s) and guarded by a unit test.
-MEAN_EVENT_GAP_S: Final = 9.0
-#: Sessions of the initial population start spread over this span, not all at once.
-_RAMP_MS: Final = 60_000
+#: measured over millions of events (9.04–9.06 s) and guarded by a unit test.
+MEAN_EVENT_GAP_S: Final = 9.05
 #: Mean pause between one session ending and the next one starting in its slot.
 _ARRIVAL_GAP_S: Final = 3.0
+#: Mean simulated time between two samples of the warm-up timeline: longer means
+#: fewer slots forked from the same session, shorter means a cheaper start-up.
+_SAMPLE_SPACING_MS: Final = 30_000
+#: Tries at finding an idle user with a given account status before taking any.
+_MATCH_TRIES: Final = 16
 
 # tuple.__new__ skips the Python-level __new__ of a NamedTuple: one record per event.
 _new_record = tuple.__new__
@@ -65,16 +75,73 @@ class EventGenerator:
         self._idle: list[User] = list(self.population.users)
         self._heap: list[tuple[int, int, Session, Step]] = []
         self._sequence = 0
-        start_ms = int(start.timestamp() * 1000)
-        for _ in range(self.concurrent_sessions):
-            self._start_session(start_ms + int(rng.random() * _RAMP_MS))
+        self._started = False
+        #: Epoch ms where the simulation begins: no event is earlier.
+        self.start_ms = int(start.timestamp() * 1000)
+        self._fill_steady_state(self.start_ms)
+
+    def _fill_steady_state(self, start_ms: int) -> None:
+        """Give every slot the state it would have after running for a long time.
+
+        A slot's life is a renewal process (session, pause, session...). Its
+        state at a moment far from its beginning is found by cutting one long
+        such life at random times: a cut lands in a session with probability
+        proportional to the session's length, at a uniform point in it, and in
+        a pause likewise. So one warm-up timeline of sessions is generated and
+        cut at Poisson times, and each cut becomes a slot: the session cut
+        continues from its state at the cut (page, cart, login, the next step)
+        under an identity of its own, its next event coming when the warm-up
+        timeline would have had it; a cut in a pause starts the slot's next
+        session when that pause ends. The warm-up's own events are never emitted.
+        """
+        rng, catalog, users = self._rng, self.catalog, self.population.users
+        slots = self.concurrent_sessions
+        filled = 0
+        spacing = _SAMPLE_SPACING_MS
+        cut = rng.expovariate(1 / spacing)
+        clock = 0  # ms on the warm-up timeline, where the current session began
+        while filled < slots:
+            referrer = catalog.referrer(rng)
+            user = users[int(rng.random() * len(users))]
+            warm_up = Session(rng, catalog, Visit("warm-up", user, referrer.url), referrer.channel)
+            step = warm_up.next_step()
+            at = clock
+            while step is not None:
+                at += step.delay_ms
+                # Cuts before this step: the slot's next event is this step.
+                while cut < at and filled < slots:
+                    self._continue(warm_up, step, start_ms + int(at - cut))
+                    filled += 1
+                    cut += rng.expovariate(1 / spacing)
+                step = warm_up.next_step()
+            clock = at + int(rng.expovariate(1 / _ARRIVAL_GAP_S) * 1000) + 1
+            while cut < clock and filled < slots:
+                self._start_session(start_ms + int(clock - cut))
+                filled += 1
+                cut += rng.expovariate(1 / spacing)
+
+    def _continue(self, warm_up: Session, step: Step, at_ms: int) -> None:
+        """A slot that holds ``warm_up`` in its current state, with ``step`` due at ``at_ms``."""
+        user = self._take_user(warm_up.visit.user.registered)
+        visit = Visit(f"s-{self._rng.getrandbits(64):016x}", user, warm_up.visit.referrer)
+        self._push(at_ms, warm_up.fork(visit), step)
+
+    def _take_user(self, registered: bool | None = None) -> User:
+        """A random idle user, with the given account status if one is found quickly."""
+        rng, idle = self._rng, self._idle
+        index = int(rng.random() * len(idle))
+        if registered is not None:
+            for _ in range(_MATCH_TRIES):
+                if idle[index].registered is registered:
+                    break
+                index = int(rng.random() * len(idle))
+        # Swap-remove: O(1) pick of a random idle user.
+        idle[index], idle[-1] = idle[-1], idle[index]
+        return idle.pop()
 
     def _start_session(self, at_ms: int) -> None:
-        rng, idle = self._rng, self._idle
-        # Swap-remove: O(1) pick of a random idle user.
-        index = int(rng.random() * len(idle))
-        idle[index], idle[-1] = idle[-1], idle[index]
-        user = idle.pop()
+        rng = self._rng
+        user = self._take_user()
         referrer = self.catalog.referrer(rng)
         visit = Visit(f"s-{rng.getrandbits(64):016x}", user, referrer.url)
         session = Session(rng, self.catalog, visit, referrer.channel)
@@ -85,6 +152,25 @@ class EventGenerator:
     def _push(self, at_ms: int, session: Session, step: Step) -> None:
         self._sequence += 1
         heapq.heappush(self._heap, (at_ms, self._sequence, session, step))
+
+    def move_start(self, start: datetime) -> None:
+        """Shift the whole simulation to begin at ``start`` (only before the first event).
+
+        A live producer builds its generator, then connects; its clock must
+        start when the first event can go out, not when building began.
+        """
+        if self._started:
+            raise RuntimeError("the simulation has already produced events")
+        if start.tzinfo is None:
+            raise ValueError("start must be timezone-aware")
+        delta = int(start.timestamp() * 1000) - self.start_ms
+        # The same shift for every entry keeps the heap ordered.
+        self._heap = [(at + delta, seq, session, step) for at, seq, session, step in self._heap]
+        self.start_ms += delta
+
+    def active_session_ids(self) -> set[str]:
+        """Ids of the sessions with an event pending (those under way at the start, at first)."""
+        return {session.visit.session_id for _, _, session, _ in self._heap}
 
     @property
     def next_time_ms(self) -> int:
@@ -101,6 +187,7 @@ class EventGenerator:
 
     def _take(self, count: float, end_ms: float) -> list[EventRecord]:
         heap, rng = self._heap, self._rng
+        self._started = True
         records: list[EventRecord] = []
         append = records.append
         while len(records) < count and heap[0][0] < end_ms:

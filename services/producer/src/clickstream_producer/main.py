@@ -1,112 +1,159 @@
-"""``clickstream-producer``: realistic shop sessions → the events topic.
+"""clickstream-producer: realistic shop sessions, sent to the events topic.
 
 Every option is a flag and an environment variable (flags win)::
 
     --events N               PRODUCER_EVENTS               0 = until stopped (default)
     --rate R                 PRODUCER_RATE                 events/s, default 10; 0 = backfill
     --seed S                 PRODUCER_SEED                 same seed ⇒ same events and ids
-    --users U                PRODUCER_USERS                default 1000
-    --concurrent-sessions C  PRODUCER_CONCURRENT_SESSIONS  default rate × 9 s (backfill: 500)
+    --users U                PRODUCER_USERS                default 2 × sessions, at least 1000
+    --concurrent-sessions C  PRODUCER_CONCURRENT_SESSIONS  default rate × 9.05 s (backfill: 500)
     --progress-every N       PRODUCER_PROGRESS_EVERY       default 10, at most one line per second
     --start ISO-TIME         PRODUCER_START                simulated clock start (backfill)
+                             PRODUCER_STARTUP_TIMEOUT_S    give up on Kafka at start; 0 = wait
 
-Simulated clock: with ``--rate R > 0`` it starts now and events are released
-when the wall clock reaches their timestamps. With ``--rate 0`` it starts at
-``--start`` or, by default, at now minus the simulated span of the run
-(``events × 9 s / concurrent sessions``) so the backfill ends near now; an
-endless backfill starts one hour ago. See ``clickstream_producer.clock``.
+``--rate R`` delivers R events/s from the start: the simulated population is
+sized from the rate (``clickstream_producer.sizing``) and starts in its steady
+state (``clickstream_producer.generator``).
+
+Simulated clock: with ``--rate R > 0`` it starts when the first event can be
+sent and events are released when the wall clock reaches their timestamps.
+With ``--rate 0`` it starts at ``--start`` or, by default, at now minus the
+simulated span of the run (``events × 9.05 s / concurrent sessions``) so the
+backfill ends near now; an endless backfill starts one hour ago. See
+``clickstream_producer.clock``.
 
 A backfill generates in ``PRODUCER_GENERATOR_WORKERS`` worker processes (default
 2; see ``clickstream_producer.generation``).
 
-SIGINT/SIGTERM stop generating, flush and wait for the acknowledgements of what
-was sent, then exit 0.
+Kafka unreachable at start: ``kafka_waiting`` lines with backoff until it
+answers, or until ``PRODUCER_STARTUP_TIMEOUT_S`` (then ``kafka_unreachable``,
+exit 4). SIGINT/SIGTERM stop generating, flush and wait at most 5 s for the
+acknowledgements of what was sent; exit codes in ``clickstream_producer.exits``.
 
 ``METRICS_PORT`` (default 9101, 0 = off) serves ``/metrics``, ``/healthz`` and
-``/readyz`` (ready once the Kafka client has started, not after a failed delivery).
+``/readyz`` (``kafka`` follows a metadata probe every 2 s, with or without
+traffic, and turns false when a delivery fails).
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import math
 import random
-import time
-from contextlib import AsyncExitStack, suppress
+from contextlib import AsyncExitStack
 from datetime import UTC, datetime
 from typing import Any, Final
 
 import structlog
 from aiokafka import AIOKafkaProducer
-from aiokafka.errors import KafkaConnectionError
 
-from clickstream_producer.clock import WallPacer, default_concurrency, simulated_start
+from clickstream_producer import loops
+from clickstream_producer.clock import simulated_start
+from clickstream_producer.exits import EXIT_KAFKA_UNREACHABLE, EXIT_UNACKNOWLEDGED
 from clickstream_producer.generation import Chunks, GeneratorSpec
 from clickstream_producer.generator import MEAN_EVENT_GAP_S, EventGenerator
+from clickstream_producer.kafka_connect import KafkaUnreachable, connect
 from clickstream_producer.metrics import KAFKA, ProducerMetrics
 from clickstream_producer.progress import Progress
 from clickstream_producer.publisher import Publisher
 from clickstream_producer.settings import ProducerSettings
-from clickstream_producer.wire import check_matches_contract, encode_record
-from clickstream_runtime.entrypoint import serve
+from clickstream_producer.sizing import size_for
+from clickstream_runtime.entrypoint import bounded, serve
 from clickstream_runtime.health import serve_health
-from clickstream_runtime.kafka_tls import explain_kafka_tls_failure
 from clickstream_runtime.logs import configure
+from clickstream_runtime.probes import kafka_probe, keep_probing
 from clickstream_runtime.settings import load
 
 log = structlog.get_logger()
 
-#: The live loop's shortest sleep (events are batched for ``PRODUCER_LINGER_MS`` anyway).
-_TICK_S: Final = 0.005
+#: After a stop: how long the generating loop may take to notice it, how long
+#: the acknowledgements of what was sent may take, how long closing the client
+#: may take. Together well inside the 9 s shutdown deadline.
+_LOOP_GRACE_S: Final = 1.0
+_DRAIN_AFTER_STOP_S: Final = 5.0
+_CLOSE_S: Final = 2.0
+#: Readiness probe of the broker (cluster metadata), with or without traffic.
+_PROBE_INTERVAL_S: Final = 2.0
+_PROBE_TIMEOUT_S: Final = 2.0
+
+#: Settings field -> the flag that sets it, so errors name what the user typed.
+FLAGS: Final = {
+    "producer_events": "--events",
+    "producer_rate": "--rate",
+    "producer_seed": "--seed",
+    "producer_users": "--users",
+    "producer_concurrent_sessions": "--concurrent-sessions",
+    "producer_progress_every": "--progress-every",
+    "producer_start": "--start",
+}
 
 
 def _parser() -> argparse.ArgumentParser:
+    # Values stay text: the settings check them, so a bad one is reported as
+    # typed, together with every other problem (``--rate -5: must be at least 0``).
     parser = argparse.ArgumentParser(
         prog="clickstream-producer",
-        description=__doc__.split("\n\n", 1)[0] if __doc__ else None,
+        description="Realistic shop sessions, sent to the events topic.",
         epilog=(
-            "Simulated clock: with --rate R>0 it is wall time (start now, human-paced sessions). "
-            "With --rate 0 it advances by think times without waiting, starting at --start or, "
-            "by default, at now minus the run's simulated span so that the backfill ends near now "
-            "(endless backfill: one hour ago). Kafka settings come from KAFKA_* variables."
+            "--rate R delivers R events/s from the start: users and concurrent sessions are "
+            "sized from the rate and the simulation starts in its steady state. With --rate 0 "
+            "the simulated clock advances by think times without waiting, starting at --start "
+            "or, by default, at now minus the run's simulated span so that the backfill ends "
+            "near now (endless backfill: one hour ago). Kafka settings come from KAFKA_* "
+            "variables; PRODUCER_STARTUP_TIMEOUT_S bounds the wait for Kafka at start. "
+            "Exit codes: 0 done or stopped with everything acknowledged, 1 failed, "
+            "3 shutdown deadline, 4 Kafka unreachable at start, 5 stopped with events "
+            "not acknowledged."
         ),
     )
     parser.add_argument(
-        "--events", type=int, help="events to send, 0 = until stopped [PRODUCER_EVENTS]"
+        "--events", metavar="N", help="events to send, 0 = until stopped [PRODUCER_EVENTS]"
     )
     parser.add_argument(
-        "--rate", type=float, help="events/s, 0 = backfill as fast as possible [PRODUCER_RATE, 10]"
+        "--rate", metavar="R", help="events/s, 0 = backfill as fast as possible [PRODUCER_RATE, 10]"
     )
     parser.add_argument(
-        "--seed", type=int, help="seed of the event sequence [PRODUCER_SEED, random]"
+        "--seed", metavar="S", help="seed of the event sequence [PRODUCER_SEED, random]"
     )
-    parser.add_argument("--users", type=int, help="simulated users [PRODUCER_USERS, 1000]")
+    parser.add_argument(
+        "--users",
+        metavar="U",
+        help="simulated users [PRODUCER_USERS, 2 × concurrent sessions, at least 1000]",
+    )
     parser.add_argument(
         "--concurrent-sessions",
-        type=int,
+        metavar="C",
         help=(
-            "active sessions [PRODUCER_CONCURRENT_SESSIONS, "
+            "sessions under way at once [PRODUCER_CONCURRENT_SESSIONS, "
             f"rate × {MEAN_EVENT_GAP_S:g} s, backfill 500]"
         ),
     )
     parser.add_argument(
         "--progress-every",
-        type=int,
+        metavar="N",
         help="log progress every N events, ≤1/s [PRODUCER_PROGRESS_EVERY, 10]",
     )
     parser.add_argument(
-        "--start", help="ISO 8601 start of the simulated clock, with offset [PRODUCER_START]"
+        "--start",
+        metavar="ISO-TIME",
+        help="ISO 8601 start of the simulated clock, with offset [PRODUCER_START]",
     )
     return parser
 
 
-def main(argv: list[str] | None = None) -> None:
+def settings_from(argv: list[str] | None) -> ProducerSettings:
+    """The settings from the environment and ``argv``; errors name the flags typed."""
     args = _parser().parse_args(argv)
     overrides: dict[str, Any] = {
         f"producer_{name}": value for name, value in vars(args).items() if value is not None
     }
-    settings = load(ProducerSettings, **overrides)
+    return load(ProducerSettings, flags=FLAGS, **overrides)
+
+
+def main(argv: list[str] | None = None) -> None:
+    settings = settings_from(argv)
     configure("producer", level=settings.log_level, fmt=settings.log_format)
     serve(run, settings)
 
@@ -117,7 +164,8 @@ async def run(
     """Generate and publish until ``--events`` are acknowledged or ``stop`` is set.
 
     ``metrics`` lets a caller (a test) keep the registry after the run ends; by
-    default each run has its own.
+    default each run has its own. Ends with ``SystemExit`` (code and one log
+    line) when Kafka stays unreachable or a stop leaves events unacknowledged.
     """
     if metrics is None:
         metrics = ProducerMetrics.create()
@@ -126,27 +174,28 @@ async def run(
     if seed is None:
         seed = random.SystemRandom().getrandbits(63)
     rate = settings.producer_rate
-    concurrency = settings.producer_concurrent_sessions or default_concurrency(
-        rate, settings.producer_users, MEAN_EVENT_GAP_S
+    sizing = size_for(
+        rate,
+        mean_gap_s=MEAN_EVENT_GAP_S,
+        users=settings.producer_users,
+        concurrent_sessions=settings.producer_concurrent_sessions,
     )
+    if sizing.hint is not None:
+        log.warning(
+            "rate_above_session_capacity",
+            rate=rate,
+            expected_rate=round(sizing.expected_rate, 1),
+            hint=sizing.hint,
+        )
     start = simulated_start(
         datetime.now(UTC),
         rate=rate,
         events=settings.producer_events,
-        concurrent_sessions=min(concurrency, settings.producer_users),
+        concurrent_sessions=sizing.concurrent_sessions,
         mean_gap_s=MEAN_EVENT_GAP_S,
         start=settings.producer_start,
     )
-    spec = GeneratorSpec(seed, settings.producer_users, concurrency, start)
-    # A user is in at most one session at a time, so users cap the concurrency.
-    sessions = min(concurrency, settings.producer_users)
-    if rate > 0 and sessions / MEAN_EVENT_GAP_S < rate * 0.9:
-        log.warning(
-            "rate_above_session_capacity",
-            rate=rate,
-            expected_rate=round(sessions / MEAN_EVENT_GAP_S, 1),
-            hint="raise --users / --concurrent-sessions",
-        )
+    spec = GeneratorSpec(seed, sizing.users, sizing.concurrent_sessions, start)
     limit = settings.producer_events or math.inf
     async with AsyncExitStack() as stack:
         # First in, last out: probes get answers while connecting and while draining.
@@ -162,96 +211,131 @@ async def run(
         else:
             workers = settings.producer_generator_workers
             generator = await stack.enter_async_context(Chunks(spec, limit, workers=workers))
+        try:
+            connected = await connect(settings, stop, metrics.readiness)
+        except KafkaUnreachable as error:
+            log.error("kafka_unreachable", reason=str(error), exit_code=EXIT_KAFKA_UNREACHABLE)
+            raise SystemExit(EXIT_KAFKA_UNREACHABLE) from None
+        if connected is None:
+            log.info("stopped_before_kafka_answered")
+            return
+        producer, partitions = connected
+        if isinstance(generator, EventGenerator):
+            # Live: simulated time is wall time from the first event that can go out.
+            generator.move_start(datetime.now(UTC))
         log.info(
             "producer_starting",
             topic=settings.kafka_topic,
             seed=seed,
             rate=rate,
             events=settings.producer_events,
-            users=settings.producer_users,
-            concurrent_sessions=sessions,
-            start=start.isoformat(),
+            users=sizing.users,
+            concurrent_sessions=sizing.concurrent_sessions,
+            start=(
+                datetime.fromtimestamp(generator.start_ms / 1000, UTC)
+                if isinstance(generator, EventGenerator)
+                else start
+            ).isoformat(),
         )
-        progress = Progress(settings.producer_progress_every, metrics=metrics)
-        producer = AIOKafkaProducer(**settings.producer_options())
-        # Registered before start so that a failed start still closes the client.
-        stack.push_async_callback(producer.stop)
-        try:
-            await producer.start()
-        except KafkaConnectionError:
-            # aiokafka only says "Unable to bootstrap": name the TLS file if it is the reason.
-            await explain_kafka_tls_failure(settings)
-            raise
-        partitions = sorted(await producer.partitions_for(settings.kafka_topic))
         metrics.readiness.set(KAFKA, True)
-        publisher = Publisher(
-            producer,
-            settings.kafka_topic,
-            partitions,
-            on_acked=progress.acked_events,
-            on_batch=metrics.batch_sent,
-            on_failed=metrics.delivery_failed,
-        )
-        # Runs before producer.stop (LIFO): whatever was generated gets delivered.
-        stack.push_async_callback(publisher.drain)
-        if isinstance(generator, Chunks):
-            await _backfill(generator, publisher, progress, stop)
-        else:
-            await _live(
-                generator, publisher, progress, stop, limit, rate, settings.producer_linger_ms
-            )
-    progress.finish()
+        await _publish(settings, generator, producer, partitions, metrics, stop)
 
 
-async def _backfill(
-    chunks: Chunks, publisher: Publisher, progress: Progress, stop: asyncio.Event
-) -> None:
-    offer = publisher.offer
-    while not stop.is_set() and (chunk := await chunks.next()) is not None:
-        for key, value, time_ms in zip(chunk.keys, chunk.values, chunk.times_ms, strict=True):
-            # offer() is synchronous; only a full batch needs an await.
-            while (full := offer(key, value, time_ms)) is not None:
-                await publisher.submit(full)
-        progress.sent_events(len(chunk))
-        # A chunk without a full batch never yields: let the sender and signals run.
-        await asyncio.sleep(0)
-
-
-async def _live(
-    generator: EventGenerator,
-    publisher: Publisher,
-    progress: Progress,
+async def _publish(
+    settings: ProducerSettings,
+    generator: EventGenerator | Chunks,
+    producer: AIOKafkaProducer,
+    partitions: list[int],
+    metrics: ProducerMetrics,
     stop: asyncio.Event,
-    limit: float,
-    rate: float,
-    linger_ms: int,
 ) -> None:
-    pacer = WallPacer(rate)
-    linger_s = linger_ms / 1000
-    flushed_at = time.monotonic()
-    first = True
-    while not stop.is_set() and progress.sent < limit:
-        delay = pacer.delay(generator.next_time_ms)
-        if delay > 0:
-            if time.monotonic() - flushed_at >= linger_s:
-                await publisher.flush()
-                flushed_at = time.monotonic()
-            # Never shorter than a tick: at thousands of events/s, waking up per event
-            # would cost more than the events; what falls due meanwhile goes together.
-            wait_s = max(_TICK_S, min(delay, linger_s))
-            with suppress(TimeoutError):
-                await asyncio.wait_for(stop.wait(), timeout=wait_s)
-            continue
-        pacer.take()
-        records = generator.next_records(1)
-        if first:
-            check_matches_contract(records)
-            first = False
-        key, value = encode_record(records[0])
-        while (full := publisher.offer(key, value, records[0].time_ms)) is not None:
-            await publisher.submit(full)
-        progress.sent_events(1)
-        if time.monotonic() - flushed_at >= linger_s:
-            await publisher.flush()
-            flushed_at = time.monotonic()
-            await asyncio.sleep(0)
+    """Send until done or stopped, then drain and close, each step bounded after a stop."""
+    progress = Progress(settings.producer_progress_every, metrics=metrics)
+    publisher = Publisher(
+        producer,
+        settings.kafka_topic,
+        partitions,
+        on_acked=progress.acked_events,
+        on_batch=metrics.batch_sent,
+        on_failed=metrics.delivery_failed,
+    )
+    probing = asyncio.Event()
+    probe = asyncio.create_task(
+        keep_probing(
+            KAFKA,
+            kafka_probe(producer.client, settings.kafka_topic),
+            metrics.readiness,
+            probing,
+            interval_s=_PROBE_INTERVAL_S,
+            timeout_s=_PROBE_TIMEOUT_S,
+        )
+    )
+    rate, limit = settings.producer_rate, settings.producer_events or math.inf
+    work = asyncio.create_task(
+        loops.backfill(generator, publisher, progress, stop)
+        if isinstance(generator, Chunks)
+        else loops.live(
+            generator, publisher, progress, stop, limit, rate, settings.producer_linger_ms
+        )
+    )
+    try:
+        await _until_done_or_stopped(work, stop)
+        await _drain(publisher, stop)
+    finally:
+        probing.set()
+        await bounded(probe, _CLOSE_S, "kafka probe")
+        await bounded(producer.stop(), _CLOSE_S, "kafka producer")
+    unconfirmed = publisher.unacknowledged()
+    progress.finish()
+    if unconfirmed:
+        log.error(
+            "events_not_acknowledged",
+            events=unconfirmed,
+            sent=progress.sent,
+            acked=progress.acked,
+            exit_code=EXIT_UNACKNOWLEDGED,
+        )
+        raise SystemExit(EXIT_UNACKNOWLEDGED)
+
+
+async def _until_done_or_stopped(work: asyncio.Task[None], stop: asyncio.Event) -> None:
+    """Await the generating loop; after a stop give it ``_LOOP_GRACE_S``, then cancel it.
+
+    The loop checks ``stop`` between events, but handing a batch to a client
+    whose broker is gone can block for the client's request timeout.
+    """
+    stopped = asyncio.ensure_future(stop.wait())
+    try:
+        await asyncio.wait({work, stopped}, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        stopped.cancel()
+    if not work.done():
+        await asyncio.wait({work}, timeout=_LOOP_GRACE_S)
+    if not work.done():
+        work.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await work
+        return
+    work.result()  # a delivery failure or a bug ends the run with its error
+
+
+async def _drain(publisher: Publisher, stop: asyncio.Event) -> None:
+    """Flush and wait for the acknowledgements, at most ``_DRAIN_AFTER_STOP_S`` after a stop."""
+    drain = asyncio.ensure_future(publisher.drain())
+    stopped = asyncio.ensure_future(stop.wait())
+    try:
+        await asyncio.wait({drain, stopped}, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        stopped.cancel()
+    if not drain.done():
+        await asyncio.wait({drain}, timeout=_DRAIN_AFTER_STOP_S)
+    if not drain.done():
+        drain.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await drain
+        return
+    if not stop.is_set():
+        drain.result()  # a delivery failure ends the run with its error
+    elif drain.exception() is not None:
+        # Stopping anyway: what failed is counted as not acknowledged.
+        log.warning("delivery_failed_while_stopping", error=str(drain.exception()))

@@ -57,6 +57,10 @@ class Publisher:
         self._on_failed = on_failed
         self._in_flight: set[asyncio.Future[Any]] = set()
         self._failure: BaseException | None = None
+        # Records handed to the client, and those it reported delivered: the
+        # difference (plus the open batches) is what a stop would leave unconfirmed.
+        self._submitted = 0
+        self._acked = 0
 
     def partition_for(self, key: bytes) -> int:
         partition = self._partition_of.get(key)
@@ -99,6 +103,8 @@ class Publisher:
         # Closed batches skip aiokafka's linger: we decide ourselves when a batch is done.
         builder.close()
         count = builder.record_count()
+        # Counted before the await: a batch lost while being handed over is unconfirmed too.
+        self._submitted += count
         try:
             future = await self._producer.send_batch(builder, self._topic, partition=partition)
         except Exception as error:
@@ -116,12 +122,18 @@ class Publisher:
             return
         error = future.exception()
         if error is None:
+            self._acked += count
             self._on_acked(count)
             return
         if self._failure is None:
             self._failure = error
         self._on_failed(count, error)
         log.error("delivery_failed", partition=partition, records=count, error=repr(error))
+
+    def unacknowledged(self) -> int:
+        """Records offered whose delivery the broker has not confirmed (failed ones included)."""
+        open_records: int = sum(builder.record_count() for builder in self._builders.values())
+        return self._submitted + open_records - self._acked
 
     async def flush(self) -> None:
         """Hand over every partial batch (linger expired or shutting down)."""

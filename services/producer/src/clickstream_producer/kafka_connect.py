@@ -1,0 +1,137 @@
+"""Reaching Kafka at start: wait while it is unreachable, give up only if told to.
+
+The broker may come up after the producer (a compose stack, a restart): each
+failed attempt is one ``kafka_waiting`` line (attempt, error, next try), readiness
+says why it is false, and the attempts back off up to ``_MAX_DELAY_S``. With
+``PRODUCER_STARTUP_TIMEOUT_S`` > 0 the producer gives up after that long with
+:class:`KafkaUnreachable`; with 0 (the default) it waits until stopped.
+A TLS file the broker rejects is not waited for: it is named at once.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+from collections.abc import Callable
+from typing import Final
+
+import structlog
+from aiokafka import AIOKafkaProducer
+from aiokafka.errors import KafkaConnectionError, KafkaTimeoutError, NodeNotReadyError
+
+from clickstream_producer.metrics import KAFKA
+from clickstream_producer.settings import ProducerSettings
+from clickstream_runtime.entrypoint import bounded
+from clickstream_runtime.health import Readiness
+from clickstream_runtime.kafka_tls import explain_kafka_tls_failure
+from clickstream_runtime.probes import describe
+
+log = structlog.get_logger()
+
+_FIRST_DELAY_S: Final = 0.5
+_MAX_DELAY_S: Final = 10.0
+_CLOSE_S: Final = 2.0
+#: What "Kafka is not there (yet)" looks like; anything else is not waited for.
+_UNREACHABLE: Final = (
+    KafkaConnectionError,
+    KafkaTimeoutError,
+    NodeNotReadyError,
+    OSError,
+    TimeoutError,
+)
+
+
+class KafkaUnreachable(Exception):
+    """Kafka did not answer within ``PRODUCER_STARTUP_TIMEOUT_S``."""
+
+
+async def connect(
+    settings: ProducerSettings,
+    stop: asyncio.Event,
+    readiness: Readiness,
+    *,
+    clock: Callable[[], float] = time.monotonic,
+) -> tuple[AIOKafkaProducer, list[int]] | None:
+    """A started producer and the topic's partitions, or ``None`` if stopped first."""
+    limit = settings.producer_startup_timeout_s
+    began = clock()
+    attempt = 0
+    while not stop.is_set():
+        attempt += 1
+        producer = AIOKafkaProducer(**settings.producer_options())
+        remaining = limit - (clock() - began) if limit else None
+        try:
+            partitions = await _start(producer, settings, stop, remaining)
+        except _UNREACHABLE as error:
+            await bounded(producer.stop(), _CLOSE_S, "kafka producer")
+            reason = describe(error)
+            readiness.set(KAFKA, False, reason)
+            waited = clock() - began
+            if limit and waited >= limit:
+                raise KafkaUnreachable(
+                    f"Kafka at {settings.kafka_bootstrap_servers} did not answer within "
+                    f"{limit:g}s (PRODUCER_STARTUP_TIMEOUT_S): {reason}"
+                ) from None
+            delay = min(_MAX_DELAY_S, _FIRST_DELAY_S * 2 ** min(attempt - 1, 10))
+            if limit:
+                delay = min(delay, max(0.0, limit - waited))
+            log.warning(
+                "kafka_waiting",
+                attempt=attempt,
+                error=reason,
+                servers=settings.kafka_bootstrap_servers,
+                retry_in_s=round(delay, 1),
+                waited_s=round(waited, 1),
+            )
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stop.wait(), timeout=delay)
+            continue
+        except BaseException:
+            await bounded(producer.stop(), _CLOSE_S, "kafka producer")
+            raise
+        if partitions is None:  # stopped during the attempt
+            await bounded(producer.stop(), _CLOSE_S, "kafka producer")
+            return None
+        if attempt > 1:
+            log.info("kafka_reached", attempt=attempt, waited_s=round(clock() - began, 1))
+        return producer, partitions
+    return None
+
+
+async def _start(
+    producer: AIOKafkaProducer,
+    settings: ProducerSettings,
+    stop: asyncio.Event,
+    remaining_s: float | None,
+) -> list[int] | None:
+    """Start ``producer`` and learn the topic's partitions; ``None`` if ``stop`` came first."""
+    attempt = asyncio.ensure_future(_start_and_describe(producer, settings))
+    stopped = asyncio.ensure_future(stop.wait())
+    try:
+        done, _ = await asyncio.wait(
+            {attempt, stopped}, timeout=remaining_s, return_when=asyncio.FIRST_COMPLETED
+        )
+    finally:
+        stopped.cancel()
+    if attempt in done:
+        return attempt.result()
+    attempt.cancel()
+    with contextlib.suppress(asyncio.CancelledError, Exception):
+        await attempt
+    if stop.is_set():
+        return None
+    raise TimeoutError("no answer before the start-up timeout")
+
+
+async def _start_and_describe(producer: AIOKafkaProducer, settings: ProducerSettings) -> list[int]:
+    try:
+        await producer.start()
+    except KafkaConnectionError:
+        # aiokafka only says "Unable to bootstrap": name the TLS file if it is the reason.
+        await explain_kafka_tls_failure(settings)
+        raise
+    partitions = sorted(await producer.partitions_for(settings.kafka_topic))
+    if not partitions:
+        raise KafkaTimeoutError(f"topic {settings.kafka_topic!r} has no partitions (yet)")
+    return partitions

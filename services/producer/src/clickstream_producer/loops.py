@@ -1,0 +1,72 @@
+"""The two ways events reach the publisher: a backfill as fast as possible, live at a rate."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from contextlib import suppress
+from typing import Final
+
+from clickstream_producer.clock import WallPacer
+from clickstream_producer.generation import Chunks
+from clickstream_producer.generator import EventGenerator
+from clickstream_producer.progress import Progress
+from clickstream_producer.publisher import Publisher
+from clickstream_producer.wire import check_matches_contract, encode_record
+
+#: The live loop's shortest sleep (events are batched for ``PRODUCER_LINGER_MS`` anyway).
+_TICK_S: Final = 0.005
+
+
+async def backfill(
+    chunks: Chunks, publisher: Publisher, progress: Progress, stop: asyncio.Event
+) -> None:
+    offer = publisher.offer
+    while not stop.is_set() and (chunk := await chunks.next()) is not None:
+        for key, value, time_ms in zip(chunk.keys, chunk.values, chunk.times_ms, strict=True):
+            # offer() is synchronous; only a full batch needs an await.
+            while (full := offer(key, value, time_ms)) is not None:
+                await publisher.submit(full)
+        progress.sent_events(len(chunk))
+        # A chunk without a full batch never yields: let the sender and signals run.
+        await asyncio.sleep(0)
+
+
+async def live(
+    generator: EventGenerator,
+    publisher: Publisher,
+    progress: Progress,
+    stop: asyncio.Event,
+    limit: float,
+    rate: float,
+    linger_ms: int,
+) -> None:
+    pacer = WallPacer(rate)
+    linger_s = linger_ms / 1000
+    flushed_at = time.monotonic()
+    first = True
+    while not stop.is_set() and progress.sent < limit:
+        delay = pacer.delay(generator.next_time_ms)
+        if delay > 0:
+            if time.monotonic() - flushed_at >= linger_s:
+                await publisher.flush()
+                flushed_at = time.monotonic()
+            # Never shorter than a tick: at thousands of events/s, waking up per event
+            # would cost more than the events; what falls due meanwhile goes together.
+            wait_s = max(_TICK_S, min(delay, linger_s))
+            with suppress(TimeoutError):
+                await asyncio.wait_for(stop.wait(), timeout=wait_s)
+            continue
+        pacer.take()
+        records = generator.next_records(1)
+        if first:
+            check_matches_contract(records)
+            first = False
+        key, value = encode_record(records[0])
+        while (full := publisher.offer(key, value, records[0].time_ms)) is not None:
+            await publisher.submit(full)
+        progress.sent_events(1)
+        if time.monotonic() - flushed_at >= linger_s:
+            await publisher.flush()
+            flushed_at = time.monotonic()
+            await asyncio.sleep(0)

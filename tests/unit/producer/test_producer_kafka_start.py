@@ -1,0 +1,70 @@
+"""Kafka unreachable at start: structured waiting, a bounded wait if configured, a clean stop.
+
+No broker: the bootstrap address is a local port nobody listens on.
+"""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+import structlog
+
+from clickstream_devstack.ports import LOOPBACK, free_port
+from clickstream_producer.exits import EXIT_KAFKA_UNREACHABLE
+from clickstream_producer.main import run
+from clickstream_producer.metrics import KAFKA, ProducerMetrics
+from clickstream_producer.settings import ProducerSettings
+from clickstream_runtime.settings import load
+
+
+def _settings(**overrides: object) -> ProducerSettings:
+    return load(
+        ProducerSettings,
+        kafka_bootstrap_servers=f"{LOOPBACK}:{free_port()}",
+        metrics_port=0,
+        producer_rate=10,
+        producer_seed=1,
+        **overrides,
+    )
+
+
+async def test_gives_up_after_the_startup_timeout_with_one_line_and_its_exit_code() -> None:
+    settings = _settings(producer_startup_timeout_s=1.5)
+    metrics = ProducerMetrics.create()
+    # Awaited in this task (no wait_for): a SystemExit raised in another task
+    # would end the event loop rather than reach pytest.raises.
+    with structlog.testing.capture_logs() as logs, pytest.raises(SystemExit) as exited:
+        async with asyncio.timeout(60):
+            await run(settings, asyncio.Event(), metrics=metrics)
+    assert exited.value.code == EXIT_KAFKA_UNREACHABLE
+    waiting = [entry for entry in logs if entry["event"] == "kafka_waiting"]
+    assert [entry["attempt"] for entry in waiting] == list(range(1, len(waiting) + 1))
+    assert waiting
+    assert all(
+        entry["error"] and entry["servers"] == settings.kafka_bootstrap_servers for entry in waiting
+    )
+    (gave_up,) = [entry for entry in logs if entry["event"] == "kafka_unreachable"]
+    assert "did not answer within 1.5s (PRODUCER_STARTUP_TIMEOUT_S)" in gave_up["reason"]
+    assert "\n" not in gave_up["reason"]
+    status = metrics.readiness.status()
+    assert not status.ready
+    assert KAFKA in status.failing
+
+
+async def test_waits_until_stopped_by_default() -> None:
+    settings = _settings()
+    assert settings.producer_startup_timeout_s == 0
+    metrics = ProducerMetrics.create()
+    stop = asyncio.Event()
+    with structlog.testing.capture_logs() as logs:
+        producing = asyncio.create_task(run(settings, stop, metrics=metrics))
+        while sum(entry["event"] == "kafka_waiting" for entry in logs) < 3:
+            assert not producing.done(), producing
+            await asyncio.sleep(0.05)
+        assert metrics.readiness.status().failing[KAFKA]
+        stop.set()
+        await asyncio.wait_for(producing, 10)  # returns: nothing was sent, nothing is lost
+    events = [entry["event"] for entry in logs]
+    assert "stopped_before_kafka_answered" in events
+    assert "kafka_unreachable" not in events
