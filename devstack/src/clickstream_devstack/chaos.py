@@ -11,6 +11,7 @@ and for the verdict that ``clickstream-verify`` computes afterwards.
 from __future__ import annotations
 
 import asyncio
+import json
 import random
 import signal
 import time
@@ -32,6 +33,8 @@ CHAOS_ENV = {
 }
 
 _SAMPLE_WAIT_S = 15.0
+#: characters of a crashed replica's last error shown on screen
+_SHOWN = 300
 
 
 @dataclass
@@ -52,6 +55,8 @@ class Replicas:
     env: Mapping[str, str]
     running: dict[str, Service] = field(default_factory=dict)
     generation: dict[str, int] = field(default_factory=dict)
+    #: replicas that died without being killed: how each one died
+    crashes: list[str] = field(default_factory=list)
 
     def start(self, name: str) -> Service:
         n = self.generation.get(name, 0)
@@ -64,12 +69,45 @@ class Replicas:
         self.running[name] = service
         return service
 
+    def revive(self) -> list[str]:
+        """Start again, as a supervisor would, replicas that died on their own; say how.
+
+        Under chaos a crash is a finding, not the end of the demo: the verdict
+        still shows whether anything was lost, and the demo fails afterwards.
+        """
+        found = []
+        for name, service in list(self.running.items()):
+            if service.running or service.stopping:
+                continue
+            service.stopping = True
+            found.append(
+                f"{service.name} died on its own (exit code {service.process.returncode}): "
+                f"{_last_error(service)}; log {service.log_path}"
+            )
+            self.start(name)
+        self.crashes += found
+        return found
+
     def kill_and_restart(self, name: str) -> None:
         victim = self.running[name]
         victim.stopping = True  # its death is the point, not a failure
         victim.process.send_signal(signal.SIGKILL)
         victim.process.wait(timeout=10)
         self.start(name)
+
+
+def _last_error(service: Service) -> str:
+    """The error a service logged last (its ``service_failed`` line), else its last line."""
+    lines = service.log_path.read_text(errors="replace").splitlines()
+    for line in reversed(lines):
+        if line.startswith("{"):
+            try:
+                entry = json.loads(line)
+            except ValueError:
+                continue
+            if entry.get("level") in ("error", "critical"):
+                return str(entry.get("error") or entry.get("event"))[:_SHOWN]
+    return f"no error logged (last line: {lines[-1][:_SHOWN] if lines else 'none'})"
 
 
 Log = Callable[[str], None]

@@ -22,7 +22,7 @@ import shutil
 import signal
 import subprocess
 import time
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import ExitStack
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -32,6 +32,7 @@ import asyncpg
 import structlog
 from rich.console import Console, Group, RenderableType
 from rich.live import Live
+from rich.markup import escape
 from rich.text import Text
 
 from clickstream_devstack import processes
@@ -79,6 +80,8 @@ class Outcome:
     live_events: int | None
     backfill_events: int | None
     verdict: Report | None = None
+    #: replicas that died on their own under --chaos (each was started again)
+    crashes: tuple[str, ...] = ()
 
 
 def _parse(argv: list[str] | None) -> argparse.Namespace:
@@ -251,11 +254,18 @@ async def _drive(
                     log=say,
                 )
                 chaos_task = asyncio.create_task(chaos.run(started), name="chaos")
-            await _produce(options, progress, services, live, started, chaos_task)
+
+            def watch() -> None:
+                if chaos is not None:
+                    for crash in replicas.revive():
+                        live.console.print(f"[bold red]crash[/] {escape(crash)}", highlight=False)
+                services.check_running()
+
+            await _produce(options, progress, services, live, started, chaos_task, watch)
             code = services.stop(producer)
             if code != 0:
                 raise DemoError(producer.describe_exit())
-            snap = await _catch_up(options, progress, services, live)
+            snap = await _catch_up(options, progress, watch, live)
         if chaos is not None:
             await _wait_relayed(postgres.dsn(DATABASE), options.catch_up_timeout)
         for replica, code in _stop_replicas(list(replicas.running.values())):
@@ -263,7 +273,13 @@ async def _drive(
                 raise DemoError(replica.describe_exit())
         services.stop_all()
         verdict = None if chaos is None else await _verdict(chaos, env, console)
-        return Outcome(snap, _finished_events(producer), _finished_events(backfill), verdict)
+        return Outcome(
+            snap,
+            _finished_events(producer),
+            _finished_events(backfill),
+            verdict,
+            tuple(replicas.crashes),
+        )
 
 
 async def _produce(
@@ -273,11 +289,12 @@ async def _produce(
     live: Live,
     started: float,
     chaos_task: asyncio.Task[None] | None,
+    watch: Callable[[], None],
 ) -> None:
     """The live phase: ``--duration`` seconds of traffic (and the chaos steps)."""
     try:
         while (elapsed := time.monotonic() - started) < options.duration:
-            services.check_running()
+            watch()
             if chaos_task is not None and chaos_task.done():
                 chaos_task.result()  # raises what went wrong
             snap = await progress.snapshot()
@@ -348,7 +365,7 @@ async def _wait_relayed(dsn: str, limit_s: float) -> None:
 async def _catch_up(
     options: DemoOptions,
     progress: PipelineProgress,
-    services: ServiceGroup,
+    watch: Callable[[], None],
     live: Live,
 ) -> Snapshot:
     """Wait until every produced message is committed (two polls in a row, so a
@@ -357,7 +374,7 @@ async def _catch_up(
     deadline = since + options.catch_up_timeout
     previous: tuple[int, int] | None = None
     while True:
-        services.check_running()
+        watch()
         snap = await progress.snapshot()
         live.update(
             _screen(
@@ -481,6 +498,15 @@ def main(argv: list[str] | None = None) -> int:
                 highlight=False,
             )
             return 1
+    if outcome.crashes:
+        console.print(
+            f"[bold red]{len(outcome.crashes)} replica crash(es)[/] the chaos did not cause "
+            f"(each was started again); logs are in {work_dir}:",
+            highlight=False,
+        )
+        for crash in outcome.crashes:
+            console.print(f"  {crash}", markup=False, highlight=False, soft_wrap=True)
+        return 1
     if not args.keep:
         shutil.rmtree(work_dir, ignore_errors=True)
     return 0
