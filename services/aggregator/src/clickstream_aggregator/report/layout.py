@@ -87,7 +87,7 @@ def build(console: Console, report: Report, *, fit_height: int | None = None) ->
         parts.append(
             Text(
                 f"Left out to fit {fit_height} lines: {', '.join(left_out)}"
-                " (run without --watch for everything)",
+                " (all of it: without --watch)",
                 style="dim",
                 no_wrap=True,
                 overflow="ellipsis",
