@@ -376,6 +376,19 @@ async def test_report_json_equals_the_views(
     ]
 
 
+async def test_dead_letters_refused_by_kafka_are_counted_apart(
+    conn: asyncpg.Connection, database: Any, monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:  # fmt: skip
+    await conn.execute(
+        "UPDATE dead_letters SET relay_attempts = 2, created_at = now() - interval '2 hours'"
+        " WHERE reason = 'schema'"
+    )
+    pending = (await report_json(database, monkeypatch, capsys))["dead_letters_pending"]
+    assert (pending["pending"], pending["refused"]) == (2, 1)
+    assert 7200 <= pending["oldest_age_seconds"] < 7800
+
+
 async def test_report_json_shape_and_money_as_exact_strings(
     conn: asyncpg.Connection, database: Any, monkeypatch: pytest.MonkeyPatch,
     capsys: pytest.CaptureFixture[str],

@@ -15,6 +15,8 @@ from typing import Any, Final
 
 import asyncpg
 
+from clickstream_aggregator.repository import RELAY_MAX_REFUSALS
+
 # The design document's analytics query, unchanged: its numbers are the ones
 # people have been comparing against.
 TOTALS: Final = """
@@ -145,18 +147,15 @@ ORDER BY messages DESC, reason
 # Rows waiting for the relay to copy them to the dead-letter topic. The relay
 # sweeps every few seconds and after every batch that dead-letters, so a count
 # that stays up with an old oldest row means it is behind or not running.
-# Rows Kafka refused twice (relay_attempts, migration 0005) wait for an
-# operator instead: counted apart. Read through to_jsonb so that the query
-# also runs on a schema from before that column.
+# Rows Kafka refused RELAY_MAX_REFUSALS times (relay_attempts, migration 0005)
+# are left out of relaying until an operator resets them: counted apart.
 DEAD_LETTERS_PENDING: Final = """
 SELECT
     count(*) AS pending,
-    count(*) FILTER (
-        WHERE COALESCE((to_jsonb(d) ->> 'relay_attempts')::int, 0) >= 2
-    ) AS refused,
+    count(*) FILTER (WHERE relay_attempts >= $1) AS refused,
     min(created_at) AS oldest,
     extract(epoch FROM now() - min(created_at))::float8 AS oldest_age_seconds
-FROM dead_letters AS d
+FROM dead_letters
 WHERE relayed_at IS NULL
 """
 
@@ -223,7 +222,7 @@ async def fetch_report(conn: asyncpg.Connection, limits: Limits) -> Report:
     async with conn.transaction(isolation="repeatable_read", readonly=True):
         generated_at = await conn.fetchval(NOW)
         totals = await conn.fetchrow(TOTALS)
-        pending = await conn.fetchrow(DEAD_LETTERS_PENDING)
+        pending = await conn.fetchrow(DEAD_LETTERS_PENDING, RELAY_MAX_REFUSALS)
         kpis = await _rows(conn, SESSION_KPIS)
         return Report(
             generated_at=generated_at,
