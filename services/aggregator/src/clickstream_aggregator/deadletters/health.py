@@ -21,7 +21,7 @@ import structlog
 
 from clickstream_aggregator import repository as repo
 from clickstream_aggregator.metrics import AggregatorMetrics
-from clickstream_aggregator.retry import is_transient
+from clickstream_aggregator.policy import Verdict, verdict
 from clickstream_runtime.health import Readiness
 
 log = structlog.get_logger()
@@ -72,7 +72,7 @@ class PendingWatch:
                         conn, self._topic, sorted(self._ownership.epochs)
                     )
         except Exception as error:
-            if not is_transient(error):
+            if verdict(error) is not Verdict.RETRY:
                 raise
             log.debug("dead_letter_watch_skipped", error=repr(error))
             return None

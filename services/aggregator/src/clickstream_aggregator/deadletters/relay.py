@@ -17,9 +17,10 @@ batches never wait for the relay's Kafka I/O):
 
 A copy lands on dead-letter partition ``source_partition % dlq_partitions``.
 
-Failure policy: outages (PostgreSQL or Kafka unreachable, a retriable Kafka
-error, a partition without leader, PostgreSQL ending a transaction that waited
-too long on Kafka) are retried with backoff, partition by partition, and never
+Failure policy (``clickstream_aggregator.policy``): outages (its RETRY verdict:
+PostgreSQL or Kafka unreachable, a retriable Kafka error, a partition without
+leader; and PostgreSQL ending a round that waited too long on Kafka) are
+retried with backoff, partition by partition, and never
 stop the relay. A copy Kafka refuses (too large, corrupt) counts against its
 row (``relay_attempts``): the next copy is headers only, and after a second
 refusal the row is left out (pending, visible, readiness red) so that the
@@ -57,7 +58,7 @@ from clickstream_aggregator.deadletters.health import CONDITION, Owned, PendingW
 from clickstream_aggregator.deadletters.producers import RelayProducers
 from clickstream_aggregator.deadletters.tail import TailStopped, read_tail
 from clickstream_aggregator.metrics import AggregatorMetrics
-from clickstream_aggregator.retry import Backoff, cause, is_transient
+from clickstream_aggregator.policy import Backoff, Resource, Verdict, cause, verdict
 from clickstream_aggregator.settings import AggregatorSettings
 from clickstream_runtime.health import Readiness
 
@@ -94,7 +95,13 @@ def retriable(error: BaseException) -> bool:
     # PostgreSQL ended the round's transaction (Kafka was slow): nothing was marked.
     if isinstance(error, asyncpg.exceptions.IdleInTransactionSessionTimeoutError):
         return True
-    return is_transient(error)
+    return verdict(error) is Verdict.RETRY
+
+
+def _resource(error: BaseException) -> Resource:
+    if isinstance(error, asyncpg.PostgresError | asyncpg.InterfaceError):
+        return "postgres"
+    return "kafka"
 
 
 @dataclass
@@ -187,7 +194,7 @@ class DeadLetterRelay:
                 except Exception as error:
                     if not retriable(error):
                         raise
-                    self._metrics.retries.labels(cause=cause(error)).inc()
+                    self._metrics.retries.labels(cause=cause(error, _resource(error))).inc()
                     log.warning(
                         "dead_letter_relay_retry",
                         partition=partition,
