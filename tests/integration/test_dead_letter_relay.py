@@ -35,6 +35,7 @@ from clickstream_aggregator.deadletters.copies import (
 )
 from clickstream_aggregator.deadletters.health import CONDITION
 from clickstream_aggregator.deadletters.tail import TailStopped, TailTimeout, read_tail
+from clickstream_aggregator.main import run
 from clickstream_aggregator.metrics import AggregatorMetrics
 from clickstream_aggregator.migrate import migrate
 from clickstream_aggregator.settings import AggregatorSettings
@@ -42,7 +43,7 @@ from clickstream_devstack.broker import EmbeddedKafka
 from clickstream_devstack.environment import Database, KafkaTopics
 from clickstream_runtime.health import Readiness
 from support.aggregator import settings_from_env
-from support.feed import read_all
+from support.feed import publish, read_all
 
 EPOCH = 1
 
@@ -542,3 +543,17 @@ async def test_with_transactions_a_round_commits_or_aborts_as_a_whole(world: Wor
     assert calls[-1] == "commit"
     assert "abort" not in calls
     assert all(r["relayed_at"] is not None for r in await world.rows(2))
+
+
+async def test_the_service_stops_with_an_event_when_its_relay_fails(
+    kafka: EmbeddedKafka, topics: KafkaTopics, service_env: dict[str, str]
+) -> None:
+    # "on" demands transactions, which the test broker does not have: the relay
+    # cannot write a single copy, and the service must not run on without it.
+    await publish(kafka.bootstrap, topics.events, [(b"k", b"{not json")])
+    settings = settings_from_env(service_env, aggregator_dlq_transactions="on")
+    with capture_logs() as logged, pytest.raises(UnknownError):
+        await asyncio.wait_for(run(settings, asyncio.Event()), timeout=60)
+    failed = [e for e in logged if e["event"] == "dead_letter_relay_failed"]
+    assert len(failed) == 1
+    assert "UnknownError" in failed[0]["error"]
