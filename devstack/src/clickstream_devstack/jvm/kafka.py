@@ -55,6 +55,18 @@ def classpath(install: Path) -> str:
     return str(install / "libs" / "*")
 
 
+def _cluster_id() -> str:
+    """A random cluster id as Kafka writes them (base64url, 22 characters).
+
+    Like Kafka's own ``Uuid.randomUuid()``, never one that starts with ``-``: the
+    storage tool would read it as an option.
+    """
+    while True:
+        text = base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
+        if not text.startswith("-"):
+            return text
+
+
 class ApacheKafka(JvmServer):
     """One KRaft node in ``work_dir``; its log is ``<work_dir>/kafka.log``."""
 
@@ -198,7 +210,7 @@ class ApacheKafka(JvmServer):
         return path
 
     def _format(self, config: Path) -> None:
-        cluster_id = base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
+        cluster_id = _cluster_id()
         argv = [
             str(self.java.executable),
             *HEAP,
