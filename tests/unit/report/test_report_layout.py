@@ -91,7 +91,7 @@ def test_help_is_plain_text() -> None:
 
 
 @settings(max_examples=20, deadline=None)
-@given(width=st.integers(min_value=60, max_value=160))
+@given(width=st.integers(min_value=80, max_value=160))
 def test_tables_cut_text_and_leave_columns_out_but_never_squeeze_a_number(width: int) -> None:
     lines = screen(sample_report(), width=width, height=300, fit=False)
     assert all(len(line) <= width for line in lines)

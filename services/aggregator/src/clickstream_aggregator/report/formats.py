@@ -67,3 +67,5 @@ def seconds(value: float | None) -> str:
 
 
 NUMERIC: frozenset[Formatter] = frozenset({number, integer, rate, money})
+# Values a table must never cut short: numbers and times.
+WHOLE: frozenset[Formatter] = NUMERIC | {hour, timestamp}

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from rich.console import Console, Group, RenderableType
 from rich.text import Text
 
-from clickstream_aggregator.report import sections
+from clickstream_aggregator.report import charts, sections
 from clickstream_aggregator.report.queries import Report
 
 
@@ -30,7 +30,7 @@ class Section:
 # In the order they are printed.
 SECTIONS = (
     Section("header", sections.header, 0),
-    Section("charts", sections.charts, 0),
+    Section("charts", charts.section, 0),
     Section("funnel", sections.funnel, 0),
     Section("dead letters pending", sections.dead_letters_pending, 0),
     Section("latest finished sessions", sections.latest_finished_sessions, 1),

@@ -8,8 +8,6 @@ sessions (an event in the last 30 minutes) are counted apart, as in the views.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from datetime import datetime, timedelta
-from decimal import Decimal
 
 from rich import box
 from rich.console import RenderableType
@@ -17,14 +15,12 @@ from rich.table import Table
 from rich.text import Text
 
 from clickstream_aggregator.report import formats as fmt
-from clickstream_aggregator.report.charts import bar, sparkline
+from clickstream_aggregator.report.charts import bar
 from clickstream_aggregator.report.queries import ACTIVE_MINUTES, Report, Row
 
 # A dead letter not relayed after this long is worth a look: the relay sweeps
 # every few seconds and right after each batch that dead-letters.
 RELAY_OVERDUE_S = 60.0
-_LABEL_WIDTH = 32
-_SUMMARY_WIDTH = 28
 _FUNNEL_BAR_WIDTH = 24
 
 
@@ -42,7 +38,7 @@ def _table(title: str, rows: Sequence[Row], columns: Columns, width: int) -> Tab
     ]
     widths = list(natural)
     excess = sum(widths) + _COLUMN_GAP * (len(widths) - 1) - width
-    text = [i for i, (_, _, formatter) in enumerate(columns) if formatter not in fmt.NUMERIC]
+    text = [i for i, (_, _, formatter) in enumerate(columns) if formatter not in fmt.WHOLE]
     for i in sorted(text, key=lambda i: -widths[i]):
         if excess <= 0:
             break
@@ -99,74 +95,6 @@ def header(report: Report, _width: int) -> RenderableType:
     )
     text.append("  (in progress: not in the KPIs)", style="dim")
     return text
-
-
-def _chart_row(
-    grid: Table, label: str, values: Sequence[float | None], summary: str, width: int
-) -> None:
-    line = sparkline(values, width)
-    grid.add_row(Text(label, style="bold"), Text(line, style="cyan"), Text(summary, style="dim"))
-
-
-def charts(report: Report, width: int) -> RenderableType:
-    """Sparklines of events per minute, freshness, sessions and revenue per hour."""
-    spark = max(8, width - _LABEL_WIDTH - _SUMMARY_WIDTH - 2)
-    grid = Table.grid(padding=(0, 1))
-    grid.add_column(width=_LABEL_WIDTH, no_wrap=True, overflow="ellipsis")
-    grid.add_column(no_wrap=True)
-    grid.add_column(width=_SUMMARY_WIDTH, no_wrap=True, overflow="ellipsis")
-
-    per_minute = [float(r["events"]) for r in report.events_per_minute]
-    minutes = min(spark, len(per_minute))
-    shown = per_minute[-minutes:] if minutes else []
-    now = fmt.integer(shown[-1]) if shown else fmt.DASH
-    _chart_row(
-        grid, f"Events/min, last {minutes} min", per_minute,
-        f"this min {now} · peak {fmt.integer(max(shown, default=0))}",
-        spark,
-    )  # fmt: skip
-
-    fresh = report.freshness_per_minute[-minutes:] if minutes else []
-    lags = [r["p50_seconds"] for r in fresh]
-    written = [r for r in fresh if r["sessions"]]
-    latest = written[-1] if written else None
-    _chart_row(
-        grid, "Freshness p50, event→row written", lags,
-        (
-            f"last {fmt.seconds(latest['p50_seconds'])} · max {fmt.seconds(latest['max_seconds'])}"
-            if latest else f"no rows written in {minutes} min"
-        ),
-        spark,
-    )  # fmt: skip
-
-    hours = every_hour(report.hourly_traffic, spark)
-    _chart_row(
-        grid, f"Sessions/hour by start, {len(hours)} h", [float(r["sessions"]) for r in hours],
-        f"peak {fmt.integer(max((r['sessions'] for r in hours), default=0))}",
-        spark,
-    )  # fmt: skip
-    revenue = [Decimal(r["revenue"]) + Decimal(r["active_revenue"]) for r in hours]
-    _chart_row(
-        grid, f"Revenue/hour, all sessions, {len(hours)} h", [float(v) for v in revenue],
-        f"total {fmt.money(sum(revenue, Decimal('0.00')))}",
-        spark,
-    )  # fmt: skip
-    return grid
-
-
-def every_hour(rows: Sequence[Row], most: int) -> list[Row]:
-    """The last ``most`` hours up to the newest row, the empty ones included.
-
-    The view has rows only for hours in which sessions started.
-    """
-    if not rows:
-        return []
-    by_hour = {r["hour"]: r for r in rows}
-    newest: datetime = rows[-1]["hour"]
-    span = int((newest - rows[0]["hour"]) / timedelta(hours=1)) + 1
-    empty = {"sessions": 0, "revenue": Decimal("0.00"), "active_revenue": Decimal("0.00")}
-    hours = [newest - timedelta(hours=back) for back in reversed(range(min(span, most)))]
-    return [by_hour.get(hour, {"hour": hour, **empty}) for hour in hours]
 
 
 def funnel(report: Report, _width: int) -> RenderableType:
