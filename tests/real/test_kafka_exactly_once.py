@@ -1,0 +1,407 @@
+"""The exactly-once promise on Apache Kafka, where the broker's behaviour matters.
+
+One topic for the module, written the way production writes it: our events
+(1% duplicates, 0.5% poison, late and out-of-order ones) by an idempotent
+producer, with a transactional writer beside it committing and aborting batches
+on every partition, so offsets have gaps (transaction markers, aborted records)
+that the aggregator must step over. Each scenario consumes it with a fresh group,
+dead-letter topic and database; afterwards every session row equals the
+independent reference (computed from what a ``read_committed`` reader sees), no
+aborted event was applied, and the dead-letter topic holds each poison message
+once.
+
+Unlike the test broker, Apache Kafka evicts a group member that stops
+heartbeating: the zombie scenario freezes a replica (SIGSTOP) past
+``session.timeout.ms``, lets the group move its partitions, and resumes it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+
+import asyncpg
+import pytest
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+
+from clickstream_devstack.environment import Database, KafkaTopics, create_topics, service_env
+from clickstream_devstack.jvm.kafka import ApacheKafka
+from clickstream_devstack.services import ServiceGroup
+from clickstream_schema import InvalidEvent, decode, encode
+from integration.test_exactly_once import Cluster, FaultTopic
+from support.dataset import MAX_BYTES, build
+from support.feed import generate, valid_events
+from support.reference import differences, expected_rows, stored_rows
+
+pytestmark = [pytest.mark.timeout(600)]
+
+EVENTS = int(os.environ.get("REAL_FAULT_SUITE_EVENTS", "40000"))
+PARTITIONS = 6
+#: Transactional rounds: each commits and aborts a batch on every partition.
+ROUNDS = 3
+PER_PARTITION = 20
+#: The replicas' session timeout: a frozen replica is evicted after this.
+SESSION_TIMEOUT_MS = 6000
+
+Record = tuple[int, int, dict[str, bytes], bytes | None, bytes | None]
+
+
+async def read_committed(bootstrap: str, topic: str, partitions: int) -> list[Record]:
+    """Every record a ``read_committed`` consumer sees: (partition, offset, headers, key, value).
+
+    Done per partition once the position reaches the end offset, which for this
+    isolation level is the last stable offset (past markers and aborted records).
+    """
+    consumer = AIOKafkaConsumer(
+        bootstrap_servers=bootstrap,
+        enable_auto_commit=False,
+        auto_offset_reset="earliest",
+        isolation_level="read_committed",
+        fetch_max_wait_ms=100,
+    )
+    await consumer.start()
+    try:
+        tps = [TopicPartition(topic, p) for p in range(partitions)]
+        consumer.assign(tps)
+        await consumer.seek_to_beginning(*tps)
+        ends = await consumer.end_offsets(tps)
+        out: list[Record] = []
+        while any([await consumer.position(tp) < ends[tp] for tp in tps]):
+            batch = await consumer.getmany(timeout_ms=500)
+            for tp, records in batch.items():
+                out.extend(
+                    (tp.partition, r.offset, dict(r.headers or ()), r.key, r.value) for r in records
+                )
+        out.sort(key=lambda m: (m[0], m[1]))
+        return out
+    finally:
+        await consumer.stop()
+
+
+async def end_offsets(bootstrap: str, topic: str, partitions: int) -> dict[int, int]:
+    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, isolation_level="read_committed")
+    await consumer.start()
+    try:
+        tps = [TopicPartition(topic, p) for p in range(partitions)]
+        return {tp.partition: offset for tp, offset in (await consumer.end_offsets(tps)).items()}
+    finally:
+        await consumer.stop()
+
+
+async def publish_idempotent(
+    bootstrap: str, topic: str, messages: Sequence[tuple[bytes | None, bytes | None]]
+) -> None:
+    producer = AIOKafkaProducer(
+        bootstrap_servers=bootstrap,
+        enable_idempotence=True,
+        acks="all",
+        linger_ms=20,
+        max_batch_size=1 << 20,
+    )
+    await producer.start()
+    try:
+        futures = [await producer.send(topic, key=k, value=v) for k, v in messages]
+        await asyncio.gather(*futures)
+    finally:
+        await producer.stop()
+
+
+async def write_transactions(bootstrap: str, topic: str) -> set[str]:
+    """Commit and abort batches on every partition; the sessions of the aborted events."""
+    producer = AIOKafkaProducer(
+        bootstrap_servers=bootstrap, transactional_id=f"{topic}-beside", acks="all"
+    )
+    aborted: set[str] = set()
+    await producer.start()
+    try:
+        for round_ in range(ROUNDS):
+            committed = generate(PARTITIONS * PER_PARTITION, seed=900 + round_, sessions=20)
+            doomed = generate(PARTITIONS * PER_PARTITION, seed=950 + round_, sessions=20)
+            # A session's events on one partition (the reference's order is per partition),
+            # and the sessions spread over every partition, so each one gets markers.
+            spread = {
+                sid: i % PARTITIONS
+                for events in (committed, doomed)
+                for i, sid in enumerate(sorted({e.session_id for e in events}))
+            }
+            async with producer.transaction():
+                for event in committed:
+                    key, value = encode(event)
+                    await producer.send(
+                        topic, key=key, value=value, partition=spread[event.session_id]
+                    )
+                # A poison message inside a committed transaction is dead-lettered too.
+                await producer.send(topic, value=b"{not json", partition=round_ % PARTITIONS)
+            await producer.begin_transaction()
+            for event in doomed:
+                key, value = encode(event)
+                await producer.send(topic, key=key, value=value, partition=spread[event.session_id])
+            await producer.send(topic, value=b"{aborted poison", partition=round_ % PARTITIONS)
+            await producer.abort_transaction()
+            aborted |= {e.session_id for e in doomed}
+    finally:
+        await producer.stop()
+    return aborted
+
+
+@dataclass(frozen=True)
+class MarkedTopic(FaultTopic):
+    """A :class:`FaultTopic` whose ``total`` is the sum of end offsets (markers included)."""
+
+    aborted_sessions: frozenset[str] = frozenset()
+    ends: dict[int, int] = field(default_factory=dict)
+
+
+@pytest.fixture(scope="module")
+def marked_topic(kafka: ApacheKafka) -> MarkedTopic:
+    topics = KafkaTopics.unique(prefix="real-faults", partitions=PARTITIONS)
+    create_topics(kafka, topics)
+    data = build(EVENTS)
+    half = len(data.messages) // 2
+
+    async def fill() -> tuple[set[str], list[Record], dict[int, int]]:
+        await publish_idempotent(kafka.bootstrap, topics.events, data.messages[:half])
+        aborted = await write_transactions(kafka.bootstrap, topics.events)
+        # Our events last: every partition ends with a plain record, not a marker.
+        await publish_idempotent(kafka.bootstrap, topics.events, data.messages[half:])
+        records = await read_committed(kafka.bootstrap, topics.events, PARTITIONS)
+        return aborted, records, await end_offsets(kafka.bootstrap, topics.events, PARTITIONS)
+
+    aborted, records, ends = asyncio.run(fill())
+    messages = [(p, o, k, v) for p, o, _h, k, v in records]
+    poison = []
+    for partition, offset, _key, value in messages:
+        try:
+            decode(value, max_bytes=MAX_BYTES)
+        except InvalidEvent:
+            poison.append((partition, offset))
+    assert len(poison) == len(data.poison) + ROUNDS  # ours and the committed ones, not aborted
+    gaps = sum(ends.values()) - len(messages)
+    # Each round leaves a commit and an abort marker per partition, and the aborted records.
+    assert gaps == ROUNDS * (2 * PARTITIONS + PARTITIONS * PER_PARTITION + 1)
+    return MarkedTopic(
+        topic=topics.events,
+        total=sum(ends.values()),
+        reference=expected_rows(valid_events(messages)),
+        poison=poison,
+        aborted_sessions=frozenset(aborted),
+        ends=ends,
+    )
+
+
+class RealCluster(Cluster):
+    """The fault suite's cluster, checked with ``read_committed`` readers.
+
+    The aggregator's dead-letter relay is transactional on Apache Kafka: a copy
+    from an aborted relay transaction stays in the log, invisible to
+    ``read_committed`` consumers (and to Connect), so the check reads that way.
+    """
+
+    async def finish(self, fault: FaultTopic, kafka: object) -> None:
+        assert isinstance(fault, MarkedTopic)
+        assert isinstance(kafka, ApacheKafka)
+        await self.wait_applied(fault.total)
+        deadline = asyncio.get_running_loop().time() + 60
+        while await self.query("SELECT count(*) FROM dead_letters WHERE relayed_at IS NULL"):
+            assert asyncio.get_running_loop().time() < deadline, "dead letters not relayed"
+            await asyncio.sleep(0.2)
+        for name in list(self.replicas):
+            assert self.stop(name) == 0, f"{name} did not exit cleanly"
+
+        stored = await stored_rows(self.database.dsn)
+        assert differences(fault.reference, stored) == []
+        assert len(stored) == len(fault.reference)
+        assert fault.aborted_sessions.isdisjoint(stored)
+
+        copies = await read_committed(kafka.bootstrap, self.topics.dlq, self.topics.partitions)
+        positions = [
+            (int(h["__connect.errors.partition"]), int(h["__connect.errors.offset"]))
+            for _p, _o, h, _k, _v in copies
+        ]
+        assert sorted(positions) == sorted(fault.poison)  # each exactly once
+        assert {h["__connect.errors.topic"] for _p, _o, h, _k, _v in copies} == {
+            fault.topic.encode()
+        }
+
+    async def busy_in_postgres(self, name: str) -> int:
+        """Connections of replica ``name`` inside a transaction or a query right now."""
+        return int(
+            await self.query(
+                "SELECT count(*) FROM pg_stat_activity WHERE application_name = $1 "
+                "AND datname = $2 AND state <> 'idle'",
+                f"clickstream-aggregator/{name}",
+                self.database.name,
+            )
+        )
+
+    async def owners(self, partitions: Sequence[int]) -> dict[int, str]:
+        return {p: owner for p, (owner, _next) in (await self.claims(partitions)).items()}
+
+    async def claims(self, partitions: Sequence[int]) -> dict[int, tuple[str, int]]:
+        """(owner, next offset) of each claimed partition."""
+        conn = await asyncpg.connect(self.database.dsn)
+        try:
+            rows = await conn.fetch(
+                "SELECT partition, owner, next_offset FROM consumer_offsets "
+                "WHERE group_id = $1 AND topic = $2 AND partition = ANY($3::int[])",
+                self.topics.group,
+                self.topics.events,
+                list(partitions),
+            )
+        finally:
+            await conn.close()
+        return {r["partition"]: (r["owner"], r["next_offset"]) for r in rows}
+
+
+def takeover_offsets(cluster: RealCluster, partitions: Sequence[int], after: str) -> dict[int, int]:
+    """The offset each partition was claimed at by its first new owner after ``after``."""
+    claims = sorted(
+        (entry["timestamp"], p, offset)
+        for name in ("r2", "r3")
+        for entry in cluster.log_entries(name)
+        if entry["event"] == "partitions_claimed" and entry["timestamp"] > after
+        for p, offset in zip(entry["partitions"], entry["offsets"], strict=True)
+        if p in partitions
+    )
+    first: dict[int, int] = {}
+    for _timestamp, p, offset in claims:
+        first.setdefault(p, offset)
+    return first
+
+
+@pytest.fixture
+def cluster(
+    kafka: ApacheKafka, marked_topic: MarkedTopic, database: Database, services: ServiceGroup
+) -> RealCluster:
+    mine = KafkaTopics.unique(prefix="real-faults-run", partitions=PARTITIONS)
+    create_topics(kafka, mine)
+    topics = KafkaTopics(
+        events=marked_topic.topic, dlq=mine.dlq, group=mine.group, partitions=PARTITIONS
+    )
+    env = service_env(
+        kafka,
+        topics,
+        database,
+        AGGREGATOR_MAX_MESSAGE_BYTES=MAX_BYTES,
+        KAFKA_SESSION_TIMEOUT_MS=SESSION_TIMEOUT_MS,
+        KAFKA_HEARTBEAT_INTERVAL_MS=1000,
+        AGGREGATOR_RETRY_MAX_S=2,
+        AGGREGATOR_BATCH_MAX_RECORDS=2000,
+        LOG_LEVEL="info",
+    )
+    return RealCluster(services, env, database, topics)
+
+
+async def test_three_replicas_step_over_transaction_markers(
+    cluster: RealCluster, marked_topic: MarkedTopic, kafka: ApacheKafka
+) -> None:
+    for name in ("r1", "r2", "r3"):
+        cluster.start(name)
+    await cluster.finish(marked_topic, kafka)
+
+
+async def test_sigkill_a_replica_kafka_moves_its_partitions(
+    cluster: RealCluster, marked_topic: MarkedTopic, kafka: ApacheKafka
+) -> None:
+    for name in ("r1", "r2"):
+        cluster.start(name)
+    for name in ("r1", "r2"):
+        await cluster.wait_for_log(name, "partitions_assigned")
+    await cluster.wait_applied(marked_topic.total // 4)
+    cluster.kill("r1")
+    cluster.retired.append(cluster.replicas.pop("r1"))
+    # No restart: only the broker's eviction of r1 lets r2 finish its partitions.
+    await cluster.finish(marked_topic, kafka)
+
+
+async def test_a_frozen_replica_is_evicted_and_writes_nothing_when_it_resumes(
+    cluster: RealCluster, marked_topic: MarkedTopic, kafka: ApacheKafka
+) -> None:
+    """SIGSTOP r1 while it owns partitions (and has no open PostgreSQL transaction, so
+    it holds no row the new owners need); Kafka evicts it after the session timeout
+    and the others claim its partitions; then r1 resumes with whatever it had
+    fetched. From the takeover on it must not write a single row for them."""
+    # Small batches: many short transactions with moments between them, one of
+    # which the freeze has to hit, and plenty of topic left when it does.
+    cluster.env["AGGREGATOR_BATCH_MAX_RECORDS"] = "100"
+    for name in ("r1", "r2", "r3"):
+        cluster.start(name)
+    for name in ("r1", "r2", "r3"):
+        await cluster.wait_for_log(name, "partitions_assigned")
+    await cluster.wait_applied(marked_topic.total // 20)
+
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + 60
+    seen: object = None
+    while True:
+        assert loop.time() < deadline, f"r1 never stood still owning a lagging partition: {seen}"
+        owned = [
+            p for p, owner in (await cluster.owners(range(PARTITIONS))).items() if owner == "r1"
+        ]
+        if not owned:
+            await asyncio.sleep(0.1)
+            continue
+        cluster.signal("r1", signal.SIGSTOP)
+        claims = await cluster.claims(range(PARTITIONS))
+        owned = [p for p, (owner, _next) in claims.items() if owner == "r1"]
+        # r1 still has records to apply on them: it froze with work fetched or in flight.
+        lagging = [p for p in owned if claims[p][1] < marked_topic.ends[p]]
+        busy = await cluster.busy_in_postgres("r1")
+        if lagging and not busy:
+            break
+        seen = {"claims": claims, "ends": marked_topic.ends, "r1_busy_connections": busy}
+        cluster.signal("r1", signal.SIGCONT)
+        await asyncio.sleep(0.01)
+    frozen = time.monotonic()
+    frozen_at = datetime.now(UTC).isoformat()
+    try:
+        deadline = loop.time() + 90
+        while any(owner == "r1" for owner in (await cluster.owners(owned)).values()):
+            for name in ("r2", "r3"):
+                service = cluster.replicas[name]
+                assert service.running, f"replica {name} died:\n{service.describe_exit()}"
+            assert loop.time() < deadline, f"nobody took r1's partitions {owned} from it"
+            await asyncio.sleep(0.2)
+        taken_at = datetime.now(UTC).isoformat()
+        evicted_after = time.monotonic() - frozen
+    finally:
+        cluster.signal("r1", signal.SIGCONT)
+    assert evicted_after >= SESSION_TIMEOUT_MS / 1000 * 0.9, "taken over before eviction"
+
+    # The zombie notices (a failed commit, a fence, a rebalance) and carries on.
+    await cluster.wait_applied(marked_topic.total)
+    await cluster.finish(marked_topic, kafka)
+
+    # Where the new owners started on each of r1's partitions: whatever r1 wrote up
+    # to there was in before the takeover (r1 may have been frozen after sending a
+    # COMMIT and log it only on waking); anything beyond would be a zombie's write.
+    claimed_from = takeover_offsets(cluster, owned, after=frozen_at)
+    late = [
+        entry
+        for entry in cluster.log_entries("r1")
+        if entry["event"] == "batch_committed"
+        and entry["timestamp"] > taken_at
+        and any(
+            p in claimed_from and offset > claimed_from[p]
+            for p, offset in zip(entry["partitions"], entry["offsets"], strict=True)
+        )
+        and not cluster.reclaimed(
+            "r1", set(entry["partitions"]) & set(owned), taken_at, entry["timestamp"]
+        )
+    ]
+    assert late == []
+    r1_events = [e["event"] for e in cluster.log_entries("r1") if e.get("timestamp", "") > taken_at]
+    assert set(claimed_from) == set(owned), "r2 and r3 logged no claim of r1's partitions"
+    print(
+        f"zombie r1: frozen {evicted_after:.1f} s, partitions {owned} taken over at offsets "
+        f"{claimed_from}; "
+        f"after resuming it logged fenced x{r1_events.count('fenced')}, "
+        f"partitions_revoked x{r1_events.count('partitions_revoked')}, "
+        f"batch_committed x{r1_events.count('batch_committed')} (none for its old partitions "
+        "unless it was assigned them again)"
+    )
