@@ -1,8 +1,9 @@
 """``clickstream-bench`` (``make bench``, ``make bench-quick``): the performance table.
 
-Starts the embedded broker and a durable PostgreSQL in ``.bench/work``, runs
-the scenarios one after another (never two at once: they would share the
-CPUs), prints the table and writes ``.bench/results.json``. Every process it
+Starts a broker and a durable PostgreSQL in ``.bench/work``, runs the scenarios
+one after another (never two at once: they would share the CPUs), prints the
+table and writes ``.bench/results.json``. The scenarios run on the embedded
+broker (Tansu) and then on Apache Kafka when Java is there (``--broker`` picks). Every process it
 started is gone when it exits, on success, on error and on Ctrl-C alike.
 """
 
@@ -25,8 +26,8 @@ from clickstream_devstack.bench.bare import read_and_parse
 from clickstream_devstack.bench.fill import fill
 from clickstream_devstack.bench.freshness import run_freshness
 from clickstream_devstack.bench.options import FULL, QUICK, BenchOptions
-from clickstream_devstack.bench.results import Machine, Results
-from clickstream_devstack.bench.rig import Rig
+from clickstream_devstack.bench.results import Figure, Machine, Results
+from clickstream_devstack.bench.rig import BROKER_NAMES, BrokerKind, Rig
 from clickstream_devstack.bench.scenarios import (
     AggregatorRun,
     ProducerRun,
@@ -37,6 +38,7 @@ from clickstream_devstack.bench.services import BenchError
 from clickstream_devstack.bench.table import render
 from clickstream_devstack.environment import KafkaTopics
 from clickstream_devstack.interrupts import Interrupts
+from clickstream_devstack.jvm.artifacts import JvmUnavailableError, find_java
 from clickstream_devstack.processes import ProcessExitedError
 from clickstream_devstack.services import ServiceDiedError
 from clickstream_runtime import logs
@@ -57,8 +59,17 @@ def _parse(argv: list[str] | None) -> argparse.Namespace:
         choices=SCENARIOS,
         help="run only this scenario group (repeatable; default: all)",
     )
+    parser.add_argument(
+        "--broker",
+        action="append",
+        choices=BROKERS,
+        help="run on this broker (repeatable; default: tansu, and apache-kafka if Java is there)",
+    )
     parser.add_argument("--verbose", action="store_true", help="log the bench's own steps")
     return parser.parse_args(argv)
+
+
+BROKERS: tuple[BrokerKind, ...] = ("tansu", "apache-kafka")
 
 
 #: Scenario groups ``--only`` can pick; all of them by default, in this order.
@@ -172,13 +183,51 @@ async def _memory(
 
 
 def run(
-    options: BenchOptions, work_dir: Path, results: Results, console: Console, only: set[str]
+    options: BenchOptions,
+    work_dir: Path,
+    results: Results,
+    console: Console,
+    only: set[str],
+    brokers: list[BrokerKind],
 ) -> None:
-    # Leaving the ExitStack stops PostgreSQL, then the broker (services stop per scenario).
-    with ExitStack() as stack:
-        with console.status("starting the broker and PostgreSQL (durable)…"):
-            rig = Rig(stack, work_dir)
-        uvloop.run(_scenarios(rig, options, results, console, only))
+    for broker in brokers:
+        name = BROKER_NAMES[broker]
+        part = Results(results.mode, results.machine, results.options)
+        try:
+            # Leaving the ExitStack stops PostgreSQL, then the broker.
+            with ExitStack() as stack:
+                with console.status(f"starting {name} and PostgreSQL (durable)…"):
+                    rig = Rig(stack, work_dir / broker, broker)
+                uvloop.run(_scenarios(rig, options, part, console, only))
+        except JvmUnavailableError as error:
+            results.notes.append(f"{name} not measured: {error}")
+        finally:
+            results.add(*_on_broker(part.figures, broker, labelled=brokers != ["tansu"]))
+
+
+def _on_broker(measured: list[Figure], broker: BrokerKind, *, labelled: bool) -> list[Figure]:
+    """The figures of one broker: its name beside the scenario; keys of Tansu unchanged."""
+    if not labelled:
+        return measured
+    return [
+        dataclasses.replace(
+            f,
+            key=f.key if broker == "tansu" else f"{broker}.{f.key}",
+            scenario=f"{f.scenario} · {BROKER_NAMES[broker]}",
+        )
+        for f in measured
+    ]
+
+
+def _brokers(chosen: list[BrokerKind] | None, results: Results) -> list[BrokerKind]:
+    if chosen:
+        return list(dict.fromkeys(chosen))
+    try:
+        find_java()
+    except JvmUnavailableError as error:
+        results.notes.append(f"Apache Kafka not measured: {error}")
+        return ["tansu"]
+    return ["tansu", "apache-kafka"]
 
 
 def _notes(results: Results) -> None:
@@ -187,8 +236,9 @@ def _notes(results: Results) -> None:
         "rates are timed from the services' own log events (producer_starting → finished; "
         "first → last batch_committed), excluding process start-up; wall-clock rates are in "
         "the JSON",
-        "PostgreSQL runs durable (fsync, synchronous commit); the broker (Tansu) keeps its "
-        "log in memory; exactly-once, dedupe and dead-lettering are always on",
+        "PostgreSQL runs durable (fsync, synchronous commit); Tansu keeps its log in memory, "
+        "Apache Kafka (KRaft, one node, default flush: the page cache) on disk; exactly-once, "
+        "dedupe and dead-lettering are always on",
         "memory runs: the same number of events spread over N distinct sessions, "
         "peak RSS of the aggregator process sampled every 200 ms",
         f"load average at the end: {load} (other work on this machine skews every figure)",
@@ -210,7 +260,8 @@ def main(argv: list[str] | None = None) -> int:
     work_dir.mkdir(parents=True)
     results = Results(options.mode, Machine.describe(), dataclasses.asdict(options))
     try:
-        run(options, work_dir, results, console, set(args.only or SCENARIOS))
+        brokers = _brokers(args.broker, results)
+        run(options, work_dir, results, console, set(args.only or SCENARIOS), brokers)
     except KeyboardInterrupt:
         console.print(f"[yellow]interrupted[/]; everything is stopped, logs are in {work_dir}")
         return interrupts.exit_code

@@ -2,7 +2,8 @@
 
 One broker and one PostgreSQL for the whole run (starting them is not what we
 measure); every scenario gets its own topic, consumer group and database so no
-figure is helped or hurt by what ran before it.
+figure is helped or hurt by what ran before it. The broker is Tansu (embedded,
+in memory) or Apache Kafka (KRaft, log on disk, from ``.cache/jvm``).
 """
 
 from __future__ import annotations
@@ -11,7 +12,7 @@ import dataclasses
 import uuid
 from contextlib import ExitStack
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal, cast
 
 import asyncpg
 import structlog
@@ -24,8 +25,13 @@ from clickstream_devstack.environment import (
     create_topics,
     service_env,
 )
+from clickstream_devstack.jvm.kafka import ApacheKafka
 from clickstream_devstack.postgres import EmbeddedPostgres
 from clickstream_devstack.services import ServiceGroup
+
+BrokerKind = Literal["tansu", "apache-kafka"]
+#: How the table names each broker.
+BROKER_NAMES: dict[BrokerKind, str] = {"tansu": "Tansu", "apache-kafka": "Apache Kafka"}
 
 log = structlog.get_logger()
 
@@ -33,18 +39,19 @@ log = structlog.get_logger()
 class Rig:
     """Broker + durable PostgreSQL under ``work_dir``; stopped when ``stack`` closes."""
 
-    def __init__(self, stack: ExitStack, work_dir: Path) -> None:
+    def __init__(self, stack: ExitStack, work_dir: Path, broker: BrokerKind = "tansu") -> None:
         self.work_dir = work_dir
+        self.broker = broker
         self._stack = stack
         self._brokers = 1
-        self.kafka = stack.enter_context(EmbeddedKafka(work_dir / "kafka"))
+        self.kafka = self._start_broker(work_dir / "kafka")
         # durable=True: fsync and synchronous commit on, as on a real server; the
         # aggregator commits once per batch, so this is part of its cost.
         self.postgres = stack.enter_context(EmbeddedPostgres(work_dir / "postgres", durable=True))
 
     def topics(self, label: str, partitions: int = EVENTS_PARTITIONS) -> KafkaTopics:
         topics = KafkaTopics.unique(f"bench-{label}", partitions=partitions)
-        create_topics(self.kafka, topics)
+        create_topics(self._duck(), topics)
         log.info("topic_created", topic=topics.events, partitions=partitions)
         return topics
 
@@ -64,13 +71,17 @@ class Rig:
         Tansu (the embedded broker) keeps its log in memory, and with a few
         million retained events its produce and fetch latencies grow; a real
         broker's log on disk would not. Scenarios after the throughput runs get a
-        broker of their own, so no figure pays for the data of another.
+        broker of their own, so no figure pays for the data of another (Apache
+        Kafka too, so that both brokers are measured the same way).
         """
         self.kafka.stop()
         self._brokers += 1
-        self.kafka = self._stack.enter_context(
-            EmbeddedKafka(self.work_dir / f"kafka-{self._brokers}")
-        )
+        self.kafka = self._start_broker(self.work_dir / f"kafka-{self._brokers}")
+
+    def _start_broker(self, work_dir: Path) -> EmbeddedKafka | ApacheKafka:
+        if self.broker == "apache-kafka":
+            return self._stack.enter_context(ApacheKafka(work_dir))
+        return self._stack.enter_context(EmbeddedKafka(work_dir))
 
     def settle(self, *finished: Database) -> None:
         """Drop the databases of finished scenarios and checkpoint.
@@ -83,7 +94,12 @@ class Rig:
         self.postgres.psql("CHECKPOINT")
 
     def env(self, topics: KafkaTopics, database: Database, **extra: Any) -> dict[str, str]:
-        return service_env(self.kafka, topics, database, **extra)
+        return service_env(self._duck(), topics, database, **extra)
+
+    def _duck(self) -> EmbeddedKafka:
+        # environment's helpers use only ``bootstrap`` and ``client_options()``,
+        # which ApacheKafka has too (their annotations name the embedded broker).
+        return cast(EmbeddedKafka, self.kafka)
 
     def services(self, scenario: str) -> ServiceGroup:
         """A group whose processes log to ``logs/<scenario>/``; use it with ``with``."""
