@@ -15,7 +15,7 @@ says *why* a message was refused. The reasons (:data:`Reason`):
 ``not_json``
     UTF-8, but not JSON that the parser accepts: syntax errors, trailing data,
     escapes of lone UTF-16 surrogates (no store can encode them), integers of
-    more than 4,300 digits, or nesting deeper than the parser's limit (200).
+    more than 4,300 digits, or nesting deeper than the parser's limit (about 200 levels).
 ``not_object``
     valid JSON whose top level is not an object.
 ``schema``

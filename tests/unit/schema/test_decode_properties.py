@@ -37,7 +37,7 @@ from support.hostile import (
 )
 
 DECODE_REASONS = set(get_args(Reason)) - {"unstorable"}
-FAST = settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+FAST = settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 
 
 def _decode(value: bytes | None) -> ClickEvent | InvalidEvent:
