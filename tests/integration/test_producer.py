@@ -3,16 +3,25 @@
 from __future__ import annotations
 
 import asyncio
+import os
+import signal
+import time
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable, Iterator
 from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
 
+import orjson
 import pytest
 import structlog
 from aiokafka import AIOKafkaConsumer
 
 from clickstream_devstack.broker import EmbeddedKafka
-from clickstream_devstack.environment import KafkaTopics
+from clickstream_devstack.environment import Database, KafkaTopics, create_topics, service_env
+from clickstream_devstack.ports import LOOPBACK, free_port
+from clickstream_devstack.services import Service, ServiceGroup
+from clickstream_producer.exits import EXIT_KAFKA_UNREACHABLE, EXIT_UNACKNOWLEDGED
 from clickstream_producer.generator import EventGenerator
 from clickstream_producer.main import run
 from clickstream_producer.settings import ProducerSettings
@@ -52,6 +61,7 @@ def _settings(kafka: EmbeddedKafka, topic: KafkaTopics, workers: int) -> Produce
     return load(
         ProducerSettings,
         kafka_bootstrap_servers=kafka.bootstrap,
+        metrics_port=0,  # 9101 may be taken by another process on this machine
         kafka_topic=topic.events,
         producer_events=COUNT,
         producer_rate=0,
@@ -107,6 +117,7 @@ async def test_stop_flushes_and_acknowledges_everything_sent(
     settings = load(
         ProducerSettings,
         kafka_bootstrap_servers=kafka.bootstrap,
+        metrics_port=0,  # 9101 may be taken by another process on this machine
         kafka_topic=topic.events,
         producer_events=0,
         producer_rate=0,
@@ -126,3 +137,168 @@ async def test_stop_flushes_and_acknowledges_everything_sent(
         _consume(kafka.bootstrap, topic.events, finished["events"]), 120
     )
     assert len(everything) == finished["events"]
+
+
+# --- Outages: the real process, its own broker (the session's is shared), JSON logs ---------
+
+#: SIGTERM must end the producer within this, whatever the broker does (README).
+STOP_BOUND_S = 10.0
+NO_DATABASE = Database(name="unused", dsn="", env={})
+
+
+@pytest.fixture
+def own_kafka(tmp_path: Path) -> Iterator[EmbeddedKafka]:
+    broker = EmbeddedKafka(tmp_path / "kafka")
+    broker.start()
+    try:
+        yield broker
+    finally:
+        broker.stop()
+
+
+async def _readyz(port: int) -> tuple[int, dict[str, Any]]:
+    reader, writer = await asyncio.open_connection(LOOPBACK, port)
+    try:
+        writer.write(b"GET /readyz HTTP/1.1\r\nHost: x\r\n\r\n")
+        await writer.drain()
+        raw = await asyncio.wait_for(reader.read(), timeout=5)
+    finally:
+        writer.close()
+    head, _, body = raw.partition(b"\r\n\r\n")
+    return int(head.split()[1]), orjson.loads(body)
+
+
+async def _until(what: str, check: Callable[[], Awaitable[bool]], timeout: float) -> None:
+    deadline = time.monotonic() + timeout
+    while not await check():
+        assert time.monotonic() < deadline, f"timed out waiting for: {what}"
+        await asyncio.sleep(0.2)
+
+
+def _ready_is(port: int, ready: bool, services: ServiceGroup) -> Callable[[], Awaitable[bool]]:
+    async def check() -> bool:
+        services.check_running()
+        try:
+            status, body = await _readyz(port)
+        except OSError:
+            return False
+        if ready:
+            return status == 200
+        return status == 503 and "kafka" in body["failing"]
+
+    return check
+
+
+def _log(service: Service) -> list[dict[str, Any]]:
+    lines = [line for line in service.log_path.read_text().splitlines() if line.strip()]
+    not_json = [line for line in lines if not line.startswith("{")]
+    assert not not_json, not_json[:5]
+    return [orjson.loads(line) for line in lines]
+
+
+async def _sigterm(service: Service) -> tuple[int, float]:
+    started = time.monotonic()
+    service.process.send_signal(signal.SIGTERM)
+    service.stopping = True
+    code = await asyncio.to_thread(service.process.wait, STOP_BOUND_S + 5)
+    return code, time.monotonic() - started
+
+
+async def test_readiness_follows_the_broker_without_traffic(
+    own_kafka: EmbeddedKafka, tmp_path: Path
+) -> None:
+    topics = KafkaTopics.unique(partitions=3)
+    create_topics(own_kafka, topics)
+    port = free_port()
+    # One event every 100 s: readiness cannot come from deliveries.
+    env = service_env(
+        own_kafka, topics, NO_DATABASE, METRICS_PORT=port, METRICS_HOST=LOOPBACK,
+        PRODUCER_RATE="0.01", PRODUCER_SEED=5,
+    )  # fmt: skip
+    with ServiceGroup(tmp_path / "services") as services:
+        producer = services.launch("clickstream-producer", env=env)
+        await _until("ready", _ready_is(port, True, services), 60)
+        own_kafka.kill()
+        # The probe asks every 2 s with a 2 s timeout.
+        await _until("readiness names kafka", _ready_is(port, False, services), 15)
+        # The embedded broker keeps no data across a restart: the topic comes back too.
+        restarted = EmbeddedKafka(tmp_path / "kafka-again", port=own_kafka.port).start()
+        try:
+            create_topics(restarted, topics)
+            await _until("ready again", _ready_is(port, True, services), 30)
+            code, took = await _sigterm(producer)
+        finally:
+            restarted.stop()
+    assert took < STOP_BOUND_S
+    assert code == 0, code
+    events = [entry["event"] for entry in _log(producer)]
+    assert "dependency_down" in events
+    assert "dependency_up" in events
+
+
+async def test_sigterm_with_the_broker_dead_ends_in_time_and_says_what_was_not_acknowledged(
+    own_kafka: EmbeddedKafka, tmp_path: Path
+) -> None:
+    topics = KafkaTopics.unique(partitions=3)
+    create_topics(own_kafka, topics)
+    port = free_port()
+    env = service_env(
+        own_kafka, topics, NO_DATABASE, METRICS_PORT=port, METRICS_HOST=LOOPBACK,
+        PRODUCER_RATE=2000, PRODUCER_SEED=6,
+    )  # fmt: skip
+    with ServiceGroup(tmp_path / "services") as services:
+        producer = services.launch("clickstream-producer", env=env)
+
+        async def acknowledged() -> bool:
+            services.check_running()
+            return any(
+                entry["event"] == "progress" and entry["acked"] > 0 for entry in _log(producer)
+            )
+
+        await _until("events acknowledged", acknowledged, 60)
+        own_kafka.kill()
+        await _until("readiness names kafka", _ready_is(port, False, services), 15)
+        code, took = await _sigterm(producer)
+    assert took < STOP_BOUND_S, f"SIGTERM took {took:.1f}s with the broker dead"
+    log = _log(producer)
+    assert not any("Traceback" in str(entry) for entry in log)
+    unacknowledged = [entry for entry in log if entry["event"] == "events_not_acknowledged"]
+    if code == EXIT_UNACKNOWLEDGED:
+        (line,) = unacknowledged
+        assert line["events"] > 0
+        assert line["events"] == line["sent"] - line["acked"]
+    else:
+        # Everything sent had been acknowledged before the broker died.
+        assert code == 0, code
+        assert not unacknowledged
+
+
+async def test_kafka_unreachable_at_start_is_waited_for_then_one_line_and_exit_4(
+    tmp_path: Path,
+) -> None:
+    env = {
+        key: value
+        for key, value in os.environ.items()
+        if not key.startswith(("KAFKA_", "PRODUCER_", "POSTGRES_", "METRICS_"))
+    }
+    env.update(
+        KAFKA_BOOTSTRAP_SERVERS=f"{LOOPBACK}:{free_port()}",
+        PRODUCER_STARTUP_TIMEOUT_S="3",
+        METRICS_PORT="0",
+        LOG_FORMAT="json",
+        PYTHONUNBUFFERED="1",
+    )
+    with ServiceGroup(tmp_path / "services") as services:
+        producer = services.launch("clickstream-producer", env=env, finite=True)
+        code = await asyncio.to_thread(producer.process.wait, 60)
+    assert code == EXIT_KAFKA_UNREACHABLE
+    log = _log(producer)
+    waiting = [entry for entry in log if entry["event"] == "kafka_waiting"]
+    assert waiting
+    assert all("attempt" in entry and entry["error"] for entry in waiting)
+    (gave_up,) = [entry for entry in log if entry["event"] == "kafka_unreachable"]
+    assert "PRODUCER_STARTUP_TIMEOUT_S" in gave_up["reason"]
+    # After it, at most the summaries of collapsed library warnings.
+    after = log[log.index(gave_up) + 1 :]
+    assert all(entry.get("repeated") for entry in after), after
+    assert not any("Traceback" in str(entry) for entry in log)

@@ -27,7 +27,7 @@ A backfill generates in ``PRODUCER_GENERATOR_WORKERS`` worker processes (default
 
 Kafka unreachable at start: ``kafka_waiting`` lines with backoff until it
 answers, or until ``PRODUCER_STARTUP_TIMEOUT_S`` (then ``kafka_unreachable``,
-exit 4). SIGINT/SIGTERM stop generating, flush and wait at most 5 s for the
+exit 4). SIGINT/SIGTERM stop generating, flush and wait at most 4 s for the
 acknowledgements of what was sent; exit codes in ``clickstream_producer.exits``.
 
 ``METRICS_PORT`` (default 9101, 0 = off) serves ``/metrics``, ``/healthz`` and
@@ -71,9 +71,9 @@ log = structlog.get_logger()
 #: After a stop: how long the generating loop may take to notice it, how long
 #: the acknowledgements of what was sent may take, how long closing the client
 #: may take. Together well inside the 9 s shutdown deadline.
-_LOOP_GRACE_S: Final = 1.0
-_DRAIN_AFTER_STOP_S: Final = 5.0
-_CLOSE_S: Final = 2.0
+_LOOP_GRACE_S: Final = 0.5
+_DRAIN_AFTER_STOP_S: Final = 4.0
+_CLOSE_S: Final = 1.5
 #: Readiness probe of the broker (cluster metadata), with or without traffic.
 _PROBE_INTERVAL_S: Final = 2.0
 _PROBE_TIMEOUT_S: Final = 2.0
