@@ -26,7 +26,7 @@ from structlog.testing import capture_logs
 
 from clickstream_aggregator import repository as repo
 from clickstream_aggregator.deadletters import DeadLetterRelay, RelayProducers
-from clickstream_aggregator.deadletters import relay as relay_module
+from clickstream_aggregator.deadletters import reconcile as reconcile_module
 from clickstream_aggregator.deadletters.copies import (
     HEADER_OFFSET,
     HEADER_TRUNCATED,
@@ -447,7 +447,7 @@ async def test_a_long_dead_letter_partition_is_reconciled_over_bounded_rounds(
         await asyncio.gather(*pending)
     finally:
         await producer.stop()
-    monkeypatch.setattr(relay_module, "_RECONCILE_S", 0.1)
+    monkeypatch.setattr(reconcile_module, "_RECONCILE_S", 0.1)
     world.owned.epochs = {0: EPOCH}
     relay = world.relay()
     stop = asyncio.Event()

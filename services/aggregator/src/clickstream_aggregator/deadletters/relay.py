@@ -1,32 +1,21 @@
 """Relays the dead-letter outbox (PostgreSQL) to the dead-letter topic.
 
-Rows are written by batch transactions; this relay copies them to the topic
-(``copies.build_copy``) and marks them relayed. One *round* relays up to
-``_BATCH`` rows of one source partition, in one PostgreSQL transaction that
-holds that partition's relay lock (an advisory lock, not the offset row:
-batches never wait for the relay's Kafka I/O):
+One *round* relays up to ``_BATCH`` rows of one source partition in one
+PostgreSQL transaction holding that partition's relay lock (an advisory lock,
+not the offset row: batches never wait for the relay's Kafka I/O): check the
+claim epoch; get the partition's producer (``producers``: with transactions a
+new claim's producer fences the previous owner's); reconcile (``reconcile``);
+send (``sender``) to dead-letter partition ``source_partition % dlq_partitions``
+and mark what Kafka acknowledged.
 
-1. check this replica still owns the partition (its claim epoch);
-2. get the partition's producer: with transactions, a new claim starts a new
-   producer, which fences the previous owner's (``producers``);
-3. reconcile: read the dead-letter partition after the last copy known to be
-   marked and mark every copy already there (a crash or a lost connection
-   between send and mark), so it is not sent again; a long partition is read
-   over several bounded rounds (``tail``);
-4. send the pending rows, wait for Kafka's acknowledgements, mark them.
-
-A copy lands on dead-letter partition ``source_partition % dlq_partitions``.
-
-Failure policy (``clickstream_aggregator.policy``): outages (its RETRY verdict:
-PostgreSQL or Kafka unreachable, a retriable Kafka error, a partition without
-leader; and PostgreSQL ending a round that waited too long on Kafka) are
-retried with backoff, partition by partition, and never
-stop the relay. A copy Kafka refuses (too large, corrupt) counts against its
-row (``relay_attempts``): the next copy is headers only, and after a second
-refusal the row is left out (pending, visible, readiness red) so that the
+Failures: outages (the failure policy's RETRY verdict, a retriable Kafka error,
+a round PostgreSQL ended for waiting too long on Kafka) are retried with
+backoff, partition by partition, and never stop the relay. A copy Kafka refuses
+is pinned to its row (``relay_attempts``: the next copy is headers only, after
+a second refusal the row is set aside, pending and visible) so that the
 partition's later rows still flow. Anything else is a bug or a broken
 deployment: the relay logs ``dead_letter_relay_failed``, sets ``stop`` (the
-service shuts down) and raises, so that ``run`` ends with the error.
+service shuts down) and raises.
 """
 
 from __future__ import annotations
@@ -39,26 +28,18 @@ from typing import Any
 
 import asyncpg
 import structlog
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
-from aiokafka.errors import (
-    CorruptRecordException,
-    InvalidProducerEpoch,
-    InvalidTimestampError,
-    KafkaError,
-    MessageSizeTooLargeError,
-    ProducerFenced,
-    RecordListTooLargeError,
-    RecordTooLargeError,
-)
-from aiokafka.structs import RecordMetadata
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+from aiokafka.errors import InvalidProducerEpoch, ProducerFenced
 
 from clickstream_aggregator import repository as repo
-from clickstream_aggregator.deadletters.copies import Copy, build_copy
+from clickstream_aggregator.deadletters.copies import build_copy
 from clickstream_aggregator.deadletters.health import CONDITION, Owned, PendingWatch
 from clickstream_aggregator.deadletters.producers import RelayProducers
-from clickstream_aggregator.deadletters.tail import TailStopped, read_tail
+from clickstream_aggregator.deadletters.reconcile import Reconciler
+from clickstream_aggregator.deadletters.sender import resource, retriable, write_round
+from clickstream_aggregator.deadletters.tail import TailStopped
 from clickstream_aggregator.metrics import AggregatorMetrics
-from clickstream_aggregator.policy import Backoff, Resource, Verdict, cause, verdict
+from clickstream_aggregator.policy import Backoff, cause
 from clickstream_aggregator.settings import AggregatorSettings
 from clickstream_runtime.health import Readiness
 
@@ -72,36 +53,8 @@ _IDLE_TIMEOUT = "15s"
 # Waiting longer for another relay of the same partition (the previous owner
 # finishing a round) than this is pointless: try again at the next sweep.
 _LOCK_WAIT = "2s"
-_RECONCILE_S = 10.0
 _METADATA_S = 10.0
 _CANCEL_GRACE_S = 2.0
-
-#: Kafka refused this record, not the request: the row's fault, not an outage.
-REFUSALS: tuple[type[BaseException], ...] = (
-    MessageSizeTooLargeError,
-    RecordTooLargeError,
-    RecordListTooLargeError,
-    CorruptRecordException,
-    InvalidTimestampError,
-)
-
-
-def retriable(error: BaseException) -> bool:
-    """An outage: retry later. (A refused record is not: it is pinned to its row.)"""
-    if isinstance(error, REFUSALS):
-        return False
-    if isinstance(error, KafkaError) and error.retriable:
-        return True
-    # PostgreSQL ended the round's transaction (Kafka was slow): nothing was marked.
-    if isinstance(error, asyncpg.exceptions.IdleInTransactionSessionTimeoutError):
-        return True
-    return verdict(error) is Verdict.RETRY
-
-
-def _resource(error: BaseException) -> Resource:
-    if isinstance(error, asyncpg.PostgresError | asyncpg.InterfaceError):
-        return "postgres"
-    return "kafka"
 
 
 @dataclass
@@ -137,8 +90,7 @@ class DeadLetterRelay:
         self._readiness = readiness
         self._wake = wake
         self._backoff = Backoff.from_settings(settings)
-        # Reconcile progress under a claim: partition → (epoch, next dead-letter offset).
-        self._scanned: dict[int, tuple[int, int]] = {}
+        self._reconciler = Reconciler(tail_reader, settings.kafka_topic, settings.kafka_dlq_topic)
         self.watch = PendingWatch(
             settings.kafka_topic,
             pool,
@@ -173,8 +125,7 @@ class DeadLetterRelay:
         """Relay every pending row of every partition this replica owns."""
         owned = dict(self._ownership.epochs)
         await self._producers.keep_only(set(owned))
-        for partition in [p for p in self._scanned if p not in owned]:
-            del self._scanned[partition]
+        self._reconciler.keep_only(owned)
         for partition, epoch in sorted(owned.items()):
             while not stop.is_set():
                 try:
@@ -194,7 +145,7 @@ class DeadLetterRelay:
                 except Exception as error:
                     if not retriable(error):
                         raise
-                    self._metrics.retries.labels(cause=cause(error, _resource(error))).inc()
+                    self._metrics.retries.labels(cause=cause(error, resource(error))).inc()
                     log.warning(
                         "dead_letter_relay_retry",
                         partition=partition,
@@ -231,7 +182,9 @@ class DeadLetterRelay:
                 await asyncio.wait_for(producer.flush(), timeout=_METADATA_S)
             # Every round, not once: a send whose mark was lost (a dropped
             # connection, a crash) must be found in the topic, not sent again.
-            await self._reconcile(conn, partition, epoch, dlq_partition, stop, done)
+            found = await self._reconciler.run(conn, partition, epoch, dlq_partition, stop)
+            done.reconciled, done.scanned_to = found.marked, found.position
+            done.scanning = not found.complete
             # A long partition read only in part: mark what was found, read on next round.
             rows = (
                 []
@@ -263,73 +216,39 @@ class DeadLetterRelay:
         topic = self._s.kafka_topic
         budget = self._s.aggregator_dlq_max_message_bytes
         copies = [
-            build_copy(topic, partition, row, max_bytes=budget, refused=row["relay_attempts"])
+            (
+                row["source_offset"],
+                build_copy(topic, partition, row, max_bytes=budget, refused=row["relay_attempts"]),
+            )
             for row in rows
         ]
-        if transactional:
-            try:
-                await producer.begin_transaction()
-                outcomes = await self._write(producer, dlq_partition, copies)
-                failed = [o for o in outcomes if isinstance(o, BaseException)]
-                if failed:
-                    # Nothing of an aborted transaction is visible to read_committed
-                    # readers: every row of the round is sent again (except refusals).
-                    await producer.abort_transaction()
-                else:
-                    await producer.commit_transaction()
-            except BaseException:
+        try:
+            written = await write_round(
+                producer, transactional, self._s.kafka_dlq_topic, dlq_partition, copies
+            )
+        except BaseException:
+            if transactional:
                 # The next producer's start aborts whatever this one left open.
                 await self._producers.discard(partition)
-                raise
-        else:
-            outcomes = await self._write(producer, dlq_partition, copies)
-            failed = [o for o in outcomes if isinstance(o, BaseException)]
-        outages = [e for e in failed if not isinstance(e, REFUSALS)]
-        done.error = outages[0] if outages else None
-        sent: list[tuple[int, RecordMetadata]] = []
-        for row, copy, outcome in zip(rows, copies, outcomes, strict=True):
-            offset = row["source_offset"]
-            if isinstance(outcome, REFUSALS):
-                done.refused[offset] = f"{copy.kind} copy of {copy.size} bytes: {outcome!r}"
-            elif isinstance(outcome, RecordMetadata) and not (transactional and failed):
-                sent.append((offset, outcome))
-                if copy.kind != "full":
-                    self._metrics.dead_letters_cut.labels(kind=copy.kind).inc()
-        if sent:
+            raise
+        acked = sorted(written.acked.items())
+        if acked:
             await repo.mark_relayed(
                 conn,
                 topic,
                 partition,
-                [o for o, _ in sent],
-                [m.partition for _, m in sent],
-                [m.offset for _, m in sent],
+                [offset for offset, _ in acked],
+                [where.partition for _, where in acked],
+                [where.offset for _, where in acked],
             )
-        if done.refused:
-            await repo.record_relay_refusals(conn, topic, partition, done.refused)
-        done.sent = [offset for offset, _ in sent]
-
-    async def _write(
-        self, producer: AIOKafkaProducer, dlq_partition: int, copies: Sequence[Copy]
-    ) -> list[RecordMetadata | BaseException]:
-        """Send every copy (pipelined) and wait for each acknowledgement or error."""
-        pending: list[asyncio.Future[RecordMetadata] | BaseException] = []
-        for copy in copies:
-            try:
-                future = await producer.send(
-                    self._s.kafka_dlq_topic,
-                    key=copy.key,
-                    value=copy.value,
-                    partition=dlq_partition,
-                    timestamp_ms=copy.timestamp_ms,
-                    headers=copy.headers,
-                )
-            except REFUSALS as error:  # checked by the client before sending
-                pending.append(error)
-            else:
-                pending.append(future)
-        futures = [p for p in pending if isinstance(p, asyncio.Future)]
-        results = iter(await asyncio.gather(*futures, return_exceptions=True))
-        return [next(results) if isinstance(p, asyncio.Future) else p for p in pending]
+        if written.refused:
+            await repo.record_relay_refusals(conn, topic, partition, written.refused)
+        for offset, copy in copies:
+            if offset in written.acked and copy.kind != "full":
+                self._metrics.dead_letters_cut.labels(kind=copy.kind).inc()
+        done.sent = [offset for offset, _ in acked]
+        done.refused = dict(written.refused)
+        done.error = written.outage
 
     async def _dlq_partition(self, producer: AIOKafkaProducer, partition: int) -> int:
         partitions = await asyncio.wait_for(
@@ -340,40 +259,9 @@ class DeadLetterRelay:
         ordered: Sequence[int] = sorted(partitions)
         return ordered[partition % len(ordered)]
 
-    async def _reconcile(
-        self,
-        conn: asyncpg.Connection,
-        partition: int,
-        epoch: int,
-        dlq_partition: int,
-        stop: asyncio.Event,
-        done: _Round,
-    ) -> None:
-        topic = self._s.kafka_topic
-        last = await repo.last_relayed_dlq_offset(conn, topic, partition)
-        start = None if last is None else last + 1
-        scanned = self._scanned.get(partition)
-        if scanned is not None and scanned[0] == epoch:
-            start = scanned[1] if start is None else max(start, scanned[1])
-        tp = TopicPartition(self._s.kafka_dlq_topic, dlq_partition)
-        tail = await read_tail(
-            self._reader, tp, start, topic, partition, stop=stop, deadline_s=_RECONCILE_S
-        )
-        done.scanned_to = tail.position
-        done.scanning = not tail.complete
-        if tail.found:
-            done.reconciled = await repo.mark_relayed(
-                conn,
-                topic,
-                partition,
-                list(tail.found),
-                [dlq_partition] * len(tail.found),
-                list(tail.found.values()),
-            )
-
     def _remember_scan(self, partition: int, epoch: int, done: _Round) -> None:
         if done.scanned_to is not None:
-            self._scanned[partition] = (epoch, done.scanned_to)
+            self._reconciler.remember(partition, epoch, done.scanned_to)
 
     def _report(self, partition: int, dlq_partition: int, done: _Round) -> None:
         if done.scanning:

@@ -1,0 +1,126 @@
+"""Writing one round's copies to the dead-letter partition, and what each answer means.
+
+Kafka's answer for a copy is one of three: acknowledged (where it landed),
+*refused* (the record itself is unacceptable: too large, corrupt; pinned to its
+row, never to the partition) or an outage (retried later). With a transactional
+producer the round is one transaction: committed when every copy was
+acknowledged, aborted otherwise, so that ``read_committed`` readers see all of
+it or nothing.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import asyncpg
+from aiokafka import AIOKafkaProducer
+from aiokafka.errors import (
+    CorruptRecordException,
+    InvalidTimestampError,
+    KafkaError,
+    MessageSizeTooLargeError,
+    RecordListTooLargeError,
+    RecordTooLargeError,
+)
+from aiokafka.structs import RecordMetadata
+
+from clickstream_aggregator.deadletters.copies import Copy
+from clickstream_aggregator.policy import Resource, Verdict, verdict
+
+#: Kafka refused this record, not the request: the row's fault, not an outage.
+REFUSALS: tuple[type[BaseException], ...] = (
+    MessageSizeTooLargeError,
+    RecordTooLargeError,
+    RecordListTooLargeError,
+    CorruptRecordException,
+    InvalidTimestampError,
+)
+
+
+def retriable(error: BaseException) -> bool:
+    """An outage: retry later. (A refused record is not: it is pinned to its row.)"""
+    if isinstance(error, REFUSALS):
+        return False
+    if isinstance(error, KafkaError) and error.retriable:
+        return True
+    # PostgreSQL ended the round's transaction (Kafka was slow): nothing was marked.
+    if isinstance(error, asyncpg.exceptions.IdleInTransactionSessionTimeoutError):
+        return True
+    return verdict(error) is Verdict.RETRY
+
+
+def resource(error: BaseException) -> Resource:
+    """Which server an error came from, for the retry metric's cause."""
+    if isinstance(error, asyncpg.PostgresError | asyncpg.InterfaceError):
+        return "postgres"
+    return "kafka"
+
+
+@dataclass(frozen=True, slots=True)
+class Written:
+    """Kafka's answers for one round, by the rows' source offsets."""
+
+    acked: dict[int, RecordMetadata]
+    refused: dict[int, str]  # source offset → the refusal, for ``relay_error``
+    outage: BaseException | None  # the first answer that was neither
+
+
+async def write_round(
+    producer: AIOKafkaProducer,
+    transactional: bool,
+    topic: str,
+    partition: int,
+    copies: Sequence[tuple[int, Copy]],
+) -> Written:
+    """Send ``(source offset, copy)`` pairs to ``topic[partition]`` and sort the answers.
+
+    With ``transactional``, nothing counts as acknowledged unless the whole round
+    committed. Raises only what leaves the producer in doubt (the caller drops it).
+    """
+    if transactional:
+        await producer.begin_transaction()
+    answers = await _send_all(producer, topic, partition, [c for _, c in copies])
+    failed = any(isinstance(a, BaseException) for a in answers)
+    if transactional:
+        if failed:
+            # Every row of the round is sent again (refused ones as their next copy).
+            await producer.abort_transaction()
+        else:
+            await producer.commit_transaction()
+    acked: dict[int, RecordMetadata] = {}
+    refused: dict[int, str] = {}
+    outage: BaseException | None = None
+    for (offset, copy), answer in zip(copies, answers, strict=True):
+        if isinstance(answer, REFUSALS):
+            refused[offset] = f"{copy.kind} copy of {copy.size} bytes: {answer!r}"
+        elif isinstance(answer, BaseException):
+            outage = outage or answer
+        elif not (transactional and failed):
+            acked[offset] = answer
+    return Written(acked, refused, outage)
+
+
+async def _send_all(
+    producer: AIOKafkaProducer, topic: str, partition: int, copies: Sequence[Copy]
+) -> list[RecordMetadata | BaseException]:
+    """Send every copy (pipelined) and wait for each acknowledgement or error."""
+    pending: list[asyncio.Future[RecordMetadata] | BaseException] = []
+    for copy in copies:
+        try:
+            future = await producer.send(
+                topic,
+                key=copy.key,
+                value=copy.value,
+                partition=partition,
+                timestamp_ms=copy.timestamp_ms,
+                headers=copy.headers,
+            )
+        except REFUSALS as error:  # checked by the client before sending
+            pending.append(error)
+        else:
+            pending.append(future)
+    futures = [p for p in pending if isinstance(p, asyncio.Future)]
+    results = iter(await asyncio.gather(*futures, return_exceptions=True))
+    return [next(results) if isinstance(p, asyncio.Future) else p for p in pending]
