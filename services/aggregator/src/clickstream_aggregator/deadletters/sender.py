@@ -20,6 +20,7 @@ from aiokafka.errors import (
     CorruptRecordException,
     InvalidTimestampError,
     KafkaError,
+    KafkaTimeoutError,
     MessageSizeTooLargeError,
     RecordListTooLargeError,
     RecordTooLargeError,
@@ -43,7 +44,9 @@ def retriable(error: BaseException) -> bool:
     """An outage: retry later. (A refused record is not: it is pinned to its row.)"""
     if isinstance(error, REFUSALS):
         return False
-    if isinstance(error, KafkaError) and error.retriable:
+    # aiokafka's KafkaTimeoutError (a batch that expired while the broker was away,
+    # a full send buffer) is not marked retriable, but it is an outage.
+    if isinstance(error, KafkaTimeoutError) or (isinstance(error, KafkaError) and error.retriable):
         return True
     # PostgreSQL ended the round's transaction (Kafka was slow): nothing was marked.
     if isinstance(error, asyncpg.exceptions.IdleInTransactionSessionTimeoutError):
