@@ -55,8 +55,7 @@ log = structlog.get_logger()
 
 DATABASE = "clickstream"
 POLL_S = 0.5
-#: Enough users for the rate's concurrent sessions (about rate × 9 s of them).
-_USERS_PER_RATE = 20
+_START_TIMEOUT_S = 60.0
 
 
 class DemoError(RuntimeError):
@@ -184,11 +183,12 @@ def _live_display(console: Console) -> Iterator[Live]:
 def _launch_producers(
     options: DemoOptions, services: ServiceGroup, env: Mapping[str, str]
 ) -> tuple[Service | None, Service]:
-    """The backfill (if any) and the live producer."""
+    """The backfill (if any) and the live producer, with the producer's own sizing:
+    ``--rate R`` alone delivers R events/s from the start."""
     backfill = None
     if options.backfill:
         # Live sessions are still young when a short demo ends (purchases come
-        # late in a visit), so an hour of complete sessions comes first.
+        # late in a visit), so sessions that finished an hour ago come alongside.
         backfill = services.launch(
             "clickstream-producer",
             [
@@ -207,7 +207,6 @@ def _launch_producers(
             "--events", "0",
             "--rate", str(options.rate),
             "--seed", str(options.seed),
-            "--users", str(max(1000, options.rate * _USERS_PER_RATE)),
         ],
         env=env,
         name="producer",
@@ -230,9 +229,9 @@ async def _drive(
         for n in range(1, options.replicas + 1):
             replicas.start(f"aggregator-{n}")
         backfill, producer = _launch_producers(options, services, env)
-        started = time.monotonic()
         snap = Snapshot()
         with _live_display(console) as live:
+            started = await _wait_started(producer, progress, services, live)
 
             def say(text: str) -> None:
                 live.console.print(
@@ -280,6 +279,23 @@ async def _drive(
             verdict,
             tuple(replicas.crashes),
         )
+
+
+async def _wait_started(
+    producer: Service, progress: PipelineProgress, services: ServiceGroup, live: Live
+) -> float:
+    """When the live producer is ready to send (it logs ``producer_starting``): the
+    ``--duration`` seconds of traffic count from there, not from its start-up."""
+    since = time.monotonic()
+    deadline = since + _START_TIMEOUT_S
+    while '"event":"producer_starting"' not in producer.log_path.read_text(errors="replace"):
+        services.check_running()
+        if time.monotonic() > deadline:
+            raise DemoError(f"the producer was not ready after {_START_TIMEOUT_S:.0f} s")
+        snap = await progress.snapshot()
+        live.update(_screen("starting", f"{time.monotonic() - since:5.1f} s", snap))
+        await asyncio.sleep(POLL_S / 5)
+    return time.monotonic()
 
 
 async def _produce(
