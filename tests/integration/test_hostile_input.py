@@ -9,19 +9,25 @@ reason the contract gives, while the replica keeps running.
 from __future__ import annotations
 
 import asyncio
+import json
 import uuid
 from decimal import Decimal
 from typing import Any
 
 import asyncpg
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from pydantic import TypeAdapter, ValidationError
 
 from clickstream_devstack.broker import EmbeddedKafka
 from clickstream_devstack.environment import Database, KafkaTopics
+from clickstream_devstack.postgres import EmbeddedPostgres
 from clickstream_schema import decode
+from clickstream_schema.fields import IpAddress, Timestamp
 from support.aggregator import running_aggregator, settings_from_env, wait_applied
 from support.feed import Message, as_messages, generate, publish, read_back
-from support.hostile import BASE, nested, wire
+from support.hostile import BASE, ip_addresses, nested, timestamps, wire
 from support.reference import (
     MAX_SEARCH_QUERIES,
     MAX_TOTAL_REVENUE,
@@ -195,3 +201,48 @@ async def test_a_session_with_more_than_a_hundred_searches_keeps_the_first_hundr
     assert row["search_queries"] == [f"query {i:03d}" for i in range(MAX_SEARCH_QUERIES)]
     assert row["event_type_counts"] == {"search": 150}
     assert row["total_events"] == 150
+
+
+_ADDRESS = TypeAdapter(IpAddress)
+_TIME = TypeAdapter(Timestamp)
+#: Real addresses in every accepted form, and strings that look like addresses.
+_ADDRESS_LIKE = st.one_of(
+    ip_addresses(), st.text(alphabet="0123456789abcdefABCDEF:./% ", min_size=1, max_size=45)
+)
+
+
+def _accepted_addresses(candidates: list[str]) -> list[str]:
+    accepted = []
+    for candidate in candidates:
+        try:
+            accepted.append(_ADDRESS.validate_json(json.dumps(candidate)))
+        except ValidationError:
+            continue
+    return accepted
+
+
+@settings(max_examples=25, deadline=None)
+@given(
+    candidates=st.lists(_ADDRESS_LIKE, min_size=1, max_size=100),
+    times=st.lists(timestamps(), min_size=1, max_size=50),
+)
+def test_every_address_and_time_the_model_accepts_postgresql_holds(
+    postgres: EmbeddedPostgres, candidates: list[str], times: list[str]
+) -> None:
+    """The aggregator sends addresses as text cast to inet, times as timestamptz."""
+    addresses = _accepted_addresses(candidates)
+    instants = [_TIME.validate_json(json.dumps(t)) for t in times]
+
+    async def store() -> None:
+        conn = await asyncpg.connect(postgres.dsn())
+        try:
+            stored = await conn.fetch(
+                "SELECT a::inet AS address FROM unnest($1::text[]) AS a", addresses
+            )
+            assert len(stored) == len(addresses)
+            back = await conn.fetchval("SELECT $1::timestamptz[]", instants)
+            assert back == instants  # the same instants (aware datetimes compare as such)
+        finally:
+            await conn.close()
+
+    asyncio.run(store())
