@@ -90,6 +90,8 @@ async def _check(
     if stream:
         await publish(kafka.bootstrap, topics.events, stream)
     # Small batches: a topic's messages spread over several batches and fetches.
+    # No decode worker process per example: batches this small are prepared
+    # inline by the service anyway (workers.INLINE_BELOW).
     config = settings_from_env(env, aggregator_batch_max_records=50, aggregator_decode_workers=0)
     async with running_aggregator(config) as task:
         await wait_applied(database.dsn, topics.group, topics.events, len(stream), running=task)
