@@ -2,7 +2,8 @@
 
 At 50 000 events/s a line per ten events would be the bottleneck and unreadable;
 the throttle keeps the log useful at any rate while low rates still see every
-N-th event. The same counts feed the Prometheus metrics when given.
+N-th event. The first line comes as soon as N events were sent. The same
+counts feed the Prometheus metrics when given.
 """
 
 from __future__ import annotations
@@ -33,6 +34,8 @@ class Progress:
         self._started = clock()
         self._last_time = self._started
         self._last_count = 0
+        # The first line may come at once: the throttle is between lines.
+        self._quiet_until = self._started
         self._next_due = every
         self.sent = 0
         self.acked = 0
@@ -43,8 +46,9 @@ class Progress:
             self._metrics.produced.inc(count)
         if self.sent >= self._next_due:
             now = self._clock()
-            if now - self._last_time >= self._min_interval or self._min_interval == 0:
+            if now >= self._quiet_until:
                 self._emit("progress", now)
+                self._quiet_until = now + self._min_interval
             # Next line at the next multiple of `every` after this one.
             self._next_due = (self.sent // self._every + 1) * self._every
 
