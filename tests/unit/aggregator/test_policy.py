@@ -9,7 +9,12 @@ import ssl
 import asyncpg
 import orjson
 import pytest
-from aiokafka.errors import KafkaConnectionError, NodeNotReadyError, UnknownTopicOrPartitionError
+from aiokafka.errors import (
+    KafkaConnectionError,
+    KafkaTimeoutError,
+    NodeNotReadyError,
+    UnknownTopicOrPartitionError,
+)
 
 from clickstream_aggregator.metrics import AggregatorMetrics
 from clickstream_aggregator.policy import Backoff, Retrying, Stopping, Verdict, cause, verdict
@@ -54,6 +59,7 @@ def test_values_a_message_carries_are_pinned_to_it(error: BaseException) -> None
         asyncpg.exceptions.LockNotAvailableError("lock timeout"),
         KafkaConnectionError("Unable to bootstrap"),
         NodeNotReadyError("node not ready"),
+        KafkaTimeoutError(),  # a produce batch that expired while the broker was away
         UnknownTopicOrPartitionError(),  # retriable in Kafka's own terms
     ],
 )

@@ -32,7 +32,7 @@ from typing import TYPE_CHECKING, Literal, TypeVar
 import asyncpg
 import orjson
 import structlog
-from aiokafka.errors import KafkaError
+from aiokafka.errors import KafkaError, KafkaTimeoutError
 
 if TYPE_CHECKING:
     from clickstream_aggregator.metrics import AggregatorMetrics
@@ -65,6 +65,9 @@ _TRANSIENT: tuple[type[BaseException], ...] = (
     asyncpg.InterfaceError,  # the connection broke mid-operation
     OSError,
     TimeoutError,
+    # Not "retriable" in aiokafka's terms, but raised for a request that expired
+    # while the broker was away: an outage.
+    KafkaTimeoutError,
 )
 
 # Errors a value can cause. SQLSTATE classes 22 (data exception: out of range,

@@ -39,6 +39,9 @@ class AggregatorSettings(
     aggregator_ready_retry_threshold_s: float = Field(30.0, gt=0)
     aggregator_replica_id: str = Field(default_factory=_default_replica_id, min_length=1)
     aggregator_pool_size: int = Field(4, ge=2)
+    aggregator_startup_timeout_s: float = Field(
+        0.0, ge=0, description="give up when PostgreSQL or Kafka do not answer at start; 0: wait"
+    )
     # Mirror applied offsets to Kafka's group (after the database commit) so the
     # usual lag tools work; the offsets in PostgreSQL remain the truth.
     aggregator_commit_to_kafka: bool = True
