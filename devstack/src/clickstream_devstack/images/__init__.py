@@ -1,0 +1,14 @@
+"""Build the services' container images with podman and run them, without a registry.
+
+Docker cannot run on the development and CI machines, but Debian's podman can
+(with ``runc``, cgroupfs and explicit ulimits: :mod:`.podman`). The Dockerfiles'
+pinned base image cannot be pulled, so :mod:`.base` builds a stand-in with the
+same name from Debian packages and this machine's CPython 3.11; :mod:`.wheelhouse`
+downloads the lock's wheels once so the builds run offline; :mod:`.build` builds
+the three Dockerfiles unchanged; :mod:`.containers` runs them. Everything slow is
+cached under ``.cache/images`` (ignored by git): a second build takes seconds.
+"""
+
+from clickstream_devstack.images.podman import Podman, PodmanUnavailableError
+
+__all__ = ["Podman", "PodmanUnavailableError"]
