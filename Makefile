@@ -8,8 +8,8 @@ PACKAGES := shared/pyproject.toml runtime/pyproject.toml services/producer/pypro
 	services/aggregator/pyproject.toml services/ops/pyproject.toml devstack/pyproject.toml
 
 .DEFAULT_GOAL := help
-.PHONY: help install demo test lint typecheck unit integration real faults soak bench bench-quick \
-	schema lock env report clean
+.PHONY: help install demo test lint typecheck unit integration real images faults soak bench \
+	bench-quick schema lock env report clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-12s %s\n", $$1, $$2}'
@@ -39,10 +39,13 @@ unit: $(STAMP) ## fast, pure tests only
 	$(BIN)/pytest tests/unit tests/contract $(PYTEST_ARGS)
 
 integration: $(STAMP) ## tests against the embedded broker and PostgreSQL
-	$(BIN)/pytest -m "integration and not faults and not real" $(PYTEST_ARGS)
+	$(BIN)/pytest -m "integration and not faults and not real and not images" $(PYTEST_ARGS)
 
 real: $(STAMP) ## tests on Apache Kafka, Kafka Connect and OpenSearch (Java 17+; jars cached in .cache/jvm)
 	$(BIN)/pytest -m real $(PYTEST_ARGS)
+
+images: $(STAMP) ## build the service images with podman (cached in .cache/images) and run them
+	$(BIN)/pytest -m images $(PYTEST_ARGS)
 
 faults: $(STAMP) ## the exactly-once fault suite
 	$(BIN)/pytest -m faults $(PYTEST_ARGS)
