@@ -41,6 +41,12 @@ def cache_dir() -> Path:
     return Path(configured) if configured else POM.parents[2] / ".cache" / "jvm"
 
 
+def chosen_version(component: Component) -> str:
+    """``$CLICKSTREAM_KAFKA_VERSION`` / ``$CLICKSTREAM_OPENSEARCH_VERSION`` (to try another
+    release), else the pom's."""
+    return os.environ.get(f"CLICKSTREAM_{component.upper()}_VERSION") or pom_version(component)
+
+
 def pom_version(component: Component) -> str:
     """The version the pom pins for ``component`` (``kafka.version``, ``opensearch.version``)."""
     root = ET.parse(POM).getroot()  # noqa: S314 - our own file
@@ -88,12 +94,12 @@ def find_java() -> Java:
 
 def install_dir(component: Component, version: str | None = None) -> Path:
     """Where ``component`` lives in the cache: ``kafka-<v>/`` or ``opensearch-<v>/``."""
-    return cache_dir() / f"{component}-{version or pom_version(component)}"
+    return cache_dir() / f"{component}-{version or chosen_version(component)}"
 
 
 def ensure(component: Component, version: str | None = None) -> Path:
     """The cached installation of ``component``, fetched with Maven if not there yet."""
-    version = version or pom_version(component)
+    version = version or chosen_version(component)
     target = install_dir(component, version)
     if (target / _STAMP).exists():
         return target

@@ -83,7 +83,7 @@ class ApacheKafka(JvmServer):
         start_timeout: float = 120.0,
     ) -> None:
         super().__init__(work_dir, ports=ports, start_timeout=start_timeout)
-        self.version = version or artifacts.pom_version("kafka")
+        self.version = version or artifacts.chosen_version("kafka")
         self.tls = tls
         self.settings = dict(settings or {})
         self._install: Path | None = None

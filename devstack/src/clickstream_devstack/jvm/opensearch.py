@@ -55,7 +55,7 @@ class OpenSearch(JvmServer):
         start_timeout: float = 180.0,
     ) -> None:
         super().__init__(work_dir, start_timeout=start_timeout)
-        self.version = version or artifacts.pom_version("opensearch")
+        self.version = version or artifacts.chosen_version("opensearch")
         self.settings = dict(settings or {})
         self._install: Path | None = None
         self._java: artifacts.Java | None = None
