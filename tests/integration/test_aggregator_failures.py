@@ -17,10 +17,11 @@ import asyncpg
 import pytest
 
 from clickstream_aggregator.commit import BatchWriter, Committed
-from clickstream_aggregator.main import StartupTimeout, run
+from clickstream_aggregator.main import run
 from clickstream_aggregator.migrate import migrate
 from clickstream_aggregator.positions import OffsetOutOfRange
 from clickstream_aggregator.prepare import Batch
+from clickstream_aggregator.startup import StartupTimeout
 from clickstream_aggregator.validate import RawPartition
 from clickstream_aggregator.workers import Preparer
 from clickstream_devstack.broker import EmbeddedKafka

@@ -1,8 +1,7 @@
 """``clickstream-aggregator``: the service entrypoint and its wiring.
 
-Start-up waits for PostgreSQL and Kafka the same way (the failure policy's
-retry loop, one ``*_retry`` event per attempt), for ever or for
-``AGGREGATOR_STARTUP_TIMEOUT_S``. Then the batch loop runs beside its helpers
+After start-up (``startup``: PostgreSQL and Kafka are waited for the same
+way), the batch loop runs beside its helpers
 (dead-letter relay, Kafka offset mirror, dedupe pruning, readiness probes);
 any of them failing stops the service. Every step of the shutdown is bounded,
 so SIGTERM ends the process in time whatever the servers are doing.
@@ -13,10 +12,8 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
-import ssl
-from collections.abc import Awaitable, Callable, Coroutine
+from collections.abc import Coroutine
 from contextlib import AsyncExitStack
-from pathlib import Path
 from typing import Any
 
 import asyncpg
@@ -24,10 +21,9 @@ import structlog
 from aiokafka import AIOKafkaConsumer
 
 from clickstream_aggregator.commit import BatchWriter
-from clickstream_aggregator.deadletters import DeadLetterRelay, RelayProducers
+from clickstream_aggregator.deadletters import DeadLetterRelay
 from clickstream_aggregator.dedupe_window import DedupeWindow
 from clickstream_aggregator.metrics import AggregatorMetrics
-from clickstream_aggregator.migrate import migrate
 from clickstream_aggregator.mirror import OffsetMirror
 from clickstream_aggregator.pipeline import Aggregator
 from clickstream_aggregator.policy import Resource, Retrying, Stopping
@@ -35,14 +31,19 @@ from clickstream_aggregator.positions import OffsetOutOfRange, Positions
 from clickstream_aggregator.prepare import tune_gc
 from clickstream_aggregator.settings import AggregatorSettings
 from clickstream_aggregator.source import Ownership, create_consumer
+from clickstream_aggregator.startup import (
+    CLOSE_S,
+    bounded_later,
+    connect,
+    relay_clients,
+    start_consumer,
+)
 from clickstream_aggregator.workers import Preparer
 from clickstream_runtime import logs
 from clickstream_runtime.entrypoint import bounded, serve
 from clickstream_runtime.health import Readiness, serve_health
-from clickstream_runtime.kafka_tls import explain_kafka_tls_failure
 from clickstream_runtime.probes import kafka_probe, keep_probing, postgres_probe
 from clickstream_runtime.settings import load
-from clickstream_runtime.tls import TlsFileError
 
 log = structlog.get_logger()
 
@@ -50,107 +51,6 @@ log = structlog.get_logger()
 # in flight (pipeline), a last relay sweep, leaving the group, the other clients.
 _FINAL_DRAIN_S = 2.0
 _LEAVE_GROUP_S = 1.5
-_CLOSE_S = 1.0
-
-
-async def _bounded_later(close: Callable[[], Awaitable[object]], seconds: float, what: str) -> None:
-    """A shutdown step for an exit stack: run in a task of its own, bounded in time.
-
-    Its own task, so that a client whose close leaks a cancellation (aiokafka's
-    consumer does when its broker is gone) cannot cancel the rest of the shutdown.
-    """
-    await bounded(close(), seconds, what)
-
-
-class StartupTimeout(RuntimeError):
-    """A dependency did not answer within ``AGGREGATOR_STARTUP_TIMEOUT_S``."""
-
-
-def _startup_deadline(settings: AggregatorSettings) -> float | None:
-    return settings.aggregator_startup_timeout_s or None
-
-
-async def _connect(
-    settings: AggregatorSettings, stop: asyncio.Event, retrying: Retrying
-) -> asyncpg.Pool:
-    """Create the pool and migrate, waiting (with backoff) while PostgreSQL is unreachable."""
-
-    async def connect() -> asyncpg.Pool:
-        pool: asyncpg.Pool = await asyncpg.create_pool(
-            **settings.postgres_connect_options(),
-            min_size=1,
-            max_size=settings.aggregator_pool_size,
-            server_settings={
-                "application_name": f"clickstream-aggregator/{settings.aggregator_replica_id}"
-            },
-        )
-        try:
-            async with pool.acquire() as conn:
-                await migrate(conn)
-        except BaseException:
-            await bounded(pool.close(), _CLOSE_S, "postgres pool")
-            raise
-        return pool
-
-    try:
-        return await retrying.run(connect, stop, deadline_s=_startup_deadline(settings))
-    except ssl.SSLCertVerificationError as error:
-        raise TlsFileError(
-            "POSTGRES_SSLROOTCERT",
-            settings.postgres_sslrootcert or Path("(system CAs)"),
-            f"PostgreSQL's certificate does not verify against it ({error.verify_message})",
-        ) from None
-    except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as error:
-        raise StartupTimeout(
-            f"PostgreSQL at {settings.postgres_host}:{settings.postgres_port} did not answer "
-            f"within {settings.aggregator_startup_timeout_s:g}s: {error!r}"
-        ) from None
-
-
-async def _start_consumer(
-    consumer: AIOKafkaConsumer,
-    settings: AggregatorSettings,
-    stop: asyncio.Event,
-    retrying: Retrying,
-) -> None:
-    async def start() -> None:
-        try:
-            await consumer.start()
-        except Exception:
-            # aiokafka only says "Unable to bootstrap": name the TLS file if it is the reason.
-            await explain_kafka_tls_failure(settings)
-            with contextlib.suppress(Exception):
-                await asyncio.wait_for(consumer.stop(), timeout=_CLOSE_S)
-            raise
-
-    try:
-        await retrying.run(start, stop, deadline_s=_startup_deadline(settings))
-    except Stopping:
-        raise
-    except Exception as error:
-        raise StartupTimeout(
-            f"Kafka at {settings.kafka_bootstrap_servers} did not answer within "
-            f"{settings.aggregator_startup_timeout_s:g}s: {error!r}"
-        ) from None
-
-
-async def _relay_clients(
-    stack: AsyncExitStack, settings: AggregatorSettings
-) -> tuple[RelayProducers, AIOKafkaConsumer]:
-    """The relay's producers and the reader it checks the dead-letter topic's tail with."""
-    producers = RelayProducers(settings)
-    stack.push_async_callback(_bounded_later, producers.close, _CLOSE_S, "dead-letter producers")
-    tail_reader = AIOKafkaConsumer(
-        **settings.kafka_client_options(),
-        group_id=None,
-        enable_auto_commit=False,
-        auto_offset_reset="earliest",
-        fetch_max_wait_ms=100,
-        isolation_level="read_committed",
-    )
-    stack.push_async_callback(_bounded_later, tail_reader.stop, _CLOSE_S, "dead-letter reader")
-    await asyncio.wait_for(tail_reader.start(), timeout=10.0)
-    return producers, tail_reader
 
 
 def _supervised(
@@ -211,10 +111,10 @@ class _Wiring:
             self.on_change,
         )
         consumer.subscribe([s.kafka_topic], listener=ownership)
-        await _start_consumer(consumer, s, self.stop, self.retrying("kafka_connect", "kafka"))
+        await start_consumer(consumer, s, self.stop, self.retrying("kafka_connect", "kafka"))
         # Leaving the group lets the others take over at once; bounded, since a
         # dead coordinator never answers.
-        stack.push_async_callback(_bounded_later, consumer.stop, _LEAVE_GROUP_S, "consumer")
+        stack.push_async_callback(bounded_later, consumer.stop, _LEAVE_GROUP_S, "consumer")
         return consumer, ownership, positions
 
     async def helpers(
@@ -230,7 +130,7 @@ class _Wiring:
         probe_pool: asyncpg.Pool = await asyncpg.create_pool(
             **s.postgres_connect_options(), min_size=0, max_size=1
         )
-        stack.push_async_callback(_bounded_later, probe_pool.close, _CLOSE_S, "probe pool")
+        stack.push_async_callback(bounded_later, probe_pool.close, CLOSE_S, "probe pool")
         dedupe = DedupeWindow(
             pool, s.aggregator_dedupe_retention_hours, s.aggregator_prune_interval_s
         )
@@ -249,10 +149,10 @@ class _Wiring:
 
 async def _serve(wiring: _Wiring, stack: AsyncExitStack, tasks: list[asyncio.Task[None]]) -> None:
     s, stop = wiring.settings, wiring.stop
-    pool = await _connect(s, stop, wiring.retrying("postgres_connect", "postgres"))
-    stack.push_async_callback(_bounded_later, pool.close, _CLOSE_S, "postgres pool")
+    pool = await connect(s, stop, wiring.retrying("postgres_connect", "postgres"))
+    stack.push_async_callback(bounded_later, pool.close, CLOSE_S, "postgres pool")
     consumer, ownership, positions = await wiring.consumer(stack, pool)
-    producers, tail_reader = await _relay_clients(stack, s)
+    producers, tail_reader = await relay_clients(stack, s)
     relay = DeadLetterRelay(
         s,
         pool,
@@ -292,7 +192,7 @@ async def _serve(wiring: _Wiring, stack: AsyncExitStack, tasks: list[asyncio.Tas
     finally:
         stop.set()
         wiring.dead_letters.set()  # wake the relay so it sees the stop at once
-        await asyncio.wait(tasks, timeout=_CLOSE_S)
+        await asyncio.wait(tasks, timeout=CLOSE_S)
         # Drain the outbox once more so a clean stop leaves little pending,
         # bounded so that SIGTERM still exits promptly if a server is down.
         await bounded(relay.sweep(asyncio.Event()), _FINAL_DRAIN_S, "dead-letter drain")

@@ -1,0 +1,130 @@
+"""Start-up: connect to PostgreSQL and Kafka, waiting for them the same way.
+
+Both waits are the failure policy's retry loop (one ``*_retry`` event per
+attempt, readiness false meanwhile), for ever or for
+``AGGREGATOR_STARTUP_TIMEOUT_S``; giving up is one :class:`StartupTimeout`
+line. Shutdown steps get :func:`bounded_later`, each bounded in a task of its own.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import ssl
+from collections.abc import Awaitable, Callable
+from contextlib import AsyncExitStack
+from pathlib import Path
+
+import asyncpg
+from aiokafka import AIOKafkaConsumer
+
+from clickstream_aggregator.deadletters import RelayProducers
+from clickstream_aggregator.migrate import migrate
+from clickstream_aggregator.policy import Retrying, Stopping
+from clickstream_aggregator.settings import AggregatorSettings
+from clickstream_runtime.entrypoint import bounded
+from clickstream_runtime.kafka_tls import explain_kafka_tls_failure
+from clickstream_runtime.tls import TlsFileError
+
+#: A client closed at shutdown gets this long.
+CLOSE_S = 1.0
+
+
+async def bounded_later(close: Callable[[], Awaitable[object]], seconds: float, what: str) -> None:
+    """A shutdown step for an exit stack: run in a task of its own, bounded in time.
+
+    Its own task, so that a client whose close leaks a cancellation (aiokafka's
+    consumer does when its broker is gone) cannot cancel the rest of the shutdown.
+    """
+    await bounded(close(), seconds, what)
+
+
+class StartupTimeout(RuntimeError):
+    """A dependency did not answer within ``AGGREGATOR_STARTUP_TIMEOUT_S``."""
+
+
+def _startup_deadline(settings: AggregatorSettings) -> float | None:
+    return settings.aggregator_startup_timeout_s or None
+
+
+async def connect(
+    settings: AggregatorSettings, stop: asyncio.Event, retrying: Retrying
+) -> asyncpg.Pool:
+    """Create the pool and migrate, waiting (with backoff) while PostgreSQL is unreachable."""
+
+    async def connect() -> asyncpg.Pool:
+        pool: asyncpg.Pool = await asyncpg.create_pool(
+            **settings.postgres_connect_options(),
+            min_size=1,
+            max_size=settings.aggregator_pool_size,
+            server_settings={
+                "application_name": f"clickstream-aggregator/{settings.aggregator_replica_id}"
+            },
+        )
+        try:
+            async with pool.acquire() as conn:
+                await migrate(conn)
+        except BaseException:
+            await bounded(pool.close(), CLOSE_S, "postgres pool")
+            raise
+        return pool
+
+    try:
+        return await retrying.run(connect, stop, deadline_s=_startup_deadline(settings))
+    except ssl.SSLCertVerificationError as error:
+        raise TlsFileError(
+            "POSTGRES_SSLROOTCERT",
+            settings.postgres_sslrootcert or Path("(system CAs)"),
+            f"PostgreSQL's certificate does not verify against it ({error.verify_message})",
+        ) from None
+    except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as error:
+        raise StartupTimeout(
+            f"PostgreSQL at {settings.postgres_host}:{settings.postgres_port} did not answer "
+            f"within {settings.aggregator_startup_timeout_s:g}s: {error!r}"
+        ) from None
+
+
+async def start_consumer(
+    consumer: AIOKafkaConsumer,
+    settings: AggregatorSettings,
+    stop: asyncio.Event,
+    retrying: Retrying,
+) -> None:
+    async def start() -> None:
+        try:
+            await consumer.start()
+        except Exception:
+            # aiokafka only says "Unable to bootstrap": name the TLS file if it is the reason.
+            await explain_kafka_tls_failure(settings)
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(consumer.stop(), timeout=CLOSE_S)
+            raise
+
+    try:
+        await retrying.run(start, stop, deadline_s=_startup_deadline(settings))
+    except Stopping:
+        raise
+    except Exception as error:
+        raise StartupTimeout(
+            f"Kafka at {settings.kafka_bootstrap_servers} did not answer within "
+            f"{settings.aggregator_startup_timeout_s:g}s: {error!r}"
+        ) from None
+
+
+async def relay_clients(
+    stack: AsyncExitStack, settings: AggregatorSettings
+) -> tuple[RelayProducers, AIOKafkaConsumer]:
+    """The relay's producers and the reader it checks the dead-letter topic's tail with."""
+    producers = RelayProducers(settings)
+    stack.push_async_callback(bounded_later, producers.close, CLOSE_S, "dead-letter producers")
+    tail_reader = AIOKafkaConsumer(
+        **settings.kafka_client_options(),
+        group_id=None,
+        enable_auto_commit=False,
+        auto_offset_reset="earliest",
+        fetch_max_wait_ms=100,
+        isolation_level="read_committed",
+    )
+    stack.push_async_callback(bounded_later, tail_reader.stop, CLOSE_S, "dead-letter reader")
+    await asyncio.wait_for(tail_reader.start(), timeout=10.0)
+    return producers, tail_reader
