@@ -1,8 +1,9 @@
 """The image tier: the three service images built once per session, or a loud skip.
 
 Where podman cannot run (not installed, no runc, not root for debootstrap,
-containers refused by the kernel), every test here is skipped with that reason,
-and the report header says so. A build that fails once podman works is an error.
+containers refused by the kernel), every test here is skipped with that reason
+(``-ra`` prints it in the summary; ``pytest tests/images`` also in the header).
+A build that fails once podman can start containers is an error, not a skip.
 """
 
 from __future__ import annotations

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import platform
 import re
 import shutil
 import subprocess
@@ -77,9 +78,12 @@ def qualified(name: str) -> str:
 def ensure_base(podman: Podman, name: str, cache: Path) -> str:
     """Make ``name`` available to podman; return how (``present``/``imported``/``built``)."""
     image = qualified(name)
-    if podman.image_exists(image):
-        return "present"
     tarball = cache / f"base-{_slug(name)}-{_key()}.tar"
+    if podman.image_exists(image):
+        made_from = _stand_in_label(podman, image)
+        # A real pull (no label) or the current stand-in; an older stand-in is replaced.
+        if made_from in {"", tarball.name}:
+            return "present"
     how = "imported"
     if not tarball.exists():
         _build_tarball(tarball)
@@ -88,7 +92,7 @@ def ensure_base(podman: Podman, name: str, cache: Path) -> str:
         "import",
         "--change", "ENV PATH=/usr/local/bin:/usr/local/sbin:/usr/sbin:/usr/bin:/sbin:/bin",
         "--change", "ENV LANG=C.UTF-8",
-        "--change", f"ENV PYTHON_VERSION={sysconfig.get_python_version()}",
+        "--change", f"ENV PYTHON_VERSION={platform.python_version()}",
         "--change", f"LABEL {_LABEL}={tarball.name}",
         "--change", 'CMD ["python3"]',
         str(tarball),
@@ -97,6 +101,12 @@ def ensure_base(podman: Podman, name: str, cache: Path) -> str:
     )  # fmt: skip
     log.info("base_image_ready", image=image, how=how, tarball=str(tarball))
     return how
+
+
+def _stand_in_label(podman: Podman, image: str) -> str:
+    template = f'{{{{index .Config.Labels "{_LABEL}"}}}}'
+    label = podman.run("image", "inspect", "--format", template, image, timeout=60).stdout.strip()
+    return "" if label == "<no value>" else label
 
 
 def _slug(name: str) -> str:
