@@ -56,6 +56,8 @@ log = structlog.get_logger()
 DATABASE = "clickstream"
 POLL_S = 0.5
 _START_TIMEOUT_S = 60.0
+#: after a stalled catch-up, how long the dead-letter relay still gets
+_STALLED_RELAY_S = 15.0
 
 
 class DemoError(RuntimeError):
@@ -79,8 +81,9 @@ class Outcome:
     live_events: int | None
     backfill_events: int | None
     verdict: Report | None = None
-    #: replicas that died on their own under --chaos (each was started again)
-    crashes: tuple[str, ...] = ()
+    #: under --chaos, what went wrong without being caused by the chaos: replicas
+    #: that died on their own (each was started again), a catch-up that stalled
+    problems: tuple[str, ...] = ()
 
 
 def _parse(argv: list[str] | None) -> argparse.Namespace:
@@ -264,12 +267,24 @@ async def _drive(
             code = services.stop(producer)
             if code != 0:
                 raise DemoError(producer.describe_exit())
-            snap = await _catch_up(options, progress, watch, live)
+            stalled = None
+            try:
+                snap = await _catch_up(options, progress, watch, live)
+            except DemoError as error:
+                if chaos is None:
+                    raise
+                # The verdict still says whether what was committed is exact.
+                stalled, snap = str(error), await progress.snapshot()
         if chaos is not None:
-            await _wait_relayed(postgres.dsn(DATABASE), options.catch_up_timeout)
+            await _wait_relayed(
+                postgres.dsn(DATABASE), _STALLED_RELAY_S if stalled else options.catch_up_timeout
+            )
+        problems = [*replicas.crashes, *([stalled] if stalled else [])]
         for replica, code in _stop_replicas(list(replicas.running.values())):
-            if code != 0:
+            if code != 0 and chaos is None:
                 raise DemoError(replica.describe_exit())
+            if code != 0:
+                problems.append(f"{replica.name} exited with code {code} when stopped")
         services.stop_all()
         verdict = None if chaos is None else await _verdict(chaos, env, console)
         return Outcome(
@@ -277,7 +292,7 @@ async def _drive(
             _finished_events(producer),
             _finished_events(backfill),
             verdict,
-            tuple(replicas.crashes),
+            tuple(problems),
         )
 
 
@@ -514,14 +529,14 @@ def main(argv: list[str] | None = None) -> int:
                 highlight=False,
             )
             return 1
-    if outcome.crashes:
+    if outcome.problems:
         console.print(
-            f"[bold red]{len(outcome.crashes)} replica crash(es)[/] the chaos did not cause "
-            f"(each was started again); logs are in {work_dir}:",
+            f"[bold red]{len(outcome.problems)} problem(s)[/] the chaos did not cause "
+            f"by itself; logs are in {work_dir}:",
             highlight=False,
         )
-        for crash in outcome.crashes:
-            console.print(f"  {crash}", markup=False, highlight=False, soft_wrap=True)
+        for problem in outcome.problems:
+            console.print(f"  {problem}", markup=False, highlight=False, soft_wrap=True)
         return 1
     if not args.keep:
         shutil.rmtree(work_dir, ignore_errors=True)
