@@ -68,5 +68,13 @@ class WallPacer:
         token_wait = (1.0 - self._tokens) * self._interval if self._tokens < 1.0 else 0.0
         return max(due, token_wait, 0.0)
 
-    def take(self) -> None:
-        self._tokens -= 1.0
+    def due(self) -> tuple[int, int]:
+        """After :meth:`delay` returned 0: (epoch ms before which events are due, how many may go).
+
+        Lets the caller release every due event at once instead of one per call.
+        """
+        now_ms = int((time.monotonic() + self._offset) * 1000)
+        return now_ms + 1, max(1, int(self._tokens))
+
+    def take(self, count: int = 1) -> None:
+        self._tokens -= count

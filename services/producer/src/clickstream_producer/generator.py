@@ -177,9 +177,12 @@ class EventGenerator:
         """Event time (epoch ms) of the event the next call will return first."""
         return self._heap[0][0]
 
-    def next_records(self, count: int) -> list[EventRecord]:
-        """The next ``count`` events as records: the allocation-light form the publisher sends."""
-        return self._take(count, math.inf)
+    def next_records(self, count: int, before_ms: float = math.inf) -> list[EventRecord]:
+        """The next ``count`` events (fewer if later ones are at ``before_ms`` or after).
+
+        Records are the allocation-light form the publisher sends.
+        """
+        return self._take(count, before_ms)
 
     def records_before(self, end_ms: int) -> list[EventRecord]:
         """Every further event whose time is before ``end_ms`` (epoch ms), in time order."""

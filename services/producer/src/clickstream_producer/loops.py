@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import time
 from contextlib import suppress
+from datetime import UTC, datetime
 from typing import Final
 
 from clickstream_producer.clock import WallPacer
@@ -41,6 +42,8 @@ async def live(
     rate: float,
     linger_ms: int,
 ) -> None:
+    # Simulated time is wall time from the first event that can go out.
+    generator.move_start(datetime.now(UTC))
     pacer = WallPacer(rate)
     linger_s = linger_ms / 1000
     flushed_at = time.monotonic()
@@ -57,15 +60,18 @@ async def live(
             with suppress(TimeoutError):
                 await asyncio.wait_for(stop.wait(), timeout=wait_s)
             continue
-        pacer.take()
-        records = generator.next_records(1)
+        # Everything due now, as far as the rate allows, in one go.
+        end_ms, allowed = pacer.due()
+        records = generator.next_records(int(min(allowed, limit - progress.sent)), end_ms)
+        pacer.take(len(records))
         if first:
             check_matches_contract(records)
             first = False
-        key, value = encode_record(records[0])
-        while (full := publisher.offer(key, value, records[0].time_ms)) is not None:
-            await publisher.submit(full)
-        progress.sent_events(1)
+        for record in records:
+            key, value = encode_record(record)
+            while (full := publisher.offer(key, value, record.time_ms)) is not None:
+                await publisher.submit(full)
+        progress.sent_events(len(records))
         if time.monotonic() - flushed_at >= linger_s:
             await publisher.flush()
             flushed_at = time.monotonic()
