@@ -139,6 +139,31 @@ async def test_stop_flushes_and_acknowledges_everything_sent(
     assert len(everything) == finished["events"]
 
 
+async def test_a_live_run_with_default_sizing_has_the_rate_in_its_event_times(
+    kafka: EmbeddedKafka, topic: KafkaTopics
+) -> None:
+    # --rate 2000 --events 6000 with everything else default: the events' own
+    # times (wall time when released, never earlier) span about 3 s from the
+    # first one. Counted on event times, so a slow machine cannot fail it.
+    settings = load(
+        ProducerSettings,
+        kafka_bootstrap_servers=kafka.bootstrap,
+        kafka_topic=topic.events,
+        metrics_port=0,
+        producer_rate=2000,
+        producer_events=6000,
+        producer_seed=12,
+    )
+    await run(settings, asyncio.Event())
+    messages = await asyncio.wait_for(_consume(kafka.bootstrap, topic.events, 6000), 120)
+    times = sorted(decode(value).timestamp.timestamp() for _, value in messages)
+    per_second = Counter(int(t - times[0]) for t in times)
+    assert len(times) == 6000
+    assert abs(6000 / (times[-1] - times[0]) / 2000 - 1) <= 0.1
+    # From the first second on, not after a ramp-up.
+    assert per_second[0] >= 0.85 * 2000, per_second
+
+
 # --- Outages: the real process, its own broker (the session's is shared), JSON logs ---------
 
 #: SIGTERM must end the producer within this, whatever the broker does (README).

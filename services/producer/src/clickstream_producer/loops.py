@@ -65,7 +65,7 @@ async def live(
         records = generator.next_records(int(min(allowed, limit - progress.sent)), end_ms)
         pacer.take(len(records))
         if first:
-            check_matches_contract(records)
+            check_matches_contract(records[:200])
             first = False
         for record in records:
             key, value = encode_record(record)
