@@ -25,8 +25,8 @@ keep pydantic's usual conversions, and ``encode`` writes the canonical form.
   ``ip`` parse (no zone ids, prefixes or leading zeros).
 
 JSON input is checked inside pydantic-core (``json_or_python_schema``) where it
-can be, so the hot path (``decode``) calls no Python function per field except
-for prices (a minority of events).
+can be; on the hot path (``decode``) only the IP address check (``inet_pton``) and
+prices (a minority of events) call Python.
 """
 
 from __future__ import annotations
