@@ -94,3 +94,36 @@ async def test_a_claim_that_cannot_finish_in_the_rebalance_is_finished_by_the_ba
     assert consumer.paused == set()
     assert ownership.epochs == {0: 1, 1: 1}
     assert consumer.seeks == {0: 0, 1: 0}
+
+
+async def test_the_listener_and_the_batch_loop_never_claim_the_same_partitions_twice(
+    database: Database,
+) -> None:
+    settings = AggregatorSettings(_env_file=None, kafka_topic=TOPIC)  # type: ignore[call-arg]
+    readiness = Readiness(("postgres", "kafka"))
+    consumer = FlakyConsumer(down=False)
+    pool = await asyncpg.create_pool(database.dsn, min_size=1, max_size=3)
+    try:
+        async with pool.acquire() as conn:
+            await migrate(conn)
+        ownership = Ownership(
+            settings,
+            consumer,  # type: ignore[arg-type]
+            pool,
+            Positions(consumer, TOPIC),  # type: ignore[arg-type]
+            Retrying("claim", "postgres", settings, AggregatorMetrics.create(readiness), readiness),
+            asyncio.Lock(),
+            asyncio.Event(),
+        )
+        # The batch loop asks while the listener's claim is still in PostgreSQL.
+        await asyncio.gather(
+            ownership.on_partitions_assigned([TopicPartition(TOPIC, p) for p in (0, 1, 2)]),
+            ownership.claim_pending(5.0),
+            ownership.claim_pending(5.0),
+        )
+        epochs = await pool.fetch("SELECT partition, epoch FROM consumer_offsets ORDER BY 1")
+    finally:
+        await pool.close()
+    # One claim each: a second one would fence this replica's own batches.
+    assert [(r["partition"], r["epoch"]) for r in epochs] == [(0, 1), (1, 1), (2, 1)]
+    assert ownership.epochs == {0: 1, 1: 1, 2: 1}

@@ -72,7 +72,7 @@ async def test_a_range_spans_the_gap_a_transaction_marker_leaves() -> None:
     second = (await positions.raw({0: [Rec(o) for o in range(106, 110)]}))[0]
     assert (second.first, second.next) == (106, 110)
     positions.committed([first.span])
-    assert positions.current({0: second.span}) == set()
+    assert positions.outdated({0: second.span}) == set()
 
 
 async def test_a_gap_before_the_first_record_belongs_to_the_batch() -> None:
@@ -91,13 +91,28 @@ async def test_after_a_stale_batch_the_consumer_is_moved_only_if_it_heads_elsewh
     # batch, already fetched from 150, is valid; no seek throws it away.
     positions.stale(0, 150)
     assert consumer.seeks == []
-    assert positions.current({0: PartitionRange(0, 150, 200)}) == set()
+    assert positions.outdated({0: PartitionRange(0, 150, 200)}) == set()
     # Stored somewhere else: seek there once; batches fetched before are dropped unwritten.
     positions.stale(0, 120)
     assert consumer.seeks == [(0, 120)]
-    assert positions.current({0: raw.span}) == {0}
+    assert positions.outdated({0: raw.span}) == {0}
     positions.stale(0, 120)
     assert consumer.seeks == [(0, 120)]
+
+
+async def test_a_batch_dropped_unwritten_moves_the_consumer_only_if_nothing_came_after() -> None:
+    consumer, positions = _positions()
+    # Our own claim moved the stored offset to 100 after this replica applied
+    # [100, 130): stored 130, while the consumer fetched [100, 120) and [120, 140) again.
+    positions.committed([PartitionRange(0, 100, 130)])
+    consumer.position_of[0] = 120
+    older = (await positions.raw({0: [Rec(o) for o in range(100, 120)]}))[0]
+    consumer.position_of[0] = 140
+    newer = (await positions.raw({0: [Rec(o) for o in range(120, 140)]}))[0]
+    assert positions.outdated({0: older.span}) == {0}
+    assert consumer.seeks == []  # a later batch is in hand: judged on its own
+    assert positions.outdated({0: newer.span}) == {0}
+    assert consumer.seeks == [(0, 130)]  # the newest fetched was outdated: back to stored
 
 
 async def test_records_of_partitions_not_claimed_are_left_out() -> None:

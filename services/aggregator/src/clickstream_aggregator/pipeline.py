@@ -138,12 +138,13 @@ class Aggregator:
         while True:
             # Revoked, fenced or known stale since the fetch: not ours to write as fetched.
             gone = {p for p in batch.ranges if p not in self._ownership.epochs}
-            gone |= self._positions.current(batch.ranges)
+            gone |= self._positions.outdated(batch.ranges)
             if gone:
                 batch = batch.without_partitions(gone)
             if not batch.ranges:
                 return None
-            write = functools.partial(self._writer.write, batch, dict(self._ownership.epochs))
+            epochs = dict(self._ownership.epochs)
+            write = functools.partial(self._writer.write, batch, epochs)
             try:
                 outcome = await self._retrying.run(write, stop)
             except Stopping:
@@ -151,14 +152,17 @@ class Aggregator:
                 return None
             if isinstance(outcome, Committed):
                 return outcome
-            await self._reject(batch, outcome)
+            await self._reject(batch, outcome, epochs)
 
-    async def _reject(self, batch: Batch, rejected: Rejected) -> None:
+    async def _reject(self, batch: Batch, rejected: Rejected, epochs: dict[int, int]) -> None:
         check = rejected.check
-        if check.fenced:
-            self._metrics.fenced.inc(len(check.fenced))
-            log.warning("fenced", partitions=sorted(check.fenced), action="dropped")
-            self._ownership.drop(check.fenced)
+        # A claim of our own since the batch was fetched also "fences" it: the
+        # partition stays ours, only the batch is old (dropped by the loop above).
+        fenced = {p for p in check.fenced if self._ownership.epochs.get(p) == epochs[p]}
+        if fenced:
+            self._metrics.fenced.inc(len(fenced))
+            log.warning("fenced", partitions=sorted(fenced), action="dropped")
+            self._ownership.drop(fenced)
         if check.unclaimed:
             log.warning("claim_lost", partitions=sorted(check.unclaimed), action="reclaimed")
             await self._ownership.reclaim(check.unclaimed)

@@ -88,11 +88,20 @@ class Positions:
             self.fetch_from[partition] = raw.next
         return batches
 
-    def current(self, ranges: Mapping[int, PartitionRange]) -> set[int]:
-        """Partitions of a batch that do not start at the stored offset (to drop unwritten)."""
-        return {
+    def outdated(self, ranges: Mapping[int, PartitionRange]) -> set[int]:
+        """Partitions of a batch that do not start at the stored offset (to drop unwritten).
+
+        When such a batch is the newest fetched for its partition, the consumer
+        is moved back to the stored offset (nothing fetched later can be valid);
+        otherwise a later batch, already fetched, is judged on its own.
+        """
+        outdated = {
             p for p, span in ranges.items() if p in self.stored and span.first != self.stored[p]
         }
+        for partition in outdated:
+            if ranges[partition].next == self.fetch_from.get(partition):
+                self.stale(partition, self.stored[partition])
+        return outdated
 
     def committed(self, ranges: Iterable[PartitionRange]) -> None:
         for span in ranges:

@@ -79,6 +79,9 @@ class Ownership(ConsumerRebalanceListener):  # type: ignore[misc]
         self._in_flight = in_flight
         self._stop = stop
         self._on_change = on_change
+        # The listener and the batch loop both claim pending partitions: one at a
+        # time, or a replica would claim twice and fence its own batches.
+        self._claiming = asyncio.Lock()
         # Well inside the session timeout: the group waits for this listener.
         self._listener_budget_s = settings.kafka_session_timeout_ms / 1000 / 3
 
@@ -131,7 +134,13 @@ class Ownership(ConsumerRebalanceListener):  # type: ignore[misc]
         """Claim the pending partitions, trying for at most ``budget_s``; resume those claimed."""
         if not self.pending:
             return
+        async with self._claiming:
+            await self._claim_pending(budget_s)
+
+    async def _claim_pending(self, budget_s: float) -> None:
         partitions = sorted(self.pending)
+        if not partitions:
+            return  # claimed meanwhile
         try:
             await self._retrying.run(
                 lambda: self._claim(partitions), self._stop, deadline_s=budget_s
@@ -149,6 +158,8 @@ class Ownership(ConsumerRebalanceListener):  # type: ignore[misc]
             )
             return
         self.pending.difference_update(partitions)
+        # Revoked while the claim ran: not ours to fetch (the next owner's claim fences ours).
+        partitions = [p for p in partitions if p in self.epochs]
         assigned = self._consumer.assignment()
         self._consumer.resume(*[tp for tp in self._tps(partitions) if tp in assigned])
         self._changed()
