@@ -103,7 +103,8 @@ class EventGenerator:
         while filled < slots:
             referrer = catalog.referrer(rng)
             user = users[int(rng.random() * len(users))]
-            warm_up = Session(rng, catalog, Visit("warm-up", user, referrer.url), referrer.channel)
+            visit = Visit.unrendered("warm-up", user, referrer.url)
+            warm_up = Session(rng, catalog, visit, referrer.channel)
             step = warm_up.next_step()
             at = clock
             while step is not None:

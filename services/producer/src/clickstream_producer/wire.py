@@ -116,6 +116,13 @@ class Visit:
     client: bytes = field(init=False, repr=False)
     tail: bytes = field(init=False, repr=False)
 
+    @classmethod
+    def unrendered(cls, session_id: str, user: User, referrer: str | None) -> Visit:
+        """A visit whose events are never encoded (a warm-up session): no wire fragments."""
+        visit = object.__new__(cls)
+        visit.session_id, visit.user, visit.referrer = session_id, user, referrer
+        return visit
+
     def __post_init__(self) -> None:
         self.key = self.session_id.encode()
         self.head = b'"user_id":%s,"session_id":"%s","event_type":"' % (
