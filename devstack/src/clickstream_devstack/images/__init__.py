@@ -5,8 +5,9 @@ Docker cannot run on the development and CI machines, but Debian's podman can
 pinned base image cannot be pulled, so :mod:`.base` builds a stand-in with the
 same name from Debian packages and this machine's CPython 3.11; :mod:`.wheelhouse`
 downloads the lock's wheels once so the builds run offline; :mod:`.build` builds
-the three Dockerfiles unchanged; :mod:`.containers` runs them. Everything slow is
-cached under ``.cache/images`` (ignored by git): a second build takes seconds.
+the three Dockerfiles unchanged; :mod:`.containers` runs them. The base image and
+the wheelhouse are cached under ``.cache/images`` (ignored by git) and podman keeps
+the layers, so a second build redoes only the images whose sources changed.
 """
 
 from clickstream_devstack.images.podman import Podman, PodmanUnavailableError

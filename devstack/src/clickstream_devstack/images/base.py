@@ -184,8 +184,8 @@ def _copy_python(prefix: Path, local: Path) -> None:
 
 
 def _stdlib_ignore(stdlib: Path) -> Callable[[str, list[str]], set[str]]:
-    # The test suite, the static library and everything installed on top of this
-    # machine's Python stay out: the image carries the standard library only.
+    # The test suite, IDLE and the turtle demos (both need Tk), the static library
+    # and everything installed on top of this machine's Python stay out.
     def ignore(folder: str, names: list[str]) -> set[str]:
         here = Path(folder)
         if here == stdlib:
