@@ -6,16 +6,20 @@ No broker: the bootstrap address is a local port nobody listens on.
 from __future__ import annotations
 
 import asyncio
+from pathlib import Path
 
 import pytest
 import structlog
+from aiokafka.errors import KafkaConnectionError
 
 from clickstream_devstack.ports import LOOPBACK, free_port
+from clickstream_producer import kafka_connect
 from clickstream_producer.exits import EXIT_KAFKA_UNREACHABLE
 from clickstream_producer.main import run
 from clickstream_producer.metrics import KAFKA, ProducerMetrics
 from clickstream_producer.settings import ProducerSettings
 from clickstream_runtime.settings import load
+from clickstream_runtime.tls import TlsFileError
 
 
 def _settings(**overrides: object) -> ProducerSettings:
@@ -68,3 +72,28 @@ async def test_waits_until_stopped_by_default() -> None:
     events = [entry["event"] for entry in logs]
     assert "stopped_before_kafka_answered" in events
     assert "kafka_unreachable" not in events
+
+
+async def test_a_tls_file_the_broker_rejects_is_named_at_once_not_waited_for(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    class Refused:
+        def __init__(self, **_options: object) -> None:
+            self.stopped = False
+
+        async def start(self) -> None:
+            raise KafkaConnectionError("Unable to bootstrap from [('127.0.0.1', 1)]")
+
+        async def stop(self) -> None:
+            self.stopped = True
+
+    async def named(_settings: object) -> None:
+        raise TlsFileError("KAFKA_SSL_CERTFILE", tmp_path / "client.pem", "refused")
+
+    monkeypatch.setattr(kafka_connect, "AIOKafkaProducer", Refused)
+    monkeypatch.setattr(kafka_connect, "explain_kafka_tls_failure", named)
+    metrics = ProducerMetrics.create()
+    with structlog.testing.capture_logs() as logs, pytest.raises(TlsFileError, match="refused"):
+        # Raised in this task (not inside the attempt's task, where it would end the loop).
+        await kafka_connect.connect(_settings(), asyncio.Event(), metrics.readiness)
+    assert not [entry for entry in logs if entry["event"] == "kafka_waiting"]

@@ -115,7 +115,10 @@ async def _start(
     finally:
         stopped.cancel()
     if attempt in done:
-        return attempt.result()
+        try:
+            return attempt.result()
+        except _Exit as wrapped:
+            raise wrapped.exit from None
     attempt.cancel()
     with contextlib.suppress(asyncio.CancelledError, Exception):
         await attempt
@@ -124,12 +127,23 @@ async def _start(
     raise TimeoutError("no answer before the start-up timeout")
 
 
+class _Exit(Exception):
+    """A ``SystemExit`` carried out of a task (raised in a task, it would stop the loop)."""
+
+    def __init__(self, exit: SystemExit) -> None:
+        super().__init__(str(exit))
+        self.exit = exit
+
+
 async def _start_and_describe(producer: AIOKafkaProducer, settings: ProducerSettings) -> list[int]:
     try:
         await producer.start()
     except KafkaConnectionError:
         # aiokafka only says "Unable to bootstrap": name the TLS file if it is the reason.
-        await explain_kafka_tls_failure(settings)
+        try:
+            await explain_kafka_tls_failure(settings)
+        except SystemExit as rejected:  # TlsFileError: a configuration error, not waited for
+            raise _Exit(rejected) from None
         raise
     partitions = sorted(await producer.partitions_for(settings.kafka_topic))
     if not partitions:
