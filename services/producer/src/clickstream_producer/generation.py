@@ -197,7 +197,7 @@ class Chunks:
             current, self._ahead = self._ahead, self._request(check=False)
             chunk = merge(list(await asyncio.gather(*current)))
             if len(chunk) == 0:
-                continue  # a quiet window (the sessions' ramp-up)
+                continue  # a quiet window (few sessions, long pauses)
             if self._handed_out + len(chunk) > self._limit:
                 chunk = chunk.head(int(self._limit - self._handed_out))
             self._handed_out += len(chunk)
