@@ -2,8 +2,9 @@
 
 Each server starts at most once per session, when a test first asks for it, and
 stops at the end; its log stays in the session's temporary directory (printed at
-start). Without Java (or without Maven and an empty cache) every test here is
-skipped, and the summary says so in capitals: this tier is never silently absent.
+start). Without Java (or without Maven and an empty cache) every test here that
+needs a server is skipped, and the summary says so in capitals: this tier is never
+silently absent.
 
 Inside this folder ``kafka`` is the Apache Kafka broker (PLAINTEXT listener), so
 the per-test ``topics``, ``make_topics``, ``database``, ``service_env`` and
@@ -46,15 +47,15 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
 
 
 def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
-    for server, reason in _skipped.items():
+    for servers, reason in _skipped.items():
         terminalreporter.write_sep(
-            "!", f"REAL TIER SKIPPED ({server} tests did not run): {reason}", red=True, bold=True
+            "!", f"REAL TIER SKIPPED: no test on {servers} ran: {reason}", red=True, bold=True
         )
 
 
-def _unavailable(server: str, error: JvmUnavailableError) -> None:
-    _skipped[server] = str(error)
-    pytest.skip(f"real tier skipped, {server}: {error}")
+def _unavailable(servers: str, error: JvmUnavailableError) -> None:
+    _skipped[servers] = str(error)
+    pytest.skip(f"real tier ({servers}) skipped: {error}")
 
 
 @pytest.fixture(scope="session")
@@ -63,7 +64,7 @@ def java_available() -> None:
     try:
         find_java()
     except JvmUnavailableError as error:
-        _unavailable("Java", error)
+        _unavailable("Apache Kafka, Kafka Connect or OpenSearch", error)
 
 
 @pytest.fixture(scope="session")
