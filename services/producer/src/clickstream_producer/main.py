@@ -43,6 +43,7 @@ import contextlib
 import gc
 import math
 import random
+import threading
 from contextlib import AsyncExitStack
 from datetime import UTC, datetime
 from typing import Any, Final
@@ -208,7 +209,11 @@ async def run(
         # Generators are built (and worker processes started) before the clock starts.
         generator: EventGenerator | Chunks
         if rate > 0:
-            generator = spec.build()
+            built = await _build(spec, stop)
+            if built is None:
+                log.info("stopped_before_start")
+                return
+            generator = built
             # The population and sessions live as long as the process: keep them
             # out of the collector's full scans (a pause would delay events).
             gc.collect()
@@ -238,6 +243,46 @@ async def run(
         )
         metrics.readiness.set(KAFKA, True)
         await _publish(settings, generator, producer, partitions, metrics, stop)
+
+
+async def _build(spec: GeneratorSpec, stop: asyncio.Event) -> EventGenerator | None:
+    """Build the live generator in a daemon thread; ``None`` if ``stop`` comes first.
+
+    At high rates the population takes seconds to build: the event loop must
+    still see a SIGTERM meanwhile, and a stopped process must not wait for the
+    build (a daemon thread is not joined at exit).
+    """
+    loop = asyncio.get_running_loop()
+    built: asyncio.Future[EventGenerator] = loop.create_future()
+
+    def settle(generator: EventGenerator | None, error: BaseException | None) -> None:
+        if built.done():
+            return
+        if generator is not None:
+            built.set_result(generator)
+        else:
+            built.set_exception(error or RuntimeError("the generator was not built"))
+
+    def build() -> None:
+        generator, error = None, None
+        try:
+            generator = spec.build()
+        except Exception as failure:  # handed to the loop, raised there
+            error = failure
+        with contextlib.suppress(RuntimeError):  # the loop is gone: the process is ending
+            loop.call_soon_threadsafe(settle, generator, error)
+
+    threading.Thread(target=build, name="generator-build", daemon=True).start()
+    stopped = asyncio.ensure_future(stop.wait())
+    waiting: set[asyncio.Future[Any]] = {built, stopped}
+    try:
+        await asyncio.wait(waiting, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        stopped.cancel()
+    if built.done():
+        return built.result()
+    built.cancel()
+    return None
 
 
 async def _publish(
