@@ -308,3 +308,62 @@ def test_bad_settings_are_exit_2_and_named(tmp_path: Path) -> None:
 
     assert result.returncode == 2, result.stdout + result.stderr
     assert "KAFKA_BOOTSTRAP_SERVERS" in result.stdout
+
+
+async def _lone_event(
+    kafka: EmbeddedKafka, aggregated: Aggregated, dsn: str
+) -> tuple[str, int, int]:
+    """A session of one event that is on the topic once: (session, partition, offset)."""
+    singles = {
+        str(r["session_id"])
+        for r in await _fetch(dsn, "SELECT session_id FROM session_metrics WHERE total_events = 1")
+    }
+    messages = await read_back(
+        kafka.bootstrap, aggregated.topics.events, aggregated.topics.partitions
+    )
+    by_key: dict[str, list[tuple[int, int]]] = {}
+    for partition, offset, key, _value in messages:
+        if key is not None:
+            by_key.setdefault(key.decode(errors="replace"), []).append((partition, offset))
+    session = sorted(s for s in singles if len(by_key.get(s, [])) == 1)[0]
+    partition, offset = by_key[session][0]
+    return session, partition, offset
+
+
+async def _fetch(dsn: str, sql: str) -> list[asyncpg.Record]:
+    conn = await asyncpg.connect(dsn)
+    try:
+        return list(await conn.fetch(sql))
+    finally:
+        await conn.close()
+
+
+async def test_an_unstorable_event_is_a_dead_letter_not_a_loss(
+    kafka: EmbeddedKafka, aggregated: Aggregated, copy: Database, tmp_path: Path
+) -> None:
+    """As if PostgreSQL had refused the only event of a session: no row, one dead letter
+    (not relayed yet). Recorded as any other reason, it is a valid event dead-lettered."""
+    session, partition, offset = await _lone_event(kafka, aggregated, copy.dsn)
+    record = (
+        "INSERT INTO dead_letters (source_topic, source_partition, source_offset, reason, "
+        f"error_class, error_message) VALUES ('{aggregated.topics.events}', {partition}, "
+        f"{offset}, '{{reason}}', 'NumericValueOutOfRange', 'numeric field overflow')"
+    )
+    await _execute(copy.dsn, f"DELETE FROM session_metrics WHERE session_id = '{session}'")
+    await _execute(copy.dsn, record.format(reason="unstorable"))
+
+    result = _run_command(_env(kafka, aggregated, copy), tmp_path, "--json")
+
+    assert result.returncode == 0, result.stdout + result.stderr
+    counts = json.loads(result.stdout)["counts"]
+    assert counts["unstorable"] == 1
+    assert counts["dead_lettered"] == len(aggregated.data.poison) + 1
+    assert counts["dead_letters_pending_relay"] == 1
+
+    await _execute(copy.dsn, "DELETE FROM dead_letters WHERE reason = 'unstorable'")
+    await _execute(copy.dsn, record.format(reason="schema"))
+    result = _run_command(_env(kafka, aggregated, copy), tmp_path)
+
+    assert result.returncode == 1, result.stdout + result.stderr
+    assert "1 valid events dead-lettered" in result.stdout
+    assert f"partition {partition} offset {offset} (schema)" in result.stdout
