@@ -367,3 +367,15 @@ async def test_an_unstorable_event_is_a_dead_letter_not_a_loss(
     assert result.returncode == 1, result.stdout + result.stderr
     assert "1 valid events dead-lettered" in result.stdout
     assert f"partition {partition} offset {offset} (schema)" in result.stdout
+
+
+def test_another_group_is_named_instead_of_a_false_alarm(
+    kafka: EmbeddedKafka, aggregated: Aggregated, copy: Database, tmp_path: Path
+) -> None:
+    env = {**_env(kafka, aggregated, copy), "KAFKA_GROUP_ID": "not-the-aggregators"}
+
+    result = _run_command(env, tmp_path)
+
+    assert result.returncode == 2, result.stdout + result.stderr
+    assert "is KAFKA_GROUP_ID the aggregator's?" in result.stdout
+    assert aggregated.topics.group in result.stdout

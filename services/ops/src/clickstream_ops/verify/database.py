@@ -50,6 +50,16 @@ async def committed_offsets(conn: asyncpg.Connection, group: str, topic: str) ->
         raise NotAggregatedError(
             "consumer_offsets does not exist: has the aggregator run against this database?"
         ) from None
+    if not rows:
+        others = await conn.fetch(
+            "SELECT DISTINCT group_id FROM consumer_offsets WHERE topic = $1 ORDER BY 1", topic
+        )
+        if others:
+            names = ", ".join(str(r["group_id"]) for r in others)
+            raise NotAggregatedError(
+                f"group {group!r} has committed nothing on {topic!r}, but {names} have: "
+                "is KAFKA_GROUP_ID the aggregator's?"
+            )
     return {int(r["partition"]): int(r["next_offset"] or 0) for r in rows}
 
 
