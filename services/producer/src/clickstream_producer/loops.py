@@ -1,15 +1,20 @@
-"""The two ways events reach the publisher: a backfill as fast as possible, live at a rate."""
+"""The two ways events reach the publisher: a backfill as fast as possible, live at a rate.
+
+Plus building the live generator without blocking the event loop.
+"""
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import threading
 import time
 from contextlib import suppress
 from datetime import UTC, datetime
-from typing import Final
+from typing import Any, Final
 
 from clickstream_producer.clock import WallPacer
-from clickstream_producer.generation import Chunks
+from clickstream_producer.generation import Chunks, GeneratorSpec
 from clickstream_producer.generator import EventGenerator
 from clickstream_producer.progress import Progress
 from clickstream_producer.publisher import Publisher
@@ -76,3 +81,43 @@ async def live(
             await publisher.flush()
             flushed_at = time.monotonic()
             await asyncio.sleep(0)
+
+
+async def build_live(spec: GeneratorSpec, stop: asyncio.Event) -> EventGenerator | None:
+    """Build the live generator in a daemon thread; ``None`` if ``stop`` comes first.
+
+    At high rates the population takes seconds to build: the event loop must
+    still see a SIGTERM meanwhile, and a stopped process must not wait for the
+    build (a daemon thread is not joined at exit).
+    """
+    loop = asyncio.get_running_loop()
+    built: asyncio.Future[EventGenerator] = loop.create_future()
+
+    def settle(generator: EventGenerator | None, error: BaseException | None) -> None:
+        if built.done():
+            return
+        if generator is not None:
+            built.set_result(generator)
+        else:
+            built.set_exception(error or RuntimeError("the generator was not built"))
+
+    def build() -> None:
+        generator, error = None, None
+        try:
+            generator = spec.build()
+        except Exception as failure:  # handed to the loop, raised there
+            error = failure
+        with contextlib.suppress(RuntimeError):  # the loop is gone: the process is ending
+            loop.call_soon_threadsafe(settle, generator, error)
+
+    threading.Thread(target=build, name="generator-build", daemon=True).start()
+    stopped = asyncio.ensure_future(stop.wait())
+    waiting: set[asyncio.Future[Any]] = {built, stopped}
+    try:
+        await asyncio.wait(waiting, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        stopped.cancel()
+    if built.done():
+        return built.result()
+    built.cancel()
+    return None

@@ -39,46 +39,31 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import contextlib
 import gc
 import math
 import random
-import threading
 from contextlib import AsyncExitStack
 from datetime import UTC, datetime
 from typing import Any, Final
 
 import structlog
-from aiokafka import AIOKafkaProducer
 
-from clickstream_producer import loops
 from clickstream_producer.clock import simulated_start
-from clickstream_producer.exits import EXIT_KAFKA_UNREACHABLE, EXIT_UNACKNOWLEDGED
+from clickstream_producer.exits import EXIT_KAFKA_UNREACHABLE
 from clickstream_producer.generation import Chunks, GeneratorSpec
 from clickstream_producer.generator import MEAN_EVENT_GAP_S, EventGenerator
 from clickstream_producer.kafka_connect import KafkaUnreachable, connect
+from clickstream_producer.loops import build_live
 from clickstream_producer.metrics import KAFKA, ProducerMetrics
-from clickstream_producer.progress import Progress
-from clickstream_producer.publisher import Publisher
+from clickstream_producer.publishing import publish
 from clickstream_producer.settings import ProducerSettings
 from clickstream_producer.sizing import size_for
-from clickstream_runtime.entrypoint import bounded, serve
+from clickstream_runtime.entrypoint import serve
 from clickstream_runtime.health import serve_health
 from clickstream_runtime.logs import configure
-from clickstream_runtime.probes import kafka_probe, keep_probing
 from clickstream_runtime.settings import load
 
 log = structlog.get_logger()
-
-#: After a stop: how long the generating loop may take to notice it, how long
-#: the acknowledgements of what was sent may take, how long closing the client
-#: may take. Together well inside the 9 s shutdown deadline.
-_LOOP_GRACE_S: Final = 0.5
-_DRAIN_AFTER_STOP_S: Final = 4.0
-_CLOSE_S: Final = 1.5
-#: Readiness probe of the broker (cluster metadata), with or without traffic.
-_PROBE_INTERVAL_S: Final = 2.0
-_PROBE_TIMEOUT_S: Final = 2.0
 
 #: Settings field -> the flag that sets it, so errors name what the user typed.
 FLAGS: Final = {
@@ -209,7 +194,7 @@ async def run(
         # Generators are built (and worker processes started) before the clock starts.
         generator: EventGenerator | Chunks
         if rate > 0:
-            built = await _build(spec, stop)
+            built = await build_live(spec, stop)
             if built is None:
                 log.info("stopped_before_start")
                 return
@@ -242,144 +227,4 @@ async def run(
             start=None if isinstance(generator, EventGenerator) else start.isoformat(),
         )
         metrics.readiness.set(KAFKA, True)
-        await _publish(settings, generator, producer, partitions, metrics, stop)
-
-
-async def _build(spec: GeneratorSpec, stop: asyncio.Event) -> EventGenerator | None:
-    """Build the live generator in a daemon thread; ``None`` if ``stop`` comes first.
-
-    At high rates the population takes seconds to build: the event loop must
-    still see a SIGTERM meanwhile, and a stopped process must not wait for the
-    build (a daemon thread is not joined at exit).
-    """
-    loop = asyncio.get_running_loop()
-    built: asyncio.Future[EventGenerator] = loop.create_future()
-
-    def settle(generator: EventGenerator | None, error: BaseException | None) -> None:
-        if built.done():
-            return
-        if generator is not None:
-            built.set_result(generator)
-        else:
-            built.set_exception(error or RuntimeError("the generator was not built"))
-
-    def build() -> None:
-        generator, error = None, None
-        try:
-            generator = spec.build()
-        except Exception as failure:  # handed to the loop, raised there
-            error = failure
-        with contextlib.suppress(RuntimeError):  # the loop is gone: the process is ending
-            loop.call_soon_threadsafe(settle, generator, error)
-
-    threading.Thread(target=build, name="generator-build", daemon=True).start()
-    stopped = asyncio.ensure_future(stop.wait())
-    waiting: set[asyncio.Future[Any]] = {built, stopped}
-    try:
-        await asyncio.wait(waiting, return_when=asyncio.FIRST_COMPLETED)
-    finally:
-        stopped.cancel()
-    if built.done():
-        return built.result()
-    built.cancel()
-    return None
-
-
-async def _publish(
-    settings: ProducerSettings,
-    generator: EventGenerator | Chunks,
-    producer: AIOKafkaProducer,
-    partitions: list[int],
-    metrics: ProducerMetrics,
-    stop: asyncio.Event,
-) -> None:
-    """Send until done or stopped, then drain and close, each step bounded after a stop."""
-    progress = Progress(settings.producer_progress_every, metrics=metrics)
-    publisher = Publisher(
-        producer,
-        settings.kafka_topic,
-        partitions,
-        on_acked=progress.acked_events,
-        on_batch=metrics.batch_sent,
-        on_failed=metrics.delivery_failed,
-    )
-    probing = asyncio.Event()
-    probe = asyncio.create_task(
-        keep_probing(
-            KAFKA,
-            kafka_probe(producer.client, settings.kafka_topic),
-            metrics.readiness,
-            probing,
-            interval_s=_PROBE_INTERVAL_S,
-            timeout_s=_PROBE_TIMEOUT_S,
-        )
-    )
-    rate, limit = settings.producer_rate, settings.producer_events or math.inf
-    work = asyncio.create_task(
-        loops.backfill(generator, publisher, progress, stop)
-        if isinstance(generator, Chunks)
-        else loops.live(
-            generator, publisher, progress, stop, limit, rate, settings.producer_linger_ms
-        )
-    )
-    try:
-        await _until_done_or_stopped(work, stop)
-        await _drain(publisher, stop)
-    finally:
-        probing.set()
-        await bounded(probe, _CLOSE_S, "kafka probe")
-        await bounded(producer.stop(), _CLOSE_S, "kafka producer")
-    unconfirmed = publisher.unacknowledged()
-    progress.finish()
-    if unconfirmed:
-        log.error(
-            "events_not_acknowledged",
-            events=unconfirmed,
-            sent=progress.sent,
-            acked=progress.acked,
-            exit_code=EXIT_UNACKNOWLEDGED,
-        )
-        raise SystemExit(EXIT_UNACKNOWLEDGED)
-
-
-async def _until_done_or_stopped(work: asyncio.Task[None], stop: asyncio.Event) -> None:
-    """Await the generating loop; after a stop give it ``_LOOP_GRACE_S``, then cancel it.
-
-    The loop checks ``stop`` between events, but handing a batch to a client
-    whose broker is gone can block for the client's request timeout.
-    """
-    stopped = asyncio.ensure_future(stop.wait())
-    try:
-        await asyncio.wait({work, stopped}, return_when=asyncio.FIRST_COMPLETED)
-    finally:
-        stopped.cancel()
-    if not work.done():
-        await asyncio.wait({work}, timeout=_LOOP_GRACE_S)
-    if not work.done():
-        work.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await work
-        return
-    work.result()  # a delivery failure or a bug ends the run with its error
-
-
-async def _drain(publisher: Publisher, stop: asyncio.Event) -> None:
-    """Flush and wait for the acknowledgements, at most ``_DRAIN_AFTER_STOP_S`` after a stop."""
-    drain = asyncio.ensure_future(publisher.drain())
-    stopped = asyncio.ensure_future(stop.wait())
-    try:
-        await asyncio.wait({drain, stopped}, return_when=asyncio.FIRST_COMPLETED)
-    finally:
-        stopped.cancel()
-    if not drain.done():
-        await asyncio.wait({drain}, timeout=_DRAIN_AFTER_STOP_S)
-    if not drain.done():
-        drain.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await drain
-        return
-    if not stop.is_set():
-        drain.result()  # a delivery failure ends the run with its error
-    elif drain.exception() is not None:
-        # Stopping anyway: what failed is counted as not acknowledged.
-        log.warning("delivery_failed_while_stopping", error=str(drain.exception()))
+        await publish(settings, generator, producer, partitions, metrics, stop)
