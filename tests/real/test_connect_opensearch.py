@@ -420,7 +420,13 @@ async def test_events_through_connect_into_opensearch_match_postgresql(
     assert opensearch_revenue == postgres_revenue == dict(expected)
     assert len(expected) >= 10
 
-    _check_panels(opensearch, list(by_id.values()))
+    checked = _check_panels(opensearch, list(by_id.values()))
+    print(  # the figures README quotes (visible with -s)
+        f"\nopensearch_e2e messages={total_messages} sunk={len(sunk)} dead_letters={len(dead)} "
+        f"documents={_count(opensearch)} indices={dict(Counter(_day_index(e) for e in produced))} "
+        f"rejected={len(rejected)} sessions_with_revenue={len(expected)} "
+        f"revenue={sum(expected.values())} panels_checked={checked}"
+    )
 
 
 # --- the dashboard panels ---------------------------------------------------------------------
@@ -430,7 +436,7 @@ async def test_events_through_connect_into_opensearch_match_postgresql(
 NEEDS_MODULE = {"geohash_grid": "geo"}
 
 
-def _check_panels(opensearch: OpenSearch, events: list[ClickEvent]) -> None:
+def _check_panels(opensearch: OpenSearch, events: list[ClickEvent]) -> int:
     """Run each panel's query and compare its buckets with values computed from the events."""
     objects = [json.loads(line) for line in SAVED_OBJECTS.read_text().splitlines() if line]
     (node,) = opensearch.request("GET", "/_nodes/plugins")["nodes"].values()
@@ -463,6 +469,7 @@ def _check_panels(opensearch: OpenSearch, events: list[ClickEvent]) -> None:
     # Only the map may be left out: its geohash_grid lives in the geo module, which the
     # integ-test zip lacks (README says so); with the module present it is checked too.
     assert {panel for panel, _ in not_checkable} <= {"clickstream-geo-map"}
+    return len(checked)
 
 
 def _kuery(query: str) -> dict[str, Any]:
