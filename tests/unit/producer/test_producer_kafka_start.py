@@ -109,3 +109,13 @@ async def test_a_stop_while_a_big_population_is_built_ends_the_run_without_waiti
     events = [entry["event"] for entry in logs]
     assert "stopped_before_start" in events
     assert "kafka_waiting" not in events
+
+
+async def test_a_live_run_says_that_it_ignores_start() -> None:
+    stop = asyncio.Event()
+    stop.set()
+    settings = _settings(producer_start="2026-01-01T00:00:00+00:00")
+    with structlog.testing.capture_logs() as logs:
+        await run(settings, stop, metrics=ProducerMetrics.create())
+    (ignored,) = [entry for entry in logs if entry["event"] == "start_ignored"]
+    assert "--rate 0" in ignored["reason"]

@@ -125,7 +125,7 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--start",
         metavar="ISO-TIME",
-        help="ISO 8601 start of the simulated clock, with offset [PRODUCER_START]",
+        help="ISO 8601 start of a backfill's simulated clock, with offset [PRODUCER_START]",
     )
     return parser
 
@@ -173,6 +173,14 @@ async def run(
             rate=rate,
             expected_rate=round(sizing.expected_rate, 1),
             hint=sizing.hint,
+        )
+    if rate > 0 and settings.producer_start is not None:
+        # Honouring it would release a backlog at the capped rate that never drains.
+        log.warning(
+            "start_ignored",
+            start=settings.producer_start.isoformat(),
+            reason="--start sets a backfill's clock (--rate 0); a live run starts it with "
+            "its first event, already in the steady state",
         )
     start = simulated_start(
         datetime.now(UTC),
