@@ -578,6 +578,17 @@ def test_log_lines_keep_the_program_as_service(fake: FakeOpenSearch, tmp_path: P
     assert events["service_ready"]["target"] in {"OpenSearch", "OpenSearch Dashboards"}
 
 
+def test_a_bad_flag_is_named_as_typed(tmp_path: Path) -> None:
+    env = _setup_env(OPENSEARCH_URI="http://127.0.0.1:9")
+
+    done = _run_setup(env, tmp_path, "kafka", "--partitions", "0", "--retention-days", "0")
+
+    assert done.returncode != 0
+    assert "--partitions 0" in done.stderr
+    assert "--retention-days 0" in done.stderr
+    assert "KAFKA_TOPIC_PARTITIONS" not in done.stderr
+
+
 # --- kafka target ------------------------------------------------------------------
 
 

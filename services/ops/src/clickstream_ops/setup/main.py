@@ -25,6 +25,13 @@ from clickstream_runtime.settings import load
 
 log = structlog.get_logger()
 
+#: Settings the command line can set, by the flag the user types (named in errors).
+FLAGS: Final = {
+    "kafka_topic_partitions": "--partitions",
+    "kafka_topic_replication": "--replication",
+    "opensearch_retention_days": "--retention-days",
+}
+
 Target = Literal["kafka", "opensearch"]
 TARGETS: Final[tuple[Target, ...]] = get_args(Target)
 
@@ -91,7 +98,7 @@ def main(argv: Sequence[str] | None = None) -> None:
         )
         if value is not None
     }
-    settings = load(SetupSettings, **overrides)
+    settings = load(SetupSettings, flags=FLAGS, **overrides)
     configure("clickstream-setup", level=settings.log_level, fmt=settings.log_format)
     targets = TARGETS if "all" in args.targets else tuple(t for t in TARGETS if t in args.targets)
     serve(functools.partial(run, targets=targets), settings)
