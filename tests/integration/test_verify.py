@@ -158,7 +158,7 @@ async def test_a_tampered_row_is_a_difference_with_an_example(
     result = _run_command(_env(kafka, aggregated, copy), tmp_path)
 
     assert result.returncode == 1, result.stdout + result.stderr
-    assert "0 lost, 2 counted twice, 1 sessions that differ" in result.stdout
+    assert "0 lost, 2 counted twice, 1 session that differs" in result.stdout
     assert f"{victim}: total_events expected" in result.stdout
 
 
@@ -175,7 +175,7 @@ async def test_a_deleted_row_is_reported_missing(
 
     assert result.returncode == 1, result.stdout + result.stderr
     assert (
-        f"{events} lost, 0 counted twice, 1 sessions missing from session_metrics" in result.stdout
+        f"{events} lost, 0 counted twice, 1 session missing from session_metrics" in result.stdout
     )
     assert f"{victim} ({events} events)" in result.stdout
 
@@ -199,7 +199,7 @@ async def test_an_extra_row_is_reported(
     result = _run_command(_env(kafka, aggregated, copy), tmp_path)
 
     assert result.returncode == 1, result.stdout + result.stderr
-    assert "1 sessions in session_metrics with no event on the topic" in result.stdout
+    assert "1 session in session_metrics with no event on the topic" in result.stdout
     assert "invented-session" in result.stdout
 
 
@@ -215,9 +215,9 @@ async def test_a_missing_dead_letter_is_reported(
     result = _run_command(_env(kafka, aggregated, copy), tmp_path)
 
     assert result.returncode == 1, result.stdout + result.stderr
-    assert "1 invalid messages with no dead_letters row" in result.stdout
+    assert "1 invalid message with no dead_letters row" in result.stdout
     # Its copy on the dead-letter topic now has no row either.
-    assert "1 dead-letter copies with no dead_letters row" in result.stdout
+    assert "1 dead-letter copy with no dead_letters row" in result.stdout
     assert "0 lost, 0 counted twice" in result.stdout
 
 
@@ -239,7 +239,7 @@ async def test_a_time_range_proves_losses_but_not_double_counts(
     )
 
     assert result.returncode == 1, result.stdout + result.stderr
-    assert "1 sessions missing from session_metrics" in result.stdout
+    assert "1 session missing from session_metrics" in result.stdout
     assert "(partial)" in result.stdout
     assert inflated not in result.stdout  # more than the range holds: not a proof
 
@@ -365,7 +365,7 @@ async def test_an_unstorable_event_is_a_dead_letter_not_a_loss(
     result = _run_command(_env(kafka, aggregated, copy), tmp_path)
 
     assert result.returncode == 1, result.stdout + result.stderr
-    assert "1 valid events dead-lettered" in result.stdout
+    assert "1 valid event dead-lettered" in result.stdout
     assert f"partition {partition} offset {offset} (schema)" in result.stdout
 
 

@@ -67,7 +67,10 @@ async def _run(settings: VerifySettings, scope: Scope, console: Console, quiet: 
         MofNCompleteColumn(),
         TimeRemainingColumn(),
     )
-    with Progress(*columns, console=console, transient=True, disable=quiet) as bar:
+    # A bar only where it can be redrawn: a pipe or a file gets the report alone.
+    with Progress(
+        *columns, console=console, transient=True, disable=quiet or not console.is_terminal
+    ) as bar:
         task = bar.add_task(settings.kafka_topic, total=None)
         report = await verify(
             settings, scope, lambda done, total: bar.update(task, completed=done, total=total)

@@ -8,23 +8,37 @@ from rich.table import Table
 
 from clickstream_ops.verify.report import Report
 
+#: each kind of difference: (one, several, the rest of the phrase)
 _LABELS = {
-    "missing_sessions": "sessions missing from session_metrics",
-    "extra_sessions": "sessions in session_metrics with no event on the topic",
-    "different_sessions": "sessions that differ",
-    "dead_letters_missing": "invalid messages with no dead_letters row",
-    "valid_events_dead_lettered": "valid events dead-lettered",
-    "dead_letter_reason_differs": "dead letters with another reason",
-    "dead_letter_copies_missing": "relayed dead letters missing from the dead-letter topic",
-    "dead_letter_copies_duplicated": "extra copies on the dead-letter topic",
-    "dead_letter_copies_unexpected": "dead-letter copies with no dead_letters row",
+    "missing_sessions": ("session", "sessions", "missing from session_metrics"),
+    "extra_sessions": ("session", "sessions", "in session_metrics with no event on the topic"),
+    "different_sessions": ("session that differs", "sessions that differ", ""),
+    "dead_letters_missing": ("invalid message", "invalid messages", "with no dead_letters row"),
+    "valid_events_dead_lettered": ("valid event", "valid events", "dead-lettered"),
+    "dead_letter_reason_differs": ("dead letter", "dead letters", "with another reason"),
+    "dead_letter_copies_missing": (
+        "relayed dead letter",
+        "relayed dead letters",
+        "missing from the dead-letter topic",
+    ),
+    "dead_letter_copies_duplicated": ("extra copy", "extra copies", "on the dead-letter topic"),
+    "dead_letter_copies_unexpected": (
+        "dead-letter copy",
+        "dead-letter copies",
+        "with no dead_letters row",
+    ),
 }
+
+
+def _counted(name: str, count: int) -> str:
+    one, several, rest = _LABELS[name]
+    return f"{count:,} {one if count == 1 else several} {rest}".rstrip()
 
 
 def verdict_line(report: Report) -> str:
     """``0 lost, 0 counted twice`` and the other differences, in one line of plain text."""
     parts = [f"{report.lost:,} lost", f"{report.counted_twice:,} counted twice"]
-    parts += [f"{f.count:,} {_LABELS[name]}" for name, f in report.findings.items()]
+    parts += [_counted(name, f.count) for name, f in report.findings.items()]
     return ", ".join(parts)
 
 
@@ -68,6 +82,6 @@ def render(report: Report, console: Console) -> None:
     scope = "" if report.exact else " (partial)"
     console.print(f"[{style}]{escape(verdict_line(report))}[/]{scope}", highlight=False)
     for name, finding in report.findings.items():
-        console.print(f"[red]{finding.count:,} {_LABELS[name]}[/], e.g.", highlight=False)
+        console.print(f"[red]{_counted(name, finding.count)}[/], e.g.", highlight=False)
         for example in finding.examples:
             console.print(f"  {escape(example)}", highlight=False, soft_wrap=True)

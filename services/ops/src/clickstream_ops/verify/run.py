@@ -123,6 +123,8 @@ async def _fold_topic(
     total = sum(max(0, ends[p] - starts[p]) for p in starts)
     folds: dict[str, SessionFold] = {}
     read = 0
+    if progress is not None:
+        progress(0, total)
     with SeenIds() as seen:
         async for message in topic.read_range(reader, settings.kafka_topic, starts, ends):
             read += 1
