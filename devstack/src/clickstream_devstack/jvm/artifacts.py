@@ -9,6 +9,7 @@ run neither starts Maven nor touches the network.
 from __future__ import annotations
 
 import fcntl
+import hashlib
 import os
 import re
 import shutil
@@ -101,17 +102,25 @@ def ensure(component: Component, version: str | None = None) -> Path:
     """The cached installation of ``component``, fetched with Maven if not there yet."""
     version = version or chosen_version(component)
     target = install_dir(component, version)
-    if (target / _STAMP).exists():
+    # The stamp names the descriptor it was fetched with: a changed pom (a module
+    # added) fetches again, from Maven's repository in the cache where it can.
+    stamp = f"{component} {version} {hashlib.sha256(POM.read_bytes()).hexdigest()[:16]}\n"
+    if _stamped(target, stamp):
         return target
     cache = cache_dir()
     cache.mkdir(parents=True, exist_ok=True)
     # One download at a time, even from parallel test sessions.
     with (cache / f".{component}.lock").open("w") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)
-        if not (target / _STAMP).exists():
+        if not _stamped(target, stamp):
             _fetch(component, version, cache)
-            (target / _STAMP).write_text(f"{component} {version}\n")
+            (target / _STAMP).write_text(stamp)
     return target
+
+
+def _stamped(target: Path, stamp: str) -> bool:
+    path = target / _STAMP
+    return path.exists() and path.read_text() == stamp
 
 
 def _fetch(component: Component, version: str, cache: Path) -> None:

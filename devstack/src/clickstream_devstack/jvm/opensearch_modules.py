@@ -2,7 +2,7 @@
 
 The integ-test zip ships only transport-netty4. Our index template and ingest
 pipeline need Painless, Mustache, the common ingest processors, user_agent and
-the extra field types; Maven Central has those modules as jars with their
+the extra field types and the geo aggregations; Maven Central has those modules as jars with their
 dependencies (the pom copies them
 into ``modules/<name>/``) but without the descriptor and security policy of the
 distribution zips, so these are written here, with the values of OpenSearch's
@@ -68,6 +68,12 @@ MODULES = (
         "mapper-extras",
         "Adds advanced field mappers",
         "org.opensearch.index.mapper.MapperExtrasPlugin",
+    ),
+    Module(
+        # geohash_grid: the dashboard's map panel.
+        "geo",
+        "Plugin for geospatial features in OpenSearch",
+        "org.opensearch.geo.GeoModulePlugin",
     ),
 )
 
