@@ -85,18 +85,21 @@ def kill(process: subprocess.Popen[bytes]) -> int:
 def stop(
     process: subprocess.Popen[bytes],
     *,
-    signum: int = signal.SIGTERM,
+    signum: int | None = signal.SIGTERM,
     timeout: float = 15.0,
 ) -> int:
     """Ask the leader to stop with ``signum``; :func:`kill` everything after ``timeout`` s.
 
     Only the leader gets ``signum`` because servers (PostgreSQL above all) shut
     their own workers down in order and exit last; the group SIGKILL afterwards
-    sweeps anything a well-behaved leader left in its group.
+    sweeps anything a well-behaved leader left in its group. ``signum=None``:
+    the caller has signalled already (our services take a second signal as
+    "exit now"), so only wait.
     """
     if process.poll() is None:
         try:
-            process.send_signal(signum)
+            if signum is not None:
+                process.send_signal(signum)
             code = process.wait(timeout=timeout)
         except subprocess.TimeoutExpired:
             log.warning("process_stop_timeout", pid=process.pid, timeout_s=timeout)

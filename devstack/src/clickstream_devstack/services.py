@@ -117,7 +117,8 @@ class ServiceGroup:
         codes: dict[str, int] = {}
         for service in self.services:
             remaining = max(0.0, deadline - time.monotonic())
-            codes[service.name] = processes.stop(service.process, timeout=remaining)
+            # Signalled above: a second SIGTERM would mean "exit now" to our services.
+            codes[service.name] = processes.stop(service.process, signum=None, timeout=remaining)
         log.info("services_stopped", exit_codes=codes)
         return codes
 

@@ -124,8 +124,12 @@ class Positions:
         not used: some brokers under-report it). Kafka answers a fetch beyond it
         with OFFSET_OUT_OF_RANGE; brokers that answer with nothing are caught here.
         """
+        assigned = self._consumer.assignment()
         for partition in partitions:
+            tp = self._tp(partition)
+            if tp not in assigned:
+                continue  # revoked meanwhile (aiokafka asserts on it)
             stored = self.stored.get(partition)
-            high = self._consumer.highwater(self._tp(partition))
+            high = self._consumer.highwater(tp)
             if stored is not None and high is not None and stored > high:
                 raise OffsetOutOfRange(partition, stored, None, high)

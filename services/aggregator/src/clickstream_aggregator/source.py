@@ -103,8 +103,10 @@ class Ownership(ConsumerRebalanceListener):  # type: ignore[misc]
 
     async def on_partitions_revoked(self, revoked: Collection[TopicPartition]) -> None:
         try:
-            # Let the batch in flight commit (or fail its fence) before letting go.
-            async with self._in_flight:
+            # Let the batch in flight commit (or fail its fence), and a claim the
+            # batch loop has under way finish, before letting go: a claim that
+            # completed after the revocation would fence the partitions' next owner.
+            async with self._in_flight, self._claiming:
                 gone = {tp.partition for tp in revoked if tp.topic == self.topic}
                 for partition in gone:
                     self.epochs.pop(partition, None)
@@ -158,8 +160,6 @@ class Ownership(ConsumerRebalanceListener):  # type: ignore[misc]
             )
             return
         self.pending.difference_update(partitions)
-        # Revoked while the claim ran: not ours to fetch (the next owner's claim fences ours).
-        partitions = [p for p in partitions if p in self.epochs]
         assigned = self._consumer.assignment()
         self._consumer.resume(*[tp for tp in self._tps(partitions) if tp in assigned])
         self._changed()
