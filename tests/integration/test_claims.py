@@ -30,12 +30,14 @@ class FlakyConsumer:
     """A consumer whose broker does not answer ``beginning_offsets`` while ``down``."""
 
     down: bool = True
+    slow_s: float = 0.0
     paused: set[int] = field(default_factory=set)
     seeks: dict[int, int] = field(default_factory=dict)
 
     async def beginning_offsets(self, tps: list[TopicPartition]) -> dict[TopicPartition, int]:
         if self.down:
             raise KafkaConnectionError("Unable to connect")
+        await asyncio.sleep(self.slow_s)
         return dict.fromkeys(tps, 0)
 
     def assignment(self) -> set[TopicPartition]:
@@ -127,3 +129,35 @@ async def test_the_listener_and_the_batch_loop_never_claim_the_same_partitions_t
     # One claim each: a second one would fence this replica's own batches.
     assert [(r["partition"], r["epoch"]) for r in epochs] == [(0, 1), (1, 1), (2, 1)]
     assert ownership.epochs == {0: 1, 1: 1, 2: 1}
+
+
+async def test_a_revocation_waits_for_the_claim_under_way_and_then_lets_go(
+    database: Database,
+) -> None:
+    settings = AggregatorSettings(_env_file=None, kafka_topic=TOPIC)  # type: ignore[call-arg]
+    readiness = Readiness(("postgres", "kafka"))
+    consumer = FlakyConsumer(down=False, slow_s=0.3)
+    pool = await asyncpg.create_pool(database.dsn, min_size=1, max_size=3)
+    try:
+        async with pool.acquire() as conn:
+            await migrate(conn)
+        ownership = Ownership(
+            settings,
+            consumer,  # type: ignore[arg-type]
+            pool,
+            Positions(consumer, TOPIC),  # type: ignore[arg-type]
+            Retrying("claim", "postgres", settings, AggregatorMetrics.create(readiness), readiness),
+            asyncio.Lock(),
+            asyncio.Event(),
+        )
+        ownership.pending = {0, 1}  # left pending by a rebalance; the batch loop claims them
+        claiming = asyncio.create_task(ownership.claim_pending(5.0))
+        await asyncio.sleep(0)  # the claim is under way (waiting on Kafka)
+        await ownership.on_partitions_revoked([TopicPartition(TOPIC, p) for p in (0, 1)])
+        assert claiming.done()  # the revocation waited for it
+    finally:
+        await pool.close()
+    # Without the wait, the claim would land after the revocation and this replica
+    # would believe it still owns the partitions another replica is about to claim.
+    assert ownership.epochs == {}
+    assert ownership.pending == set()
