@@ -13,6 +13,11 @@ PACKAGES := shared/pyproject.toml runtime/pyproject.toml services/producer/pypro
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-12s %s\n", $$1, $$2}'
+	@echo
+	@echo "  Commands in $(BIN)/ after make install (each has --help):"
+	@echo "  clickstream-stack    the embedded broker and PostgreSQL for hand-run services (--real: Apache Kafka, Connect, OpenSearch)"
+	@echo "  clickstream-producer, clickstream-aggregator, clickstream-report, clickstream-verify,"
+	@echo "  clickstream-check, clickstream-setup, clickstream-env, clickstream-demo, clickstream-bench"
 
 $(STAMP): requirements.lock $(PACKAGES)
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -22,7 +27,7 @@ $(STAMP): requirements.lock $(PACKAGES)
 
 install: $(STAMP) ## create .venv with the services, tools and tests (pinned by requirements.lock)
 
-demo: $(STAMP) ## run producer + aggregator on an embedded broker and PostgreSQL, then print a report
+demo: $(STAMP) ## the pipeline on an embedded broker and PostgreSQL, then the report (DEMO_ARGS="--chaos", "--help")
 	$(BIN)/clickstream-demo $(DEMO_ARGS)
 
 test: $(STAMP) lint typecheck ## lint, types, unit, integration and fault tests against real servers

@@ -6,7 +6,6 @@ import asyncio
 import math
 import time
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
 
 import asyncpg
 import structlog
@@ -18,14 +17,6 @@ from clickstream_devstack.bench.rig import Rig, committed
 from clickstream_devstack.bench.services import wait_for_log
 
 log = structlog.get_logger()
-
-#: The producer starts its sessions spread over 60 s of simulated time, so a
-#: clock starting now would ramp up for a minute. Starting it this far in the
-#: past puts the first events due at once, and its token bucket then holds the
-#: rate at --rate from the first second: steady load without a long warm-up.
-_CLOCK_HEAD_START = timedelta(seconds=75)
-#: The producer caps concurrency at --users; --rate R needs R × 14 s sessions.
-_SESSION_GAP_S = 14
 
 
 @dataclass(frozen=True)
@@ -63,15 +54,13 @@ async def run_freshness(
     topics = rig.topics("fresh")
     database = rig.database("fresh")
     env = rig.env(topics, database)
-    users = load_rate * _SESSION_GAP_S * 12 // 10  # head-room so concurrency is not capped
-    start = (datetime.now(UTC) - _CLOCK_HEAD_START).isoformat()
-    args = ["--events", "0", "--rate", str(load_rate), "--seed", str(seed), "--users", str(users)]
+    # The producer sizes its population from the rate and starts in steady state:
+    # plain settings give the load from the first second.
+    args = ["--events", "0", "--rate", str(load_rate), "--seed", str(seed)]
     with rig.services("freshness") as services:
         aggregator = services.launch("clickstream-aggregator", env=env, name="aggregator")
         await wait_for_log(aggregator, b'"aggregator_starting"', limit_s=limit_s)
-        producer = services.launch(
-            "clickstream-producer", [*args, "--start", start], env=env, name="producer"
-        )
+        producer = services.launch("clickstream-producer", args, env=env, name="producer")
         # A progress line means the load is flowing; then let the pipeline settle.
         await wait_for_log(producer, b'"progress"', limit_s=limit_s)
         await asyncio.sleep(warmup)
