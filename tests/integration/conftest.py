@@ -85,3 +85,14 @@ def services(tmp_path: Path) -> Iterator[ServiceGroup]:
         yield group
     finally:
         group.stop_all(timeout=15.0)
+
+
+@pytest.fixture
+def own_kafka(tmp_path: Path) -> Iterator[EmbeddedKafka]:
+    """A broker of the test's own, for tests that kill it (the session's is shared)."""
+    broker = EmbeddedKafka(tmp_path / "kafka")
+    broker.start()
+    try:
+        yield broker
+    finally:
+        broker.stop()

@@ -53,6 +53,24 @@ class FlakyConsumer:
         self.seeks[tp.partition] = offset
 
 
+def _ownership(
+    settings: AggregatorSettings,
+    consumer: FlakyConsumer,
+    pool: asyncpg.Pool,
+    readiness: Readiness,
+) -> Ownership:
+    metrics = AggregatorMetrics.create(readiness)
+    return Ownership(
+        settings,
+        consumer,  # type: ignore[arg-type]
+        pool,
+        Positions(consumer, TOPIC),  # type: ignore[arg-type]
+        Retrying("claim", "postgres", settings, metrics, readiness),
+        asyncio.Lock(),
+        asyncio.Event(),
+    )
+
+
 async def test_a_claim_that_cannot_finish_in_the_rebalance_is_finished_by_the_batch_loop(
     database: Database,
 ) -> None:
@@ -64,21 +82,12 @@ async def test_a_claim_that_cannot_finish_in_the_rebalance_is_finished_by_the_ba
         aggregator_retry_max_s=0.1,
     )
     readiness = Readiness(("postgres", "kafka"))
-    metrics = AggregatorMetrics.create(readiness)
     consumer = FlakyConsumer()
     pool = await asyncpg.create_pool(database.dsn, min_size=1, max_size=2)
     try:
         async with pool.acquire() as conn:
             await migrate(conn)
-        ownership = Ownership(
-            settings,
-            consumer,  # type: ignore[arg-type]
-            pool,
-            Positions(consumer, TOPIC),  # type: ignore[arg-type]
-            Retrying("claim", "postgres", settings, metrics, readiness),
-            asyncio.Lock(),
-            asyncio.Event(),
-        )
+        ownership = _ownership(settings, consumer, pool, readiness)
         started = time.monotonic()
         await ownership.on_partitions_assigned([TopicPartition(TOPIC, p) for p in (0, 1)])
         # Back well inside the session timeout: the group is not held up.
@@ -108,15 +117,7 @@ async def test_the_listener_and_the_batch_loop_never_claim_the_same_partitions_t
     try:
         async with pool.acquire() as conn:
             await migrate(conn)
-        ownership = Ownership(
-            settings,
-            consumer,  # type: ignore[arg-type]
-            pool,
-            Positions(consumer, TOPIC),  # type: ignore[arg-type]
-            Retrying("claim", "postgres", settings, AggregatorMetrics.create(readiness), readiness),
-            asyncio.Lock(),
-            asyncio.Event(),
-        )
+        ownership = _ownership(settings, consumer, pool, readiness)
         # The batch loop asks while the listener's claim is still in PostgreSQL.
         await asyncio.gather(
             ownership.on_partitions_assigned([TopicPartition(TOPIC, p) for p in (0, 1, 2)]),
@@ -141,15 +142,7 @@ async def test_a_revocation_waits_for_the_claim_under_way_and_then_lets_go(
     try:
         async with pool.acquire() as conn:
             await migrate(conn)
-        ownership = Ownership(
-            settings,
-            consumer,  # type: ignore[arg-type]
-            pool,
-            Positions(consumer, TOPIC),  # type: ignore[arg-type]
-            Retrying("claim", "postgres", settings, AggregatorMetrics.create(readiness), readiness),
-            asyncio.Lock(),
-            asyncio.Event(),
-        )
+        ownership = _ownership(settings, consumer, pool, readiness)
         ownership.pending = {0, 1}  # left pending by a rebalance; the batch loop claims them
         claiming = asyncio.create_task(ownership.claim_pending(5.0))
         await asyncio.sleep(0)  # the claim is under way (waiting on Kafka)

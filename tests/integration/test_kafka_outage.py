@@ -8,7 +8,6 @@ from __future__ import annotations
 import asyncio
 import signal
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import orjson
@@ -20,42 +19,12 @@ from clickstream_devstack.ports import LOOPBACK, free_port
 from clickstream_devstack.services import ServiceGroup
 from support.aggregator import applied_offsets
 from support.feed import as_messages, generate, publish
+from support.readiness import readyz, until
 
 pytestmark = pytest.mark.integration
 
 #: SIGTERM must end a service within this, whatever the servers do (README).
 STOP_BOUND_S = 10.0
-
-
-@pytest.fixture
-def own_kafka(tmp_path: Path) -> Iterator[EmbeddedKafka]:
-    broker = EmbeddedKafka(tmp_path / "kafka")
-    broker.start()
-    try:
-        yield broker
-    finally:
-        broker.stop()
-
-
-async def _readyz(port: int) -> tuple[int, dict[str, object]]:
-    reader, writer = await asyncio.open_connection(LOOPBACK, port)
-    try:
-        writer.write(b"GET /readyz HTTP/1.1\r\nHost: x\r\n\r\n")
-        await writer.drain()
-        raw = await asyncio.wait_for(reader.read(), timeout=5)
-    finally:
-        writer.close()
-    head, _, body = raw.partition(b"\r\n\r\n")
-    return int(head.split()[1]), orjson.loads(body)
-
-
-async def _until(what: str, check: object, timeout: float) -> None:
-    deadline = time.monotonic() + timeout
-    while True:
-        if await check():  # type: ignore[operator]
-            return
-        assert time.monotonic() < deadline, f"timed out waiting for: {what}"
-        await asyncio.sleep(0.2)
 
 
 async def test_readiness_turns_red_when_the_broker_dies_and_sigterm_still_stops_it(
@@ -84,21 +53,21 @@ async def test_readiness_turns_red_when_the_broker_dies_and_sigterm_still_stops_
 
         async def ready() -> bool:
             try:
-                return (await _readyz(port))[0] == 200
+                return (await readyz(port))[0] == 200
             except OSError:
                 return False
 
-        await _until("all applied", applied, 120)
-        await _until("ready", ready, 60)
+        await until("all applied", applied, 120)
+        await until("ready", ready, 60)
 
         own_kafka.kill()
 
         async def kafka_down() -> bool:
-            status, body = await _readyz(port)
+            status, body = await readyz(port)
             return status == 503 and "kafka" in body["failing"]  # type: ignore[operator]
 
         # The probe asks every 2 s with a 2 s timeout: a few seconds, with or without traffic.
-        await _until("readiness names kafka", kafka_down, 15)
+        await until("readiness names kafka", kafka_down, 15)
 
         started = time.monotonic()
         aggregator.process.send_signal(signal.SIGTERM)

@@ -7,7 +7,7 @@ import os
 import signal
 import time
 from collections import Counter
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -28,6 +28,7 @@ from clickstream_producer.settings import ProducerSettings
 from clickstream_producer.wire import encode_record
 from clickstream_runtime.settings import load
 from clickstream_schema import decode
+from support.readiness import readyz, until
 
 COUNT = 5000
 Message = tuple[bytes, bytes]
@@ -171,40 +172,11 @@ STOP_BOUND_S = 10.0
 NO_DATABASE = Database(name="unused", dsn="", env={})
 
 
-@pytest.fixture
-def own_kafka(tmp_path: Path) -> Iterator[EmbeddedKafka]:
-    broker = EmbeddedKafka(tmp_path / "kafka")
-    broker.start()
-    try:
-        yield broker
-    finally:
-        broker.stop()
-
-
-async def _readyz(port: int) -> tuple[int, dict[str, Any]]:
-    reader, writer = await asyncio.open_connection(LOOPBACK, port)
-    try:
-        writer.write(b"GET /readyz HTTP/1.1\r\nHost: x\r\n\r\n")
-        await writer.drain()
-        raw = await asyncio.wait_for(reader.read(), timeout=5)
-    finally:
-        writer.close()
-    head, _, body = raw.partition(b"\r\n\r\n")
-    return int(head.split()[1]), orjson.loads(body)
-
-
-async def _until(what: str, check: Callable[[], Awaitable[bool]], timeout: float) -> None:
-    deadline = time.monotonic() + timeout
-    while not await check():
-        assert time.monotonic() < deadline, f"timed out waiting for: {what}"
-        await asyncio.sleep(0.2)
-
-
 def _ready_is(port: int, ready: bool, services: ServiceGroup) -> Callable[[], Awaitable[bool]]:
     async def check() -> bool:
         services.check_running()
         try:
-            status, body = await _readyz(port)
+            status, body = await readyz(port)
         except OSError:
             return False
         if ready:
@@ -242,15 +214,15 @@ async def test_readiness_follows_the_broker_without_traffic(
     )  # fmt: skip
     with ServiceGroup(tmp_path / "services") as services:
         producer = services.launch("clickstream-producer", env=env)
-        await _until("ready", _ready_is(port, True, services), 60)
+        await until("ready", _ready_is(port, True, services), 60)
         own_kafka.kill()
         # The probe asks every 2 s with a 2 s timeout.
-        await _until("readiness names kafka", _ready_is(port, False, services), 15)
+        await until("readiness names kafka", _ready_is(port, False, services), 15)
         # The embedded broker keeps no data across a restart: the topic comes back too.
         restarted = EmbeddedKafka(tmp_path / "kafka-again", port=own_kafka.port).start()
         try:
             create_topics(restarted, topics)
-            await _until("ready again", _ready_is(port, True, services), 30)
+            await until("ready again", _ready_is(port, True, services), 30)
             code, took = await _sigterm(producer)
         finally:
             restarted.stop()
@@ -280,9 +252,9 @@ async def test_sigterm_with_the_broker_dead_ends_in_time_and_says_what_was_not_a
                 entry["event"] == "progress" and entry["acked"] > 0 for entry in _log(producer)
             )
 
-        await _until("events acknowledged", acknowledged, 60)
+        await until("events acknowledged", acknowledged, 60)
         own_kafka.kill()
-        await _until("readiness names kafka", _ready_is(port, False, services), 15)
+        await until("readiness names kafka", _ready_is(port, False, services), 15)
         code, took = await _sigterm(producer)
     assert took < STOP_BOUND_S, f"SIGTERM took {took:.1f}s with the broker dead"
     log = _log(producer)

@@ -9,7 +9,6 @@ file of the work directory.
 
 from __future__ import annotations
 
-import json
 import urllib.error
 import urllib.request
 from collections.abc import Mapping, Sequence
@@ -17,18 +16,14 @@ from pathlib import Path
 from typing import Any
 
 from clickstream_devstack.jvm.kafka import ApacheKafka, classpath, jvm_options
+from clickstream_devstack.jvm.rest import RestError, call
 from clickstream_devstack.jvm.server import JvmServer, java_properties
 
 _STARTED = "Kafka Connect started"
 
 
-class ConnectRestError(RuntimeError):
+class ConnectRestError(RestError):
     """The REST API answered with an error status."""
-
-    def __init__(self, status: int, body: str) -> None:
-        super().__init__(f"Kafka Connect REST {status}: {body}")
-        self.status = status
-        self.body = body
 
 
 class KafkaConnect(JvmServer):
@@ -103,19 +98,7 @@ class KafkaConnect(JvmServer):
 
     def request(self, method: str, path: str, body: object | None = None) -> Any:
         """A REST call; the decoded JSON answer (``None`` for an empty one)."""
-        data = None if body is None else json.dumps(body).encode()
-        request = urllib.request.Request(  # noqa: S310 - our own loopback URL
-            self.url + path,
-            data=data,
-            method=method,
-            headers={"Content-Type": "application/json", "Accept": "application/json"},
-        )
-        try:
-            with urllib.request.urlopen(request, timeout=60) as response:  # noqa: S310
-                text = response.read().decode()
-        except urllib.error.HTTPError as error:
-            raise ConnectRestError(error.code, error.read().decode(errors="replace")) from None
-        return json.loads(text) if text else None
+        return call(self.url + path, method, body, ConnectRestError, "Kafka Connect REST")
 
     def put_connector(self, name: str, config: Mapping[str, object]) -> Any:
         """Create or update connector ``name`` (``PUT /connectors/<name>/config``)."""

@@ -19,6 +19,7 @@ from typing import Any
 
 from clickstream_devstack.jvm import artifacts
 from clickstream_devstack.jvm.opensearch_modules import install_modules
+from clickstream_devstack.jvm.rest import RestError, call
 from clickstream_devstack.jvm.server import JvmServer
 from clickstream_devstack.run_as import (
     RunAs,
@@ -32,13 +33,8 @@ HEAP = "-Xms512m -Xmx512m"
 SERVER_ACCOUNT = "clickstream-search"
 
 
-class OpenSearchError(RuntimeError):
+class OpenSearchError(RestError):
     """The REST API answered with an error status."""
-
-    def __init__(self, status: int, body: str) -> None:
-        super().__init__(f"OpenSearch {status}: {body}")
-        self.status = status
-        self.body = body
 
 
 class OpenSearch(JvmServer):
@@ -146,19 +142,7 @@ class OpenSearch(JvmServer):
 
     def request(self, method: str, path: str, body: object | None = None) -> Any:
         """A REST call; the decoded JSON answer."""
-        data = None if body is None else json.dumps(body).encode()
-        request = urllib.request.Request(  # noqa: S310 - our own loopback URL
-            self.url + path,
-            data=data,
-            method=method,
-            headers={"Content-Type": "application/json"},
-        )
-        try:
-            with urllib.request.urlopen(request, timeout=60) as response:  # noqa: S310
-                text = response.read().decode()
-        except urllib.error.HTTPError as error:
-            raise OpenSearchError(error.code, error.read().decode(errors="replace")) from None
-        return json.loads(text) if text else None
+        return call(self.url + path, method, body, OpenSearchError, "OpenSearch")
 
 
 def _point_jvm_files_here(jvm_options: Path, work_dir: Path) -> None:

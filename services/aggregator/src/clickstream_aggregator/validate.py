@@ -190,20 +190,17 @@ class Decoding:
 
 
 def _refused(topic: str, raw: RawPartition, index: int, refusal: Refusal) -> DeadLetter:
-    return DeadLetter(
-        topic=topic,
-        partition=raw.partition,
-        offset=raw.offsets[index],
-        key=raw.keys[index],
-        value=raw.values[index],
-        timestamp_ms=raw.timestamps[index],
-        reason=UNSTORABLE,
-        error_class=refusal.error_class,
-        error_message=refusal.error_message,
-    )
+    return _letter(topic, raw, index, UNSTORABLE, refusal.error_class, refusal.error_message)
 
 
 def _dead_letter(topic: str, raw: RawPartition, index: int, error: InvalidEvent) -> DeadLetter:
+    return _letter(topic, raw, index, error.reason, ERROR_CLASS, str(error))
+
+
+def _letter(
+    topic: str, raw: RawPartition, index: int, reason: str, error_class: str, message: str
+) -> DeadLetter:
+    """The dead letter of the message at ``index``: its original key, value and timestamp."""
     return DeadLetter(
         topic=topic,
         partition=raw.partition,
@@ -211,7 +208,7 @@ def _dead_letter(topic: str, raw: RawPartition, index: int, error: InvalidEvent)
         key=raw.keys[index],
         value=raw.values[index],
         timestamp_ms=raw.timestamps[index],
-        reason=error.reason,
-        error_class=ERROR_CLASS,
-        error_message=str(error),
+        reason=reason,
+        error_class=error_class,
+        error_message=message,
     )
