@@ -37,7 +37,9 @@ Server = EmbeddedKafka | EmbeddedPostgres | ApacheKafka | KafkaConnect | OpenSea
 
 
 def _parse(argv: list[str] | None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(prog="clickstream-stack", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(
+        prog="clickstream-stack", description=__doc__.splitlines()[0].replace("``", "")
+    )
     parser.add_argument("--dir", type=Path, default=Path(".stack"), help="work directory")
     parser.add_argument("--kafka-port", type=int, default=None, help="default: a free port")
     parser.add_argument("--postgres-port", type=int, default=None, help="default: a free port")

@@ -47,7 +47,9 @@ log = structlog.get_logger()
 
 
 def _parse(argv: list[str] | None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(prog="clickstream-bench", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(
+        prog="clickstream-bench", description=__doc__.splitlines()[0].replace("``", "")
+    )
     parser.add_argument("--quick", action="store_true", help="small scenarios, under a minute")
     parser.add_argument("--seed", type=int, default=None, help="producer seed (default 42)")
     parser.add_argument("--dir", type=Path, default=Path(".bench/work"), help="work directory")
