@@ -13,9 +13,8 @@ import os
 import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol
 
-from clickstream_devstack.broker import EmbeddedKafka
 from clickstream_devstack.postgres import EmbeddedPostgres
 from clickstream_ops.setup.kafka import ensure_topics
 
@@ -23,6 +22,15 @@ from clickstream_ops.setup.kafka import ensure_topics
 #: local service can never reach Aiven by accident.
 _PIPELINE_PREFIXES = ("KAFKA_", "POSTGRES_", "OPENSEARCH_", "METRICS_", "LOG_")
 EVENTS_PARTITIONS = 6
+
+
+class Broker(Protocol):
+    """What the services need of a broker: the embedded one or Apache Kafka."""
+
+    @property
+    def bootstrap(self) -> str: ...
+
+    def client_options(self) -> dict[str, Any]: ...
 
 
 @dataclass(frozen=True)
@@ -71,7 +79,7 @@ class Database:
         return cls(name=name, dsn=postgres.dsn(name), env=postgres.env(name))
 
 
-def create_topics(kafka: EmbeddedKafka, topics: KafkaTopics) -> list[str]:
+def create_topics(kafka: Broker, topics: KafkaTopics) -> list[str]:
     """Create ``topics`` from synchronous code, even when an event loop is running.
 
     The admin client runs on a private loop in a worker thread, so this works in
@@ -86,7 +94,7 @@ def create_topics(kafka: EmbeddedKafka, topics: KafkaTopics) -> list[str]:
 
 
 def service_env(
-    kafka: EmbeddedKafka,
+    kafka: Broker,
     topics: KafkaTopics,
     database: Database,
     *,

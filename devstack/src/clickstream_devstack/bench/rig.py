@@ -12,7 +12,7 @@ import dataclasses
 import uuid
 from contextlib import ExitStack
 from pathlib import Path
-from typing import Any, Literal, cast
+from typing import Any, Literal
 
 import asyncpg
 import structlog
@@ -51,7 +51,7 @@ class Rig:
 
     def topics(self, label: str, partitions: int = EVENTS_PARTITIONS) -> KafkaTopics:
         topics = KafkaTopics.unique(f"bench-{label}", partitions=partitions)
-        create_topics(self._duck(), topics)
+        create_topics(self.kafka, topics)
         log.info("topic_created", topic=topics.events, partitions=partitions)
         return topics
 
@@ -94,12 +94,7 @@ class Rig:
         self.postgres.psql("CHECKPOINT")
 
     def env(self, topics: KafkaTopics, database: Database, **extra: Any) -> dict[str, str]:
-        return service_env(self._duck(), topics, database, **extra)
-
-    def _duck(self) -> EmbeddedKafka:
-        # environment's helpers use only ``bootstrap`` and ``client_options()``,
-        # which ApacheKafka has too (their annotations name the embedded broker).
-        return cast(EmbeddedKafka, self.kafka)
+        return service_env(self.kafka, topics, database, **extra)
 
     def services(self, scenario: str) -> ServiceGroup:
         """A group whose processes log to ``logs/<scenario>/``; use it with ``with``."""

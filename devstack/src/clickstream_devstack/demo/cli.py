@@ -11,6 +11,7 @@ from rich.console import Console
 from clickstream_devstack.demo.options import DemoError, DemoOptions, Outcome
 from clickstream_devstack.demo.session import run
 from clickstream_devstack.interrupts import Interrupts
+from clickstream_devstack.jvm.artifacts import JvmUnavailableError
 from clickstream_devstack.processes import ProcessExitedError
 from clickstream_devstack.services import ServiceDiedError
 from clickstream_ops.verify.render import render, verdict_line
@@ -21,7 +22,8 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(
         prog="clickstream-demo",
         description="The whole pipeline on embedded servers (make demo): producer, "
-        "aggregators, a live display, then the report.",
+        "aggregators, a live display, then the report; --real runs it on Apache Kafka and "
+        "OpenSearch.",
     )
     parser.add_argument("--duration", type=float, default=20.0, help="seconds of live traffic [20]")
     parser.add_argument("--rate", type=int, default=1000, help="live events per second [1000]")
@@ -44,6 +46,12 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
         action="store_true",
         help="kill, freeze and restart replicas and PostgreSQL, inject duplicates, late and "
         "malformed messages; end with clickstream-verify's verdict",
+    )
+    parser.add_argument(
+        "--real",
+        action="store_true",
+        help="run on Apache Kafka and OpenSearch from Maven Central (Java 17+) instead of the "
+        "embedded broker; ends with what OpenSearch holds beside the PostgreSQL report",
     )
     parser.add_argument(
         "--catch-up-timeout",
@@ -105,6 +113,7 @@ def main(argv: list[str] | None = None) -> int:
         args.catch_up_timeout,
         backfill=args.backfill,
         chaos=args.chaos,
+        real=args.real,
     )
     try:
         outcome = run(options, work_dir, console, keep=args.keep)
@@ -117,6 +126,7 @@ def main(argv: list[str] | None = None) -> int:
         ProcessExitedError,
         TimeoutError,
         FileNotFoundError,
+        JvmUnavailableError,
     ) as error:
         console.print("[bold red]demo failed:[/]")
         # Plain text: log tails contain brackets that rich would read as markup.

@@ -24,6 +24,8 @@ class DemoOptions:
     catch_up_timeout: float
     backfill: int = 0
     chaos: bool = False
+    #: Apache Kafka and OpenSearch from Maven Central instead of the embedded broker
+    real: bool = False
 
 
 @dataclass(frozen=True)

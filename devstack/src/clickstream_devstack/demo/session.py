@@ -16,12 +16,21 @@ from rich.markup import escape
 
 from clickstream_devstack.broker import EmbeddedKafka
 from clickstream_devstack.chaos import CHAOS_ENV, Chaos, Replicas
+from clickstream_devstack.demo import opensearch_stage
 from clickstream_devstack.demo.options import DATABASE, DemoError, DemoOptions, Outcome
 from clickstream_devstack.demo.phases import catch_up, produce, stop_replicas, wait_started
 from clickstream_devstack.demo.screen import live_display
 from clickstream_devstack.demo.verdict import closing_verdict, wait_relayed
 from clickstream_devstack.demo_progress import PipelineProgress, Snapshot
-from clickstream_devstack.environment import Database, KafkaTopics, create_topics, service_env
+from clickstream_devstack.environment import (
+    Broker,
+    Database,
+    KafkaTopics,
+    create_topics,
+    service_env,
+)
+from clickstream_devstack.jvm.kafka import ApacheKafka
+from clickstream_devstack.jvm.opensearch import OpenSearch
 from clickstream_devstack.postgres import EmbeddedPostgres
 from clickstream_devstack.services import Service, ServiceGroup, script_path
 from clickstream_schema import CONSUMER_GROUP, DLQ_TOPIC, EVENTS_TOPIC
@@ -77,7 +86,7 @@ def launch_producers(
 
 async def drive(
     options: DemoOptions,
-    kafka: EmbeddedKafka,
+    kafka: Broker,
     postgres: EmbeddedPostgres,
     topics: KafkaTopics,
     services: ServiceGroup,
@@ -172,10 +181,19 @@ def run(options: DemoOptions, work_dir: Path, console: Console, *, keep: bool) -
     # Leaving the ExitStack stops the services first, then PostgreSQL, then the broker.
     with ExitStack() as stack:
         with console.status("starting the broker and PostgreSQL…"):
-            kafka = stack.enter_context(EmbeddedKafka(work_dir / "kafka"))
+            kafka: Broker
+            if options.real:
+                kafka = stack.enter_context(ApacheKafka(work_dir / "kafka"))
+            else:
+                kafka = stack.enter_context(EmbeddedKafka(work_dir / "kafka"))
             postgres = stack.enter_context(EmbeddedPostgres(work_dir / "postgres", durable=False))
             postgres.create_database(DATABASE)
             create_topics(kafka, topics)
+        opensearch = None
+        if options.real:
+            with console.status("starting OpenSearch…"):
+                opensearch = stack.enter_context(OpenSearch(work_dir / "opensearch"))
+            console.print(f"Apache Kafka and OpenSearch [bold]{opensearch.url}[/] (--real)")
         where = (
             f"logs in [bold]{work_dir}[/]"
             if keep
@@ -191,4 +209,18 @@ def run(options: DemoOptions, work_dir: Path, console: Console, *, keep: bool) -
         services = stack.enter_context(ServiceGroup(work_dir / "logs", cwd=work_dir))
         outcome = asyncio.run(drive(options, kafka, postgres, topics, services, env, console))
         print_report(env, work_dir)
+        if opensearch is not None:
+            asyncio.run(_opensearch(console, kafka, topics, opensearch, postgres.dsn(DATABASE)))
     return outcome
+
+
+async def _opensearch(
+    console: Console, kafka: Broker, topics: KafkaTopics, opensearch: OpenSearch, dsn: str
+) -> None:
+    """--real: index the topic as the sink connector would, then show what OpenSearch holds."""
+    with console.status("indexing the topic into OpenSearch…"):
+        await opensearch_stage.apply_assets(opensearch)
+        indexed = await opensearch_stage.index_topic(
+            kafka, topics.events, topics.partitions, opensearch
+        )
+    await opensearch_stage.show(console, opensearch, indexed, dsn)

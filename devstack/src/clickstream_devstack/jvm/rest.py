@@ -8,6 +8,10 @@ import urllib.request
 from typing import Any
 
 
+class NdJson(bytes):
+    """A body sent as it is, newline-delimited JSON (``_bulk``)."""
+
+
 class RestError(RuntimeError):
     """The REST API answered with an error status."""
 
@@ -27,12 +31,17 @@ def call(
     timeout: float = 60.0,
 ) -> Any:
     """One call; the decoded JSON answer (``None`` for an empty one), or ``error`` raised."""
-    data = None if body is None else json.dumps(body).encode()
+    content_type = "application/json"
+    if isinstance(body, NdJson):
+        data: bytes | None = bytes(body)
+        content_type = "application/x-ndjson"
+    else:
+        data = None if body is None else json.dumps(body).encode()
     request = urllib.request.Request(  # noqa: S310 - our own loopback URL
         url,
         data=data,
         method=method,
-        headers={"Content-Type": "application/json", "Accept": "application/json"},
+        headers={"Content-Type": content_type, "Accept": "application/json"},
     )
     try:
         with urllib.request.urlopen(request, timeout=timeout) as response:  # noqa: S310
