@@ -68,21 +68,11 @@ def kafka_tls_env(tls_kafka: TlsKafka, files: TlsFiles) -> dict[str, str]:
     return {"KAFKA_BOOTSTRAP_SERVERS": tls_kafka.bootstrap, **files.kafka_env()}
 
 
-def kafka_settings(tls_kafka: TlsKafka, files: TlsFiles) -> KafkaSettings:
-    return KafkaSettings(
-        _env_file=None,
-        kafka_bootstrap_servers=tls_kafka.bootstrap,
-        kafka_ssl_cafile=files.ca,
-        kafka_ssl_certfile=files.client_cert,
-        kafka_ssl_keyfile=files.client_key,
-    )
-
-
 @pytest.fixture
 async def tls_topics(tls_kafka: TlsKafka, tls_files: TlsFiles) -> KafkaTopics:
     """Unique topics, created the way `clickstream-setup kafka` does, through TLS."""
     topics = KafkaTopics.unique(prefix="tls")
-    options = kafka_settings(tls_kafka, tls_files).kafka_client_options()
+    options = tls_files.kafka_settings(tls_kafka.bootstrap).kafka_client_options()
     await ensure_topics(options, topics.partition_counts())
     return topics
 
@@ -210,7 +200,7 @@ async def test_aggregator_consumes_through_tls_with_a_client_certificate(
 ) -> None:
     accepted = tls_kafka.proxy.accepted
     sessions = await publish_tls(
-        kafka_settings(tls_kafka, tls_files), tls_topics.events, 400, seed=21
+        tls_files.kafka_settings(tls_kafka.bootstrap), tls_topics.events, 400, seed=21
     )
     settings = settings_from_env(tls_env)
     assert settings.kafka_uses_tls
@@ -324,7 +314,7 @@ async def test_aggregator_writes_over_verify_full(
 ) -> None:
     """The whole Aiven shape: Kafka with a client certificate, PostgreSQL verify-full."""
     sessions = await publish_tls(
-        kafka_settings(tls_kafka, tls_files), tls_topics.events, 300, seed=5
+        tls_files.kafka_settings(tls_kafka.bootstrap), tls_topics.events, 300, seed=5
     )
     env = {
         **kafka_tls_env(tls_kafka, tls_files),

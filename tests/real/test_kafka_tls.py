@@ -21,28 +21,17 @@ from clickstream_devstack.jvm.kafka import ApacheKafka
 from clickstream_ops.setup.kafka import ensure_topics
 from clickstream_producer.main import run as run_producer
 from clickstream_producer.settings import ProducerSettings
-from clickstream_runtime.settings import KafkaSettings
 from integration.test_tls import publish_tls, start_must_fail
 from support.aggregator import running_aggregator, settings_from_env, wait_applied
 from support.reference import stored_rows
 from support.tls_certs import TlsFiles
 
 
-def tls_settings(kafka: ApacheKafka, files: TlsFiles) -> KafkaSettings:
-    return KafkaSettings(
-        _env_file=None,
-        kafka_bootstrap_servers=kafka.ssl_bootstrap,
-        kafka_ssl_cafile=files.ca,
-        kafka_ssl_certfile=files.client_cert,
-        kafka_ssl_keyfile=files.client_key,
-    )
-
-
 @pytest.fixture
 async def tls_topics(apache_kafka: ApacheKafka, kafka_tls_files: TlsFiles) -> KafkaTopics:
     """Unique topics, created through the SSL listener as `clickstream-setup kafka` would."""
     topics = KafkaTopics.unique(prefix="real-tls")
-    options = tls_settings(apache_kafka, kafka_tls_files).kafka_client_options()
+    options = kafka_tls_files.kafka_settings(apache_kafka.ssl_bootstrap).kafka_client_options()
     await ensure_topics(options, topics.partition_counts())
     return topics
 
@@ -71,7 +60,7 @@ async def test_aggregator_consumes_through_the_ssl_listener(
     database: Database,
 ) -> None:
     sessions = await publish_tls(
-        tls_settings(apache_kafka, kafka_tls_files), tls_topics.events, 400, seed=31
+        kafka_tls_files.kafka_settings(apache_kafka.ssl_bootstrap), tls_topics.events, 400, seed=31
     )
     settings = settings_from_env(tls_env)
     assert settings.kafka_uses_tls

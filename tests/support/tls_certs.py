@@ -14,6 +14,8 @@ from pathlib import Path
 
 import trustme
 
+from clickstream_runtime.settings import KafkaSettings
+
 #: The names the server certificate is valid for; the services connect to 127.0.0.1.
 SERVER_NAMES = ("127.0.0.1", "localhost")
 
@@ -47,6 +49,16 @@ class TlsFiles:
             "KAFKA_SSL_CERTFILE": str(self.client_cert),
             "KAFKA_SSL_KEYFILE": str(self.client_key),
         }
+
+    def kafka_settings(self, bootstrap: str) -> KafkaSettings:
+        """Kafka client settings for ``bootstrap`` with this run's CA and client certificate."""
+        return KafkaSettings(
+            _env_file=None,  # type: ignore[call-arg]
+            kafka_bootstrap_servers=bootstrap,
+            kafka_ssl_cafile=self.ca,
+            kafka_ssl_certfile=self.client_cert,
+            kafka_ssl_keyfile=self.client_key,
+        )
 
 
 def _write_public(path: Path, blob: trustme.Blob) -> Path:
