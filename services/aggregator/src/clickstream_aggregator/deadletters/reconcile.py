@@ -3,8 +3,10 @@
 A copy sent whose mark was lost (a crash or a dropped connection between send
 and mark) must be found, not sent again. Each round reads the dead-letter
 partition after the last copy known to be marked, bounded by
-``_RECONCILE_S``; a long partition is read over several rounds, each going on
-from where the last one stopped (remembered per claim, and only once the round
+``_RECONCILE_S`` and ``_RECONCILE_RECORDS`` (the round holds a transaction, and
+how much it reads should not depend on how fast the broker answers); a long
+partition is read over several rounds, each going on from where the last one
+stopped (remembered per claim, and only once the round
 that marked what it found has committed).
 """
 
@@ -21,6 +23,7 @@ from clickstream_aggregator import repository as repo
 from clickstream_aggregator.deadletters.tail import read_tail
 
 _RECONCILE_S = 10.0
+_RECONCILE_RECORDS = 50_000
 
 
 @dataclass(frozen=True, slots=True)
@@ -53,7 +56,14 @@ class Reconciler:
             start = scanned[1] if start is None else max(start, scanned[1])
         tp = TopicPartition(self._dlq, dlq_partition)
         tail = await read_tail(
-            self._reader, tp, start, self._source, partition, stop=stop, deadline_s=_RECONCILE_S
+            self._reader,
+            tp,
+            start,
+            self._source,
+            partition,
+            stop=stop,
+            deadline_s=_RECONCILE_S,
+            max_records=_RECONCILE_RECORDS,
         )
         marked = 0
         if tail.found:

@@ -3,7 +3,8 @@
 Used by reconcile (a copy sent whose mark was lost must be found, not sent
 again). One read is bounded: it ends when the position reaches the end of the
 partition as the first fetch reported it (copies written later are not the
-ones looked for); at ``deadline_s`` it returns what it read so far with the
+ones looked for); at ``deadline_s``, or once it has read ``max_records``
+(a fetch may take it a little past), it returns what it read so far with the
 position reached, so that a long partition is scanned over several rounds and
 nothing read is read again. It raises :class:`TailTimeout` when it could not
 read anything in time (no leader, a broker down) and :class:`TailStopped` as
@@ -47,6 +48,7 @@ async def read_tail(
     *,
     stop: asyncio.Event,
     deadline_s: float,
+    max_records: int | None = None,
 ) -> Tail:
     """The copies of one source partition in ``tp`` from ``start`` (None: the beginning).
 
@@ -91,3 +93,5 @@ async def read_tail(
             target = high
         if position >= target:
             return Tail(found, position, complete=True)
+        if max_records is not None and position - first >= max_records:
+            return Tail(found, position, complete=False)
