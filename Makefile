@@ -9,7 +9,7 @@ PACKAGES := shared/pyproject.toml runtime/pyproject.toml services/producer/pypro
 
 .DEFAULT_GOAL := help
 .PHONY: help install demo test lint typecheck unit integration real images faults soak bench \
-	bench-quick schema lock env report clean
+	bench-quick schema lock env report clean terraform
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-12s %s\n", $$1, $$2}'
@@ -66,6 +66,9 @@ bench-quick: $(STAMP) ## a smaller benchmark for development (about two minutes 
 
 schema: $(STAMP) ## regenerate shared/event.schema.json from the model
 	$(BIN)/python -m clickstream_schema.jsonschema shared/event.schema.json
+
+terraform: $(STAMP) ## terraform fmt -check and validate, offline (providers from .cache/terraform/providers)
+	$(BIN)/python -m clickstream_devstack.terraform
 
 env: $(STAMP) ## write .env from `terraform output -json` (FORCE=1 to overwrite)
 	$(BIN)/clickstream-env --terraform-dir terraform $(if $(FORCE),--force)
