@@ -4,8 +4,9 @@ Workers are spawned (never forked from a process that runs an event loop and
 holds sockets), ignore SIGINT and SIGTERM (the service decides when to stop,
 after finishing what it has in hand) and exit by themselves once the service's
 process is gone, say after SIGKILL, so none outlives it. A worker that dies
-breaks the pool: the next call raises ``BrokenProcessPool`` and the service
-stops (its policy for anything it cannot recover from).
+breaks the pool: :func:`call` raises :class:`WorkerDied` for every call the
+pool held, and the caller replaces the pool; what the death means is the
+caller's to decide (the aggregator's answer is ``crash_pinning``).
 """
 
 from __future__ import annotations
@@ -18,7 +19,10 @@ import threading
 import time
 from collections.abc import Callable
 from concurrent.futures import ProcessPoolExecutor
-from typing import Any, Final
+from concurrent.futures.process import BrokenProcessPool
+from typing import Any, Final, TypeVar
+
+T = TypeVar("T")
 
 #: How often a worker checks that the service's process is still its parent.
 _PARENT_CHECK_S: Final = 1.0
@@ -36,9 +40,34 @@ def process_pool(
     )
 
 
-async def shut_down(pool: ProcessPoolExecutor) -> None:
-    """Stop the workers; work still queued is dropped (nothing of it was delivered)."""
+class WorkerDied(Exception):
+    """A worker process ended while the pool held a call: the pool is broken, replace it."""
+
+    def __init__(self, exit_codes: list[int] | None = None) -> None:
+        #: Non-zero exit codes of the pool's processes (:func:`shut_down` returns them).
+        self.exit_codes = exit_codes or []
+        known = ", ".join(map(str, self.exit_codes)) or "not known yet"
+        super().__init__(f"a worker process died (exit codes: {known})")
+
+
+async def call(pool: ProcessPoolExecutor, function: Callable[..., T], *args: Any) -> T:
+    """``function(*args)`` in a worker; :class:`WorkerDied` if a worker of the pool dies."""
+    try:
+        return await asyncio.get_running_loop().run_in_executor(pool, function, *args)
+    except BrokenProcessPool:
+        raise WorkerDied from None
+
+
+async def shut_down(pool: ProcessPoolExecutor) -> list[int]:
+    """Stop the workers; work still queued is dropped (nothing of it was delivered).
+
+    Returns the non-zero exit codes of the pool's processes (negative: the
+    signal; -9 is SIGKILL), for the logs after a death. The pool keeps its
+    processes in a private attribute, hence the fallback to none.
+    """
+    processes = list((getattr(pool, "_processes", None) or {}).values())
     await asyncio.to_thread(pool.shutdown, wait=True, cancel_futures=True)
+    return sorted(code for p in processes if (code := p.exitcode))
 
 
 def _start_worker(

@@ -25,6 +25,11 @@ says *why* a message was refused. The reasons (:data:`Reason`):
     never raised by ``decode``: the aggregator's reason for a valid event whose
     effect PostgreSQL refused (found by splitting the batch), e.g. a purchase
     that would take the session's ``total_revenue`` beyond ``NUMERIC(14,2)``.
+``crashed_decoder``
+    never raised by ``decode`` either: the aggregator's reason for a message
+    whose preparing killed the worker process every time it was tried (found by
+    splitting the batch in fresh workers), e.g. a crash in a native extension
+    or memory exhaustion.
 """
 
 from __future__ import annotations
@@ -35,7 +40,16 @@ from pydantic import ValidationError
 
 from clickstream_schema.event import ClickEvent
 
-Reason = Literal["empty", "oversize", "not_utf8", "not_json", "not_object", "schema", "unstorable"]
+Reason = Literal[
+    "empty",
+    "oversize",
+    "not_utf8",
+    "not_json",
+    "not_object",
+    "schema",
+    "unstorable",
+    "crashed_decoder",
+]
 
 #: Larger messages are refused before parsing (Kafka's default max message size).
 MAX_MESSAGE_BYTES: Final = 1_048_576

@@ -36,7 +36,7 @@ from support.hostile import (
     wire,
 )
 
-DECODE_REASONS = set(get_args(Reason)) - {"unstorable"}
+DECODE_REASONS = set(get_args(Reason)) - {"unstorable", "crashed_decoder"}
 FAST = settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 
 

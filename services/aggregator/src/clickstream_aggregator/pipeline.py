@@ -123,7 +123,10 @@ class Aggregator:
         }
         raw = await self._positions.raw(records)
         self._positions.check_in_range(self._ownership.epochs)
-        return Batch(topic, raw) if raw else None
+        if not raw:
+            return None
+        epochs = self._ownership.epochs  # a partition revoked meanwhile is dropped at write
+        return Batch(topic, raw, claims={p: epochs[p] for p in raw if p in epochs})
 
     async def _commit(self, batch: Batch, stop: asyncio.Event) -> None:
         async with self._in_flight:

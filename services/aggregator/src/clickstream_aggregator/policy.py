@@ -16,6 +16,17 @@ Every failure gets one of three verdicts:
   certificate that does not verify). Retrying cannot help and splitting would
   dead-letter good messages, so the service stops with the error.
 
+A decode worker process that dies while preparing a batch gets ``RETRY`` the
+first time (a kill from outside, such as the OOM killer's, is no message's
+fault) and ``PIN`` when it dies on the same batch again: the batch is split in
+fresh workers until the messages that kill them are found, and those are
+dead-lettered as ``crashed_decoder`` (``clickstream_aggregator.crash_pinning``).
+Workers that cannot start, more culprits in one batch than a message could
+explain, or a batch that kills its worker only as a whole are ``STOP``
+(``DecodeWorkersFailed``, which :func:`verdict` calls ``STOP`` as it does any
+error it does not know). The Preparer applies this itself: a worker death never
+reaches the retry loop.
+
 :class:`Retrying` is the one retry loop every retrying caller uses.
 """
 

@@ -124,8 +124,11 @@ class Batch:
     topic: str
     raw: dict[int, RawPartition]
     prepared: Prepared | None = None
-    #: Messages found unstorable (``pinning``): dead-lettered whenever the batch is prepared.
+    #: Messages found unstorable (``pinning``) or killing the decode worker
+    #: (``crash_pinning``): dead-lettered, never decoded, whenever the batch is prepared.
     rejects: dict[MessageKey, Refusal] = field(default_factory=dict)
+    #: The claim epoch each partition was fetched under (``workers`` counts records per claim).
+    claims: dict[int, int] = field(default_factory=dict)
     ranges: dict[int, PartitionRange] = field(init=False)
 
     def __post_init__(self) -> None:
@@ -146,6 +149,7 @@ class Batch:
             self.topic,
             {p: r for p, r in self.raw.items() if p not in dropped},
             rejects={k: r for k, r in self.rejects.items() if k[0] not in dropped},
+            claims={p: e for p, e in self.claims.items() if p not in dropped},
         )
 
     def message_keys(self) -> list[MessageKey]:

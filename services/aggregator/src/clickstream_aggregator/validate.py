@@ -2,8 +2,10 @@
 
 Decoding is the contract's ``decode`` (one pydantic call per message). A message
 that is not a valid event becomes a :class:`DeadLetter` carrying the original
-bytes and the reason. So does a message the caller names in ``reject``: a valid
-event whose effect PostgreSQL refused (found by :mod:`clickstream_aggregator.pinning`).
+bytes and the reason. So does a message the caller names in ``reject``, never
+decoded then: a valid event whose effect PostgreSQL refused (found by
+:mod:`clickstream_aggregator.pinning`), or a message whose preparing killed the
+worker process (found by :mod:`clickstream_aggregator.crash_pinning`).
 
 Records travel as :class:`RawPartition` (plain lists) so that a batch can be
 handed to a worker process cheaply; nothing here does I/O.
@@ -17,6 +19,7 @@ from typing import Final, Protocol
 from uuid import UUID
 
 from clickstream_schema import ClickEvent, InvalidEvent, decode
+from clickstream_schema.codec import Reason
 
 
 class Record(Protocol):
@@ -116,21 +119,23 @@ class RawPartition:
         )
 
 
+#: Dead-letter reason of a message whose effect the database or a client refused.
+UNSTORABLE: Final = "unstorable"
+
+
 @dataclass(frozen=True, slots=True)
 class Refusal:
-    """Why a valid event cannot be applied (what PostgreSQL or a client said)."""
+    """Why a message cannot be applied (what PostgreSQL or a client said) and its reason."""
 
     error_class: str
     error_message: str
+    #: The dead letter's reason: ``unstorable``, or ``crashed_decoder`` (``crash_pinning``).
+    reason: Reason = UNSTORABLE
 
     @classmethod
     def of(cls, error: BaseException) -> Refusal:
         kind = type(error)
         return cls(f"{kind.__module__}.{kind.__qualname__}", str(error)[:2000] or repr(error))
-
-
-#: Dead-letter reason of a message whose effect the database or a client refused.
-UNSTORABLE: Final = "unstorable"
 
 
 ERROR_CLASS = f"{InvalidEvent.__module__}.{InvalidEvent.__qualname__}"
@@ -190,7 +195,7 @@ class Decoding:
 
 
 def _refused(topic: str, raw: RawPartition, index: int, refusal: Refusal) -> DeadLetter:
-    return _letter(topic, raw, index, UNSTORABLE, refusal.error_class, refusal.error_message)
+    return _letter(topic, raw, index, refusal.reason, refusal.error_class, refusal.error_message)
 
 
 def _dead_letter(topic: str, raw: RawPartition, index: int, error: InvalidEvent) -> DeadLetter:

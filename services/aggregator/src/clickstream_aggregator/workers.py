@@ -3,56 +3,83 @@
 Decoding and aggregating a batch is CPU work (pydantic validation is most of
 it). In the service's process it would compete for the one thread that also
 fetches from Kafka and drives the transaction in flight; in a worker process it
-runs beside them. ``AGGREGATOR_DECODE_WORKERS`` sets how many (0: inline);
-batches under ``INLINE_BELOW`` records are prepared inline anyway. A
-worker that dies fails the batch and stops the service, which loses nothing:
-the batch was not committed (see ``clickstream_runtime.workers``).
+runs beside them. ``AGGREGATOR_DECODE_WORKERS`` sets how many (0: inline).
+
+A worker that dies costs its batch nothing (nothing of it was committed): the
+pool is replaced and the batch prepared again; a second death on the same batch
+pins it on its messages (:mod:`clickstream_aggregator.crash_pinning`).
+
+Batches under ``INLINE_BELOW`` records are prepared inline, where a message
+that kills the interpreter kills the service, except while a partition is
+*fresh*: its first ``batch_max_records + inline_below`` records after each
+claim go to a worker whatever the batch's size. A message that killed a
+replica inline lies within that many records of the offset the replica
+committed last (the batch it died on, and at most one batch before it still
+in its transaction), so whoever claims the partition next prepares it in a
+worker and pins it: it stops one replica once, never in a loop.
 """
 
 from __future__ import annotations
 
 import asyncio
+import bisect
 import time
+from collections.abc import Mapping
 from concurrent.futures import ProcessPoolExecutor
+from dataclasses import dataclass
 from types import TracebackType
 from typing import Final, Self
 from uuid import UUID
 
 import structlog
 
+from clickstream_aggregator.crash_pinning import DecodeWorkersFailed, crashing
 from clickstream_aggregator.prepare import Batch, Prepared, combine, prepare, tune_gc
 from clickstream_aggregator.validate import MessageKey, RawPartition, Refusal
-from clickstream_runtime.workers import process_pool, shut_down
+from clickstream_runtime.workers import WorkerDied, call, process_pool, shut_down
 
 log = structlog.get_logger()
 
 #: Batches with fewer records are prepared inline (a few milliseconds of work).
 INLINE_BELOW: Final = 2000
+#: The settings' default ``AGGREGATOR_BATCH_MAX_RECORDS``.
+BATCH_MAX_RECORDS: Final = 10_000
+
+
+@dataclass(slots=True)
+class _Claim:
+    """One partition's claim as this process sees it: records still to prepare in a worker."""
+
+    epoch: int | None
+    fresh: int
+    #: The offset after the last record counted (a batch prepared again counts once).
+    counted_to: int = -1
 
 
 class Preparer:
     """Prepares batches of one topic, in worker processes when ``workers`` > 0."""
 
     def __init__(
-        self, topic: str, *, max_bytes: int, workers: int, inline_below: int = INLINE_BELOW
+        self,
+        topic: str,
+        *,
+        max_bytes: int,
+        workers: int,
+        inline_below: int = INLINE_BELOW,
+        batch_max_records: int = BATCH_MAX_RECORDS,
     ) -> None:
         self._topic = topic
         self._inline_below = inline_below
+        self._fresh_records = batch_max_records + inline_below
         self._max_bytes = max_bytes
         self._workers = workers
         self._pool: ProcessPoolExecutor | None = None
+        self._replacing = asyncio.Lock()
+        self._claims: dict[int, _Claim] = {}
 
     async def __aenter__(self) -> Self:
         if self._workers > 0:
-            self._pool = process_pool(self._workers, tune_gc)
-            # Start the workers now (imports take a second), not on the first batch.
-            started = time.monotonic()
-            await asyncio.gather(*(self._run([], frozenset()) for _ in range(self._workers)))
-            log.info(
-                "decode_workers_started",
-                workers=self._workers,
-                ms=round((time.monotonic() - started) * 1000),
-            )
+            await self._start()
         return self
 
     async def __aexit__(
@@ -70,17 +97,69 @@ class Preparer:
 
         With several workers each partition is prepared on its own, in parallel,
         and the results combined; a batch whose partitions share sessions or
-        event ids is prepared as a whole instead.
+        event ids is prepared as a whole instead. Messages found to kill the
+        worker are added to the batch's ``rejects``.
         """
-        partitions = batch.partitions()
-        reject = batch.rejects
-        if batch.size < self._inline_below:
+        fresh = self._count_fresh(batch)
+        if self._pool is None or (batch.size < self._inline_below and not fresh):
             # A small batch means the consumer is caught up and latency is what
             # counts: the hand-over to a worker would take longer than the work.
-            return prepare(self._topic, partitions, self._max_bytes, exclude, reject)
+            return prepare(self._topic, batch.partitions(), self._max_bytes, exclude, batch.rejects)
+        try:
+            return await self._in_workers(batch, exclude)
+        except WorkerDied as died:
+            self._log_death(batch, died, "prepared_again")
+        try:
+            return await self._run(batch.partitions(), exclude, batch.rejects)
+        except WorkerDied as died:
+            self._log_death(batch, died, "narrowing")
+            second = died
+
+        async def attempt(
+            partitions: list[RawPartition], reject: Mapping[MessageKey, Refusal]
+        ) -> Prepared:
+            return await self._run(partitions, frozenset(), reject)
+
+        try:
+            batch.rejects.update(await crashing(batch, attempt, second))
+        except DecodeWorkersFailed as error:
+            raise _failed(str(error)) from None
+        try:
+            return await self._run(batch.partitions(), exclude, batch.rejects)
+        except WorkerDied as died:
+            self._log_death(batch, died, "stopping")
+            raise _failed(
+                "the decode worker dies on the batch as a whole while no message of it alone "
+                f"kills it ({died}): a batch too large for the worker's memory?"
+            ) from None
+
+    def _count_fresh(self, batch: Batch) -> bool:
+        """Whether some partition of ``batch`` is within its first records since it was claimed."""
+        if self._pool is None:
+            return False
+        fresh = False
+        for partition, raw in batch.raw.items():
+            epoch = batch.claims.get(partition)
+            claim = self._claims.get(partition)
+            if claim is None or claim.epoch != epoch:
+                claim = self._claims[partition] = _Claim(epoch, self._fresh_records)
+            fresh |= claim.fresh > 0
+            new = len(raw.offsets) - bisect.bisect_left(raw.offsets, claim.counted_to)
+            claim.fresh = max(0, claim.fresh - new)
+            claim.counted_to = max(claim.counted_to, raw.next)
+        return fresh
+
+    async def _in_workers(self, batch: Batch, exclude: frozenset[UUID]) -> Prepared:
+        partitions, reject = batch.partitions(), batch.rejects
         if self._workers > 1 and len(partitions) > 1:
-            parts = await asyncio.gather(*(self._run([p], exclude, reject) for p in partitions))
-            combined = combine(parts)
+            parts = await asyncio.gather(
+                *(self._run([p], exclude, reject) for p in partitions), return_exceptions=True
+            )
+            failed = [p for p in parts if isinstance(p, BaseException)]
+            # A death first: every call the broken pool held failed with it.
+            for error in sorted(failed, key=lambda e: not isinstance(e, WorkerDied)):
+                raise error
+            combined = combine([p for p in parts if isinstance(p, Prepared)])
             if combined is not None:
                 return combined
         return await self._run(partitions, exclude, reject)
@@ -89,9 +168,56 @@ class Preparer:
         self,
         partitions: list[RawPartition],
         exclude: frozenset[UUID],
-        reject: dict[MessageKey, Refusal] | None = None,
+        reject: Mapping[MessageKey, Refusal] | None = None,
     ) -> Prepared:
+        """Prepare in a worker; after a death, a started pool is in place before it raises."""
+        pool = self._pool
+        assert pool is not None  # only called with workers
         args = (self._topic, partitions, self._max_bytes, exclude, reject)
-        if self._pool is None:
-            return prepare(*args)
-        return await asyncio.get_running_loop().run_in_executor(self._pool, prepare, *args)
+        try:
+            return await call(pool, prepare, *args)
+        except WorkerDied:
+            raise await self._replace(pool) from None
+
+    async def _replace(self, broken: ProcessPoolExecutor) -> WorkerDied:
+        """A started pool in place of ``broken``; the death, with the exit codes."""
+        codes: list[int] = []
+        async with self._replacing:  # every call the broken pool held fails at once
+            if self._pool is broken:
+                codes = await shut_down(broken)
+                await self._start()
+        return WorkerDied(codes)
+
+    async def _start(self) -> None:
+        self._pool = process_pool(self._workers, tune_gc)
+        # Start the workers now (imports take a second), not on the first batch;
+        # a worker that cannot prepare nothing cannot prepare anything.
+        started = time.monotonic()
+        pool = self._pool
+        empty = (call(pool, prepare, self._topic, [], 0) for _ in range(self._workers))
+        results = await asyncio.gather(*empty, return_exceptions=True)
+        for error in (r for r in results if isinstance(r, BaseException)):
+            if not isinstance(error, WorkerDied):
+                raise error
+            codes = await shut_down(pool)
+            raise _failed(f"decode workers cannot start (exit codes: {codes})")
+        log.info(
+            "decode_workers_started",
+            workers=self._workers,
+            ms=round((time.monotonic() - started) * 1000),
+        )
+
+    def _log_death(self, batch: Batch, died: WorkerDied, action: str) -> None:
+        log.warning(
+            "decode_worker_died",
+            partitions=sorted(batch.ranges),
+            offsets=[batch.ranges[p].first for p in sorted(batch.ranges)],
+            messages=batch.size,
+            exit_codes=died.exit_codes,
+            action=action,
+        )
+
+
+def _failed(reason: str) -> DecodeWorkersFailed:
+    log.error("decode_workers_failed", reason=reason, action="stopping")
+    return DecodeWorkersFailed(reason)

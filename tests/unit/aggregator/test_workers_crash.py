@@ -1,0 +1,205 @@
+"""A decode worker that dies: retried once, then pinned on the messages that kill it.
+
+The workers here really die (``support.crashing_workers`` makes them exit on
+a marker, or pause so the test can SIGKILL them); the product runs unchanged.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+from typing import Any
+from uuid import UUID
+
+import pytest
+from structlog.testing import capture_logs
+
+from clickstream_aggregator.crash_pinning import CRASHED_DECODER, MAX_CULPRITS, DecodeWorkersFailed
+from clickstream_aggregator.prepare import Batch, prepare
+from clickstream_aggregator.validate import RawPartition
+from clickstream_aggregator.workers import Preparer
+from clickstream_schema import ClickEvent, encode
+from support.crashing_workers import IN_WORKER, KILL, KILLED_EXIT, PAUSE, WorkerHooks, install
+from support.feed import generate
+
+TOPIC = "clicks"
+MAX_BYTES = 8192
+
+
+@pytest.fixture
+def hooks(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> WorkerHooks:
+    return install(tmp_path / "hooks", monkeypatch)
+
+
+def _marked(event: ClickEvent, marker: str) -> bytes:
+    """A valid event whose bytes carry ``marker`` (inline, it is applied like any other)."""
+    return encode(event.model_copy(update={"user_agent": f"Mozilla/5.0 {marker}"}))[1]
+
+
+def _partition(partition: int, first: int, values: list[bytes | None]) -> RawPartition:
+    n = len(values)
+    return RawPartition(
+        partition, list(range(first, first + n)), [b"k"] * n, values, [1_700_000_000_000] * n
+    )
+
+
+def _events_of(logs: list[dict[str, Any]], name: str) -> list[dict[str, Any]]:
+    return [entry for entry in logs if entry["event"] == name]
+
+
+async def test_a_message_that_kills_its_worker_is_dead_lettered_and_the_rest_prepared(
+    hooks: WorkerHooks,
+) -> None:
+    events = generate(600, seed=61)
+    values: list[bytes | None] = [encode(e)[1] for e in events]
+    killer = _marked(events[137], KILL)
+    values[137] = killer
+    batch = Batch(TOPIC, {0: _partition(0, 1000, values[:400]), 1: _partition(1, 0, values[400:])})
+    without = [_partition(0, 1000, values[:400]).only(set(range(1000, 1400)) - {1137})]
+
+    with capture_logs() as logs:
+        async with Preparer(TOPIC, max_bytes=MAX_BYTES, workers=1, inline_below=0) as preparer:
+            got = await preparer.prepare(batch)
+
+    assert list(batch.rejects) == [(0, 1137)]
+    refusal = batch.rejects[(0, 1137)]
+    assert refusal.reason == CRASHED_DECODER
+    assert str(KILLED_EXIT) in refusal.error_message
+    letters = [(d.partition, d.offset, d.reason, d.value) for d in got.dead_letters]
+    assert letters == [(0, 1137, CRASHED_DECODER, killer)]
+    # Every other event exactly as if the killer had never been in the batch.
+    clean = prepare(TOPIC, [*without, batch.raw[1]], MAX_BYTES)
+    assert (got.event_ids, got.session_rows, got.events) == (
+        clean.event_ids,
+        clean.session_rows,
+        clean.events,
+    )
+    assert got.events == len(events) - 1
+    deaths = _events_of(logs, "decode_worker_died")
+    assert [d["action"] for d in deaths] == ["prepared_again", "narrowing"]
+    assert deaths[0]["exit_codes"] == [KILLED_EXIT]
+    found = _events_of(logs, "decode_culprit_found")
+    assert [(f["partition"], f["offset"]) for f in found] == [(0, 1137)]
+
+
+async def test_killers_on_several_partitions_are_all_found_with_parallel_workers(
+    hooks: WorkerHooks,
+) -> None:
+    events = generate(120, seed=62)
+    values: list[bytes | None] = [encode(e)[1] for e in events]
+    values[3] = _marked(events[3], KILL)
+    values[119] = _marked(events[119], KILL)
+    batch = Batch(TOPIC, {0: _partition(0, 0, values[:60]), 5: _partition(5, 0, values[60:])})
+
+    async with Preparer(TOPIC, max_bytes=MAX_BYTES, workers=2, inline_below=0) as preparer:
+        got = await preparer.prepare(batch)
+
+    assert sorted(batch.rejects) == [(0, 3), (5, 59)]
+    assert got == prepare(TOPIC, batch.partitions(), MAX_BYTES, reject=batch.rejects)
+    assert got.events == len(events) - 2
+
+
+async def test_a_worker_killed_from_outside_mid_batch_costs_nothing(hooks: WorkerHooks) -> None:
+    events = generate(400, seed=63)
+    values: list[bytes | None] = [encode(e)[1] for e in events]
+    values[200] = _marked(events[200], PAUSE)
+    batch = Batch(TOPIC, {0: _partition(0, 0, values)})
+
+    with capture_logs() as logs:
+        async with Preparer(TOPIC, max_bytes=MAX_BYTES, workers=1, inline_below=0) as preparer:
+            preparing = asyncio.create_task(preparer.prepare(batch))
+            await asyncio.to_thread(hooks.kill_paused)
+            got = await preparing
+
+    assert batch.rejects == {}
+    assert got == prepare(TOPIC, batch.partitions(), MAX_BYTES)
+    assert got.events == len(events)
+    deaths = _events_of(logs, "decode_worker_died")
+    assert [(d["action"], d["exit_codes"]) for d in deaths] == [("prepared_again", [-9])]
+
+
+async def test_a_batch_where_every_message_kills_the_worker_stops_after_a_bounded_search(
+    hooks: WorkerHooks,
+) -> None:
+    events = generate(64, seed=64)
+    batch = Batch(TOPIC, {0: _partition(0, 0, [_marked(e, KILL) for e in events])})
+
+    with capture_logs() as logs:
+        async with Preparer(TOPIC, max_bytes=MAX_BYTES, workers=1, inline_below=0) as preparer:
+            with pytest.raises(DecodeWorkersFailed, match="workers are broken"):
+                await preparer.prepare(batch)
+
+    assert len(_events_of(logs, "decode_culprit_found")) == MAX_CULPRITS + 1
+    # Each culprit costs at most log2(64) deaths, plus the two on the whole batch.
+    assert len(_events_of(logs, "decode_worker_died")) <= 2 + 6 * (MAX_CULPRITS + 1)
+    assert [e["action"] for e in _events_of(logs, "decode_workers_failed")] == ["stopping"]
+
+
+async def test_workers_that_cannot_start_stop_the_service(hooks: WorkerHooks) -> None:
+    hooks.fail_starts()
+    with capture_logs() as logs, pytest.raises(DecodeWorkersFailed, match="cannot start"):
+        async with Preparer(TOPIC, max_bytes=MAX_BYTES, workers=1):
+            pass
+    assert _events_of(logs, "decode_workers_failed")
+
+
+async def test_workers_that_cannot_start_again_after_a_death_stop_the_service(
+    hooks: WorkerHooks,
+) -> None:
+    events = generate(50, seed=65)
+    values: list[bytes | None] = [encode(e)[1] for e in events]
+    values[7] = _marked(events[7], KILL)
+    batch = Batch(TOPIC, {0: _partition(0, 0, values)})
+
+    async with Preparer(TOPIC, max_bytes=MAX_BYTES, workers=1, inline_below=0) as preparer:
+        hooks.fail_starts()
+        with pytest.raises(DecodeWorkersFailed, match="cannot start"):
+            await preparer.prepare(batch)
+    assert batch.rejects == {}
+
+
+async def test_the_first_records_of_each_claim_go_to_a_worker_whatever_the_batch_size(
+    hooks: WorkerHooks,
+) -> None:
+    # A marked event is refused in a worker and applied inline (the hooks are in
+    # workers only): whether it was dead-lettered shows where it was prepared.
+    events = generate(200, seed=66)
+    values: list[bytes | None] = [encode(e)[1] for e in events]
+    small = 20  # inline_below
+    window = 100 + small  # batch_max_records + inline_below
+
+    def prepared_in_a_worker(batch: Batch) -> bool:
+        return [d.reason for d in batch.prepared.dead_letters] == ["schema"]  # type: ignore[union-attr]
+
+    def batch(first: int, count: int, epoch: int) -> Batch:
+        part = list(values[first : first + count])
+        part[-1] = _marked(events[first + count - 1], IN_WORKER)
+        return Batch(TOPIC, {0: _partition(0, first, part)}, claims={0: epoch})
+
+    async with Preparer(
+        TOPIC, max_bytes=MAX_BYTES, workers=1, inline_below=small, batch_max_records=100
+    ) as preparer:
+
+        async def run(b: Batch, exclude: frozenset[UUID] = frozenset()) -> bool:
+            b.prepared = await preparer.prepare(b, exclude)
+            return prepared_in_a_worker(b)
+
+        # The claim's first records, up to the window, go to a worker in small batches.
+        start, seen = 0, []
+        while start < window:
+            count = min(small - 1, window - start)
+            later = batch(start, count, epoch=1)
+            seen.append(await run(later))
+            start += count
+        assert seen == [True] * len(seen)
+        # A batch prepared again (some ids applied before) counts its records once.
+        await run(later, frozenset({events[start - 2].event_id}))
+        # Past the window, small batches are inline; large ones still go to a worker.
+        assert not await run(batch(start, 10, epoch=1))
+        assert await run(batch(start + 10, small, epoch=1))
+        # A new claim of the partition (another replica had it meanwhile): fresh again.
+        assert await run(batch(start + 10 + small, 10, epoch=2))
+        # And a small batch of a killer in a fresh claim is pinned, not run inline.
+        killer = Batch(TOPIC, {1: _partition(1, 0, [_marked(events[0], KILL)])}, claims={1: 3})
+        await preparer.prepare(killer)
+        assert [r.reason for r in killer.rejects.values()] == [CRASHED_DECODER]
