@@ -7,6 +7,8 @@ terraform {
     aiven = {
       # 4.60 is the first release whose opensearch_version enum holds every value
       # variables.tf accepts (3.6 came in 4.60); later 4.x releases are accepted.
+      # The provider itself does not check the value (the enum is in its description
+      # only), so neither does terraform validate.
       source  = "aiven/aiven"
       version = "~> 4.60"
     }

@@ -1,4 +1,5 @@
-"""terraform/ and connect/opensearch-sink.json, read as data (no Terraform binary here).
+"""terraform/ and connect/opensearch-sink.json, read as data (the terraform CLI itself:
+test_terraform_validate.py).
 
 The names every component shares (topics, group, indices) must equal the
 contract in clickstream_schema; the connector JSON is the one both Terraform and
@@ -111,7 +112,8 @@ def test_variables_are_described_typed_and_validated(module: Module) -> None:
 
 
 #: The enum of aiven_opensearch's opensearch_user_config.opensearch_version in the
-#: Aiven provider (4.60: "1", "2", "2.19", "3.3", "3.6"); the API rejects anything else.
+#: Aiven provider (4.60: "1", "2", "2.19", "3.3", "3.6"). The provider only lists it (its
+#: schema has no check of its own, so validate cannot tell); the API rejects anything else.
 PROVIDER_OPENSEARCH_VERSIONS = ["1", "2", "2.19", "3.3", "3.6"]
 
 
