@@ -76,8 +76,14 @@ async def test_a_message_that_kills_its_worker_is_dead_lettered_and_the_rest_pre
     )
     assert got.events == len(events) - 1
     deaths = _events_of(logs, "decode_worker_died")
-    assert [d["action"] for d in deaths] == ["prepared_again", "narrowing"]
-    assert deaths[0]["exit_codes"] == [KILLED_EXIT]
+    assert [d["action"] for d in deaths if d["action"] != "halving"] == [
+        "prepared_again",
+        "narrowing",
+    ]
+    assert {code for d in deaths for code in d["exit_codes"]} == {KILLED_EXIT}
+    # The killer's part died on each halving (9 of 400 messages), then alone twice.
+    alone = [d for d in deaths if d["action"] == "halving" and d["messages"] == 1]
+    assert [(d["partition"], d["offset"]) for d in alone] == [(0, 1137), (0, 1137)]
     found = _events_of(logs, "decode_culprit_found")
     assert [(f["partition"], f["offset"]) for f in found] == [(0, 1137)]
 
@@ -130,8 +136,9 @@ async def test_a_batch_where_every_message_kills_the_worker_stops_after_a_bounde
                 await preparer.prepare(batch)
 
     assert len(_events_of(logs, "decode_culprit_found")) == MAX_CULPRITS + 1
-    # Each culprit costs at most log2(64) deaths, plus the two on the whole batch.
-    assert len(_events_of(logs, "decode_worker_died")) <= 2 + 6 * (MAX_CULPRITS + 1)
+    # Each culprit costs at most log2(64) halvings and a second try alone, plus
+    # the two deaths on the whole batch.
+    assert len(_events_of(logs, "decode_worker_died")) <= 2 + 7 * (MAX_CULPRITS + 1)
     assert [e["action"] for e in _events_of(logs, "decode_workers_failed")] == ["stopping"]
 
 
@@ -203,3 +210,27 @@ async def test_the_first_records_of_each_claim_go_to_a_worker_whatever_the_batch
         killer = Batch(TOPIC, {1: _partition(1, 0, [_marked(events[0], KILL)])}, claims={1: 3})
         await preparer.prepare(killer)
         assert [r.reason for r in killer.rejects.values()] == [CRASHED_DECODER]
+
+
+async def test_a_batch_whose_worker_another_batch_killed_is_not_blamed(
+    hooks: WorkerHooks,
+) -> None:
+    # While one batch commits, the next is prepared: both can be in the pool when
+    # the next one's message kills it. The innocent one only dies once.
+    events = generate(200, seed=67)
+    values: list[bytes | None] = [encode(e)[1] for e in events]
+    guilty = Batch(TOPIC, {0: _partition(0, 0, [_marked(events[0], KILL), *values[1:100]])})
+    innocent = Batch(TOPIC, {1: _partition(1, 0, values[100:])})
+
+    with capture_logs() as logs:
+        async with Preparer(TOPIC, max_bytes=MAX_BYTES, workers=1, inline_below=0) as preparer:
+            # The guilty batch goes first, so the death finds the other one queued.
+            got = await asyncio.gather(preparer.prepare(guilty), preparer.prepare(innocent))
+
+    assert list(guilty.rejects) == [(0, 0)]
+    assert innocent.rejects == {}
+    assert got[1] == prepare(TOPIC, innocent.partitions(), MAX_BYTES)
+    innocent_deaths = [
+        d["action"] for d in _events_of(logs, "decode_worker_died") if d.get("partitions") == [1]
+    ]
+    assert innocent_deaths == ["prepared_again"]

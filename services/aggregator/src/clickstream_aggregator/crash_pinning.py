@@ -6,15 +6,16 @@ it, an operator). The :class:`~clickstream_aggregator.workers.Preparer`
 replaces the pool after every death and prepares the batch once more, since
 the death may have nothing to do with the batch. Only when the worker dies on
 the batch a second time are its messages suspected: :func:`crashing` prepares
-halves of it, each in a worker of a pool that has just started (a fresh one
-after every death), halving any part that kills its worker until a single
-message is left. Those messages are dead-lettered with reason
+halves of it in a pool of its own (one worker, started afresh after every
+death, which no other batch uses), halving any part that kills its worker
+until a single message is left. Those messages are dead-lettered with reason
 ``crashed_decoder`` and never decoded again (they join the batch's
 ``rejects``); the rest of the batch is applied as if they had never been there.
 
 The search is bounded. One culprit among n messages costs about log2(n)
-deaths, each followed by a worker start (about a second), and the parts that
-live are prepared again (about twice the batch's work). A batch with more than
+deaths, each followed by a worker start (about a second; a message alone is
+tried twice, so that a kill from outside cannot make it a culprit), and the
+parts that live are prepared again (about twice the batch's work). A batch with more than
 :data:`MAX_CULPRITS` of them, a pool whose workers cannot start, or a batch
 that kills its worker whole while none of its messages alone does stops the
 service with :class:`DecodeWorkersFailed` (the policy's ``STOP``): that is a
@@ -62,6 +63,14 @@ async def crashing(batch: Batch, attempt: Attempt, died: WorkerDied) -> dict[Mes
         try:
             await attempt(batch.only(keys), {**batch.rejects, **culprits})
         except WorkerDied as death:
+            log.info(
+                "decode_worker_died",
+                partition=keys[0][0],
+                offset=keys[0][1],
+                messages=len(keys),
+                exit_codes=death.exit_codes,
+                action="halving",
+            )
             return death
         except Exception as error:
             # The worker lived: a value it refused is pinning's to find, later.
@@ -72,19 +81,20 @@ async def crashing(batch: Batch, attempt: Attempt, died: WorkerDied) -> dict[Mes
     async def split(keys: list[MessageKey]) -> None:
         middle = len(keys) // 2
         for half in (keys[:middle], keys[middle:]):
-            death = await dies(half)
-            if death is None:
+            if (death := await dies(half)) is None:
                 continue
             if len(half) > 1:
                 await split(half)
-            else:
+            # Alone, once more: a kill from outside must not make a culprit.
+            elif (death := await dies(half)) is not None:
                 found(half[0], death)
 
     def found(key: MessageKey, death: WorkerDied) -> None:
+        codes = ", ".join(map(str, death.exit_codes)) or "unknown"
         culprits[key] = Refusal(
             f"{WorkerDied.__module__}.{WorkerDied.__qualname__}",
-            f"the decode worker process died preparing this message alone, after dying on "
-            f"its batch twice (exit codes: {', '.join(map(str, death.exit_codes)) or 'unknown'})",
+            "the decode worker process died preparing this message alone, twice, after "
+            f"dying on its batch twice (exit codes: {codes})",
             CRASHED_DECODER,
         )
         log.warning(
@@ -95,11 +105,13 @@ async def crashing(batch: Batch, attempt: Attempt, died: WorkerDied) -> dict[Mes
             action="dead_lettered",
         )
         if len(culprits) > MAX_CULPRITS:
-            raise DecodeWorkersFailed(
+            reason = (
                 f"more than {MAX_CULPRITS} messages of one batch kill the decode worker, "
                 f"each alone (the last: partition {key[0]} offset {key[1]}): the workers "
                 "are broken, not the messages"
             )
+            log.error("decode_workers_failed", reason=reason, action="stopping")
+            raise DecodeWorkersFailed(reason)
 
     suspects = [key for key in batch.message_keys() if key not in batch.rejects]
     if len(suspects) > 1:

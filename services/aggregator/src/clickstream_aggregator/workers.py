@@ -6,8 +6,9 @@ fetches from Kafka and drives the transaction in flight; in a worker process it
 runs beside them. ``AGGREGATOR_DECODE_WORKERS`` sets how many (0: inline).
 
 A worker that dies costs its batch nothing (nothing of it was committed): the
-pool is replaced and the batch prepared again; a second death on the same batch
-pins it on its messages (:mod:`clickstream_aggregator.crash_pinning`).
+pool is replaced, and the batch is prepared again in a pool of its own (one
+worker, so that no other batch's death is taken for its own). A second death
+there pins it on its messages (:mod:`clickstream_aggregator.crash_pinning`).
 
 Batches under ``INLINE_BELOW`` records are prepared inline, where a message
 that kills the interpreter kills the service, except while a partition is
@@ -73,13 +74,19 @@ class Preparer:
         self._fresh_records = batch_max_records + inline_below
         self._max_bytes = max_bytes
         self._workers = workers
-        self._pool: ProcessPoolExecutor | None = None
-        self._replacing = asyncio.Lock()
+        self._pool: _Workers | None = None
         self._claims: dict[int, _Claim] = {}
 
     async def __aenter__(self) -> Self:
         if self._workers > 0:
-            await self._start()
+            started = time.monotonic()
+            self._pool = _Workers(self._topic, self._max_bytes, self._workers)
+            await self._pool.start()
+            log.info(
+                "decode_workers_started",
+                workers=self._workers,
+                ms=round((time.monotonic() - started) * 1000),
+            )
         return self
 
     async def __aexit__(
@@ -90,7 +97,7 @@ class Preparer:
     ) -> None:
         if self._pool is not None:
             pool, self._pool = self._pool, None
-            await shut_down(pool)
+            await pool.close()
 
     async def prepare(self, batch: Batch, exclude: frozenset[UUID] = frozenset()) -> Prepared:
         """Prepare ``batch`` without the events whose ids are in ``exclude``.
@@ -106,11 +113,20 @@ class Preparer:
             # counts: the hand-over to a worker would take longer than the work.
             return prepare(self._topic, batch.partitions(), self._max_bytes, exclude, batch.rejects)
         try:
-            return await self._in_workers(batch, exclude)
+            return await self._in_workers(self._pool, batch, exclude)
         except WorkerDied as died:
             self._log_death(batch, died, "prepared_again")
+        isolated = _Workers(self._topic, self._max_bytes, 1)
+        await isolated.start()
         try:
-            return await self._run(batch.partitions(), exclude, batch.rejects)
+            return await self._recover(isolated, batch, exclude)
+        finally:
+            await isolated.close()
+
+    async def _recover(self, pool: _Workers, batch: Batch, exclude: frozenset[UUID]) -> Prepared:
+        """Prepare ``batch`` after a death, in ``pool``: one worker of its own."""
+        try:
+            return await pool.run(batch.partitions(), exclude, batch.rejects)
         except WorkerDied as died:
             self._log_death(batch, died, "narrowing")
             second = died
@@ -118,14 +134,11 @@ class Preparer:
         async def attempt(
             partitions: list[RawPartition], reject: Mapping[MessageKey, Refusal]
         ) -> Prepared:
-            return await self._run(partitions, frozenset(), reject)
+            return await pool.run(partitions, frozenset(), reject)
 
+        batch.rejects.update(await crashing(batch, attempt, second))
         try:
-            batch.rejects.update(await crashing(batch, attempt, second))
-        except DecodeWorkersFailed as error:
-            raise _failed(str(error)) from None
-        try:
-            return await self._run(batch.partitions(), exclude, batch.rejects)
+            return await pool.run(batch.partitions(), exclude, batch.rejects)
         except WorkerDied as died:
             self._log_death(batch, died, "stopping")
             raise _failed(
@@ -149,11 +162,11 @@ class Preparer:
             claim.counted_to = max(claim.counted_to, raw.next)
         return fresh
 
-    async def _in_workers(self, batch: Batch, exclude: frozenset[UUID]) -> Prepared:
+    async def _in_workers(self, pool: _Workers, batch: Batch, exclude: frozenset[UUID]) -> Prepared:
         partitions, reject = batch.partitions(), batch.rejects
-        if self._workers > 1 and len(partitions) > 1:
+        if pool.size > 1 and len(partitions) > 1:
             parts = await asyncio.gather(
-                *(self._run([p], exclude, reject) for p in partitions), return_exceptions=True
+                *(pool.run([p], exclude, reject) for p in partitions), return_exceptions=True
             )
             failed = [p for p in parts if isinstance(p, BaseException)]
             # A death first: every call the broken pool held failed with it.
@@ -162,50 +175,7 @@ class Preparer:
             combined = combine([p for p in parts if isinstance(p, Prepared)])
             if combined is not None:
                 return combined
-        return await self._run(partitions, exclude, reject)
-
-    async def _run(
-        self,
-        partitions: list[RawPartition],
-        exclude: frozenset[UUID],
-        reject: Mapping[MessageKey, Refusal] | None = None,
-    ) -> Prepared:
-        """Prepare in a worker; after a death, a started pool is in place before it raises."""
-        pool = self._pool
-        assert pool is not None  # only called with workers
-        args = (self._topic, partitions, self._max_bytes, exclude, reject)
-        try:
-            return await call(pool, prepare, *args)
-        except WorkerDied:
-            raise await self._replace(pool) from None
-
-    async def _replace(self, broken: ProcessPoolExecutor) -> WorkerDied:
-        """A started pool in place of ``broken``; the death, with the exit codes."""
-        codes: list[int] = []
-        async with self._replacing:  # every call the broken pool held fails at once
-            if self._pool is broken:
-                codes = await shut_down(broken)
-                await self._start()
-        return WorkerDied(codes)
-
-    async def _start(self) -> None:
-        self._pool = process_pool(self._workers, tune_gc)
-        # Start the workers now (imports take a second), not on the first batch;
-        # a worker that cannot prepare nothing cannot prepare anything.
-        started = time.monotonic()
-        pool = self._pool
-        empty = (call(pool, prepare, self._topic, [], 0) for _ in range(self._workers))
-        results = await asyncio.gather(*empty, return_exceptions=True)
-        for error in (r for r in results if isinstance(r, BaseException)):
-            if not isinstance(error, WorkerDied):
-                raise error
-            codes = await shut_down(pool)
-            raise _failed(f"decode workers cannot start (exit codes: {codes})")
-        log.info(
-            "decode_workers_started",
-            workers=self._workers,
-            ms=round((time.monotonic() - started) * 1000),
-        )
+        return await pool.run(partitions, exclude, reject)
 
     def _log_death(self, batch: Batch, died: WorkerDied, action: str) -> None:
         log.warning(
@@ -216,6 +186,59 @@ class Preparer:
             exit_codes=died.exit_codes,
             action=action,
         )
+
+
+class _Workers:
+    """A started pool of worker processes that prepare batches; replaced after a death."""
+
+    def __init__(self, topic: str, max_bytes: int, size: int) -> None:
+        self._topic = topic
+        self._max_bytes = max_bytes
+        self.size = size
+        self._pool: ProcessPoolExecutor | None = None
+        self._replacing = asyncio.Lock()
+
+    async def run(
+        self,
+        partitions: list[RawPartition],
+        exclude: frozenset[UUID],
+        reject: Mapping[MessageKey, Refusal] | None = None,
+    ) -> Prepared:
+        """Prepare in a worker; after a death, a started pool is in place before it raises."""
+        pool = self._pool
+        assert pool is not None  # started
+        args = (self._topic, partitions, self._max_bytes, exclude, reject)
+        try:
+            return await call(pool, prepare, *args)
+        except WorkerDied:
+            raise await self._replace(pool) from None
+
+    async def start(self) -> None:
+        self._pool = pool = process_pool(self.size, tune_gc)
+        # Start the workers now (imports take a second), not on the first batch;
+        # a worker that cannot prepare nothing cannot prepare anything.
+        empty = (call(pool, prepare, self._topic, [], 0) for _ in range(self.size))
+        results = await asyncio.gather(*empty, return_exceptions=True)
+        for error in (r for r in results if isinstance(r, BaseException)):
+            # OSError: spawning failed, or a child that died at once broke its pipe.
+            if not isinstance(error, WorkerDied | OSError):
+                raise error
+            codes = await shut_down(pool)
+            raise _failed(f"decode workers cannot start (exit codes: {codes}; {error!r})")
+
+    async def close(self) -> None:
+        if self._pool is not None:
+            pool, self._pool = self._pool, None
+            await shut_down(pool)
+
+    async def _replace(self, broken: ProcessPoolExecutor) -> WorkerDied:
+        """A started pool in place of ``broken``; the death, with the exit codes."""
+        codes: list[int] = []
+        async with self._replacing:  # every call the broken pool held fails at once
+            if self._pool is broken:
+                codes = await shut_down(broken)
+                await self.start()
+        return WorkerDied(codes)
 
 
 def _failed(reason: str) -> DecodeWorkersFailed:
