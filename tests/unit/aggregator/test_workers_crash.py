@@ -12,6 +12,7 @@ from typing import Any
 from uuid import UUID
 
 import pytest
+from prometheus_client import CollectorRegistry, Counter
 from structlog.testing import capture_logs
 
 from clickstream_aggregator.crash_pinning import CRASHED_DECODER, MAX_CULPRITS, DecodeWorkersFailed
@@ -111,8 +112,12 @@ async def test_a_worker_killed_from_outside_mid_batch_costs_nothing(hooks: Worke
     values[200] = _marked(events[200], PAUSE)
     batch = Batch(TOPIC, {0: _partition(0, 0, values)})
 
+    deaths = Counter("deaths", "worker deaths", registry=CollectorRegistry())
+
     with capture_logs() as logs:
-        async with Preparer(TOPIC, max_bytes=MAX_BYTES, workers=1, inline_below=0) as preparer:
+        async with Preparer(
+            TOPIC, max_bytes=MAX_BYTES, workers=1, inline_below=0, deaths=deaths
+        ) as preparer:
             preparing = asyncio.create_task(preparer.prepare(batch))
             await asyncio.to_thread(hooks.kill_paused)
             got = await preparing
@@ -120,8 +125,9 @@ async def test_a_worker_killed_from_outside_mid_batch_costs_nothing(hooks: Worke
     assert batch.rejects == {}
     assert got == prepare(TOPIC, batch.partitions(), MAX_BYTES)
     assert got.events == len(events)
-    deaths = _events_of(logs, "decode_worker_died")
-    assert [(d["action"], d["exit_codes"]) for d in deaths] == [("prepared_again", [-9])]
+    died = _events_of(logs, "decode_worker_died")
+    assert [(d["action"], d["exit_codes"]) for d in died] == [("prepared_again", [-9])]
+    assert deaths._value.get() == 1
 
 
 async def test_a_batch_where_every_message_kills_the_worker_stops_after_a_bounded_search(

@@ -32,6 +32,7 @@ class AggregatorMetrics:
     freshness: Gauge
     fenced: Counter
     retries: Counter
+    decode_worker_deaths: Counter
     assigned_partitions: Gauge
 
     @classmethod
@@ -109,6 +110,11 @@ class AggregatorMetrics:
             ),
             retries=Counter(
                 f"{_NS}_retries", "Retried operations, by cause", ["cause"], registry=r
+            ),
+            decode_worker_deaths=Counter(
+                f"{_NS}_decode_worker_deaths",
+                "Decode worker processes that died preparing a batch (each replaced)",
+                registry=r,
             ),
             assigned_partitions=Gauge(
                 f"{_NS}_assigned_partitions", "Partitions this replica owns", registry=r

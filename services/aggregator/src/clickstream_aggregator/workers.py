@@ -33,6 +33,7 @@ from typing import Final, Self
 from uuid import UUID
 
 import structlog
+from prometheus_client import Counter
 
 from clickstream_aggregator.crash_pinning import DecodeWorkersFailed, crashing
 from clickstream_aggregator.prepare import Batch, Prepared, combine, prepare, tune_gc
@@ -68,8 +69,10 @@ class Preparer:
         workers: int,
         inline_below: int = INLINE_BELOW,
         batch_max_records: int = BATCH_MAX_RECORDS,
+        deaths: Counter | None = None,
     ) -> None:
         self._topic = topic
+        self._deaths = deaths
         self._inline_below = inline_below
         self._fresh_records = batch_max_records + inline_below
         self._max_bytes = max_bytes
@@ -80,7 +83,7 @@ class Preparer:
     async def __aenter__(self) -> Self:
         if self._workers > 0:
             started = time.monotonic()
-            self._pool = _Workers(self._topic, self._max_bytes, self._workers)
+            self._pool = _Workers(self._topic, self._max_bytes, self._workers, self._deaths)
             await self._pool.start()
             log.info(
                 "decode_workers_started",
@@ -116,7 +119,7 @@ class Preparer:
             return await self._in_workers(self._pool, batch, exclude)
         except WorkerDied as died:
             self._log_death(batch, died, "prepared_again")
-        isolated = _Workers(self._topic, self._max_bytes, 1)
+        isolated = _Workers(self._topic, self._max_bytes, 1, self._deaths)
         await isolated.start()
         try:
             return await self._recover(isolated, batch, exclude)
@@ -191,10 +194,11 @@ class Preparer:
 class _Workers:
     """A started pool of worker processes that prepare batches; replaced after a death."""
 
-    def __init__(self, topic: str, max_bytes: int, size: int) -> None:
+    def __init__(self, topic: str, max_bytes: int, size: int, deaths: Counter | None) -> None:
         self._topic = topic
         self._max_bytes = max_bytes
         self.size = size
+        self._deaths = deaths
         self._pool: ProcessPoolExecutor | None = None
         self._replacing = asyncio.Lock()
 
@@ -236,6 +240,8 @@ class _Workers:
         codes: list[int] = []
         async with self._replacing:  # every call the broken pool held fails at once
             if self._pool is broken:
+                if self._deaths is not None:
+                    self._deaths.inc()
                 codes = await shut_down(broken)
                 await self.start()
         return WorkerDied(codes)
