@@ -12,9 +12,11 @@ import time
 import uuid
 from datetime import timedelta
 from decimal import Decimal
+from typing import Any
 
 import asyncpg
 import pytest
+from structlog.testing import capture_logs
 
 from clickstream_aggregator.commit import BatchWriter, Committed
 from clickstream_aggregator.main import run
@@ -107,6 +109,24 @@ async def test_a_purchase_postgresql_cannot_add_is_dead_lettered_and_the_batch_c
     assert found == []
 
 
+async def _logged_again(
+    logged: list[dict[str, Any]],
+    event: str,
+    times: int,
+    task: asyncio.Task[None],
+    timeout: float = 60.0,
+) -> None:
+    """Wait until ``event`` is logged ``times`` more times (fails fast if the service died)."""
+    before = sum(e["event"] == event for e in logged)
+    deadline = time.monotonic() + timeout
+    while sum(e["event"] == event for e in logged) < before + times:
+        if task.done():
+            task.result()
+            raise AssertionError(f"the aggregator stopped before logging {event}")
+        assert time.monotonic() < deadline, f"{event} not logged {times} more times in {timeout}s"
+        await asyncio.sleep(0.05)
+
+
 async def test_a_device_clock_days_ahead_does_not_forget_ids_duplicates_need(
     kafka: EmbeddedKafka, topics: KafkaTopics, database: Database, service_env: dict[str, str]
 ) -> None:
@@ -120,15 +140,19 @@ async def test_a_device_clock_days_ahead_does_not_forget_ids_duplicates_need(
     settings = settings_from_env(
         service_env, aggregator_prune_interval_s=0.2, aggregator_dedupe_retention_hours=24.0
     )
-    async with running_aggregator(settings) as task:
-        await publish(kafka.bootstrap, topics.events, as_messages([*events, ahead]))
-        await wait_applied(database.dsn, topics.group, topics.events, len(events) + 1, running=task)
-        # Several prune rounds run (they log dedupe_pruned); then the earlier events again.
-        await asyncio.sleep(1.0)
-        await publish(kafka.bootstrap, topics.events, as_messages(events[:100]))
-        await wait_applied(
-            database.dsn, topics.group, topics.events, len(events) + 101, running=task
-        )
+    with capture_logs() as logged:
+        async with running_aggregator(settings) as task:
+            await publish(kafka.bootstrap, topics.events, as_messages([*events, ahead]))
+            await wait_applied(
+                database.dsn, topics.group, topics.events, len(events) + 1, running=task
+            )
+            # Several prune rounds run after everything was applied (waited for, not
+            # slept for: a slow machine must not skip them); then the earlier events again.
+            await _logged_again(logged, "dedupe_pruned", 2, task)
+            await publish(kafka.bootstrap, topics.events, as_messages(events[:100]))
+            await wait_applied(
+                database.dsn, topics.group, topics.events, len(events) + 101, running=task
+            )
     total = await _query(database.dsn, "SELECT sum(total_events) AS n FROM session_metrics")
     assert total[0]["n"] == len(events) + 1
     remembered = await _query(database.dsn, "SELECT count(*) AS n FROM processed_events")
@@ -218,8 +242,11 @@ async def test_stop_while_waiting_for_kafka_returns_promptly(
 ) -> None:
     env = {**service_env, "KAFKA_BOOTSTRAP_SERVERS": f"127.0.0.1:{free_port()}"}
     stop = asyncio.Event()
-    task = asyncio.create_task(run(settings_from_env(env, metrics_port=0), stop))
-    await asyncio.sleep(1.0)
-    assert not task.done()
-    stop.set()
-    await asyncio.wait_for(task, timeout=5)
+    with capture_logs() as logged:
+        task = asyncio.create_task(run(settings_from_env(env, metrics_port=0), stop))
+        # Waiting for Kafka (a failed attempt logged, more to come), not merely slow to start.
+        await _logged_again(logged, "kafka_connect_retry", 1, task)
+        assert not task.done()
+        stop.set()
+        # Well inside the 10 s SIGTERM bound (README), even on a loaded machine.
+        await asyncio.wait_for(task, timeout=8)

@@ -21,7 +21,7 @@ from clickstream_runtime.entrypoint import (
     forced_exit_code,
 )
 
-# A service whose run() misbehaves as argv[1] says; deadline 1 s to keep the tests short.
+# A service whose run() misbehaves as argv[1] says, with argv[2] as its shutdown deadline.
 SERVICE = textwrap.dedent(
     """
     import asyncio, sys, threading, time
@@ -46,14 +46,21 @@ SERVICE = textwrap.dedent(
             raise RuntimeError("the stop policy said stop")
 
     logs.configure("test-service", fmt="json")
-    serve(run, sys.argv[1], shutdown_deadline_s=1.0)
+    serve(run, sys.argv[1], shutdown_deadline_s=float(sys.argv[2]))
     """
 )
 
 
-def start(behaviour: str) -> subprocess.Popen[str]:
+#: For the tests of the deadline itself: short, to keep them short.
+SHORT_DEADLINE_S = 1.0
+#: For every other test: a deadline no machine is slow enough to reach, so that what
+#: they check (a clean exit, a second signal) never races the watchdog.
+LONG_DEADLINE_S = 60.0
+
+
+def start(behaviour: str, deadline_s: float = LONG_DEADLINE_S) -> subprocess.Popen[str]:
     process = subprocess.Popen(
-        [sys.executable, "-c", SERVICE, behaviour],
+        [sys.executable, "-c", SERVICE, behaviour, str(deadline_s)],
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
@@ -91,7 +98,7 @@ def test_sigterm_with_a_cooperative_run_exits_0() -> None:
 
 @pytest.mark.parametrize("behaviour", ["ignores_stop", "blocks_loop", "thread_at_exit"])
 def test_sigterm_ends_a_run_that_does_not_stop_by_the_deadline(behaviour: str) -> None:
-    process = start(behaviour)
+    process = start(behaviour, SHORT_DEADLINE_S)
     process.send_signal(signal.SIGTERM)
     code, seconds, events = finish(process)
     assert code == EXIT_SHUTDOWN_TIMEOUT
@@ -101,7 +108,7 @@ def test_sigterm_ends_a_run_that_does_not_stop_by_the_deadline(behaviour: str) -
 
 
 def test_a_finished_run_whose_process_does_not_end_is_ended_by_the_deadline() -> None:
-    code, seconds, events = finish(start("done_but_a_thread_lingers"))
+    code, seconds, events = finish(start("done_but_a_thread_lingers", SHORT_DEADLINE_S))
     assert code == EXIT_SHUTDOWN_TIMEOUT
     assert names(events) == ["shutdown_timeout"]
     assert seconds < 10
