@@ -219,14 +219,15 @@ class Chaos:
         self._say(f"{len(messages)} malformed messages published (every kind)")
 
     async def _sample(self, count: int) -> list[chaos_messages.Message]:
-        """``count`` events from the topic; the producers may still be starting, so
-        this waits (up to :data:`_SAMPLE_WAIT_S`) for the first ones."""
+        """``count`` events from the topic; the producers may still be starting (or one
+        read, bounded in time, may see only a few on a slow machine), so this waits (up
+        to :data:`_SAMPLE_WAIT_S`) until it has ``count``; then it takes what there is."""
         deadline = time.monotonic() + _SAMPLE_WAIT_S
         while True:
             found = await chaos_messages.sample(
                 self._bootstrap, self._topics.events, self._topics.partitions, count * 4
             )
-            if found or time.monotonic() > deadline:
+            if len(found) >= count or time.monotonic() > deadline:
                 return self._rng.sample(found, min(count, len(found)))
 
     async def _publish(self, messages: list[chaos_messages.Message]) -> None:
