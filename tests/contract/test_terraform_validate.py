@@ -62,6 +62,13 @@ def test_a_provider_counts_only_with_a_build_in_the_mirror_layout(tmp_path: Path
     assert missing_providers(tmp_path, sources) == sources, "an empty version directory"
     (build / "terraform-provider-local_v2.5.3").write_bytes(b"")
     assert missing_providers(tmp_path, sources) == ["aiven/aiven"]
+    # The packed layout, as `terraform providers mirror` writes it.
+    packed = tmp_path / REGISTRY / "aiven" / "aiven"
+    packed.mkdir(parents=True)
+    (packed / "terraform-provider-aiven_4.61.0_other_arch.zip").write_bytes(b"")
+    assert missing_providers(tmp_path, sources) == ["aiven/aiven"], "another platform's"
+    (packed / f"terraform-provider-aiven_4.61.0_{platform_name()}.zip").write_bytes(b"")
+    assert missing_providers(tmp_path, sources) == []
 
 
 def test_init_may_install_only_from_the_mirror() -> None:

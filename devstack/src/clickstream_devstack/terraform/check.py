@@ -77,12 +77,17 @@ def required_providers(module: Path = TERRAFORM_DIR) -> list[str]:
 
 
 def missing_providers(mirror: Path, sources: list[str]) -> list[str]:
-    """The sources with no build for this platform anywhere in ``mirror``."""
+    """The sources with no build for this platform in ``mirror``, in either layout
+    Terraform reads: unpacked (``<version>/<platform>/terraform-provider-<type>_v<version>``)
+    or packed (``terraform-provider-<type>_<version>_<platform>.zip``, what
+    ``terraform providers mirror`` writes)."""
     missing = []
     for source in sources:
         namespace, kind = source.split("/")
-        pattern = f"*/{platform_name()}/terraform-provider-{kind}_v*"
-        if not any((mirror / REGISTRY / namespace / kind).glob(pattern)):
+        directory = mirror / REGISTRY / namespace / kind
+        unpacked = directory.glob(f"*/{platform_name()}/terraform-provider-{kind}*")
+        packed = directory.glob(f"terraform-provider-{kind}_*_{platform_name()}.zip")
+        if not any(unpacked) and not any(packed):
             missing.append(source)
     return missing
 
@@ -179,9 +184,8 @@ def validate(
     if missing:
         raise ProvidersUnavailableError(
             f"no {platform_name()} build of {', '.join(missing)} in {mirror} "
-            f"({REGISTRY}/<namespace>/<type>/<version>/{platform_name()}/"
-            "terraform-provider-<type>_v<version>). No Terraform registry is reachable "
-            "here and the Go module proxy serves none of these providers: fill the "
+            f"({REGISTRY}/<namespace>/<type>/, unpacked or packed). No Terraform registry "
+            "is reachable here and the Go module proxy serves none of these providers: fill the "
             f"mirror with `terraform providers mirror -platform={platform_name()} {mirror}` "
             f"(run in terraform/) on a machine that reaches {REGISTRY}"
         )
