@@ -1,10 +1,11 @@
 """terraform/ through the terraform CLI itself: ``fmt -check`` and ``validate``.
 
-The CLI is the one on PATH, else v1.5.7 built once with Go into .cache/terraform
-(clickstream_devstack.terraform.binary); with neither, every test here is skipped
-with that reason. validate needs the provider builds in the filesystem mirror
-(.cache/terraform/providers); no registry here serves them, so without them the
-validate tests are skipped, naming what is missing.
+The CLI is $CLICKSTREAM_TERRAFORM or the one on PATH, else v1.5.7 built once with Go
+into .cache/terraform (clickstream_devstack.terraform.binary); with neither terraform
+nor Go, every test that needs the CLI is skipped with that reason. validate needs the
+provider builds in the filesystem mirror (.cache/terraform/providers); no registry
+here serves them, so without them the validate tests are skipped, naming what is
+missing.
 """
 
 from __future__ import annotations
@@ -27,7 +28,7 @@ from clickstream_devstack.terraform.check import (
     validate,
 )
 
-# A cold build of the CLI (go install, about two minutes here) runs inside the
+# A cold build of the CLI (go install, two to three minutes here) runs inside the
 # first test's fixture; the default per-test timeout is 300 s.
 pytestmark = pytest.mark.timeout(1800)
 

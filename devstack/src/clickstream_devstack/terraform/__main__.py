@@ -1,14 +1,15 @@
 """``python -m clickstream_devstack.terraform`` (``make terraform``): fmt and validate.
 
 Exit 0 when both ran clean (no error, no warning), 1 when either found something,
-2 when validate could not run (a provider missing from the mirror).
+2 when a check could not run (no terraform and no Go to build it, or a provider
+missing from the mirror).
 """
 
 from __future__ import annotations
 
 import sys
 
-from clickstream_devstack.terraform.binary import find_terraform
+from clickstream_devstack.terraform.binary import TerraformUnavailableError, find_terraform
 from clickstream_devstack.terraform.check import (
     ProvidersUnavailableError,
     mirror_dir,
@@ -19,7 +20,11 @@ from clickstream_devstack.terraform.check import (
 
 
 def main() -> None:
-    terraform = find_terraform()
+    try:
+        terraform = find_terraform()
+    except TerraformUnavailableError as error:
+        print(f"fmt and validate: NOT RUN: {error}", file=sys.stderr)
+        sys.exit(2)
     print(f"terraform {terraform_version(terraform)} ({terraform})")
     diff = unformatted(terraform)
     print("fmt -check: " + ("ok" if not diff else f"NOT FORMATTED\n{diff}"))

@@ -2,7 +2,7 @@
 
 No Terraform download site is reachable here; the Go module proxy is, and it serves
 github.com/hashicorp/terraform. v1.5.7 is the last release under the MPL-2.0 (later
-ones are under the BUSL) and the oldest that terraform/versions.tf accepts; its
+ones are under the BUSL) and within terraform/versions.tf's required_version; its
 go.mod has no replace directives, so a plain ``go install ...@v1.5.7`` builds it.
 The result is kept in ``.cache/terraform/bin/``, so Go runs once per cache.
 """
