@@ -8,6 +8,8 @@ before and is untouched). There it wraps the contract's ``decode``:
 
 * a value containing :data:`KILL` ends the process at once (``os._exit(70)``),
   as a crash in a native extension would;
+* a value containing :data:`OVERFLOW` makes preparing fail with ``OverflowError``
+  (a value the policy pins: the message is ``unstorable``);
 * a value containing :data:`IN_WORKER` is refused as ``schema`` (so a test sees
   where a message was prepared: inline it is an ordinary event);
 * the first value containing :data:`PAUSE` that any worker meets makes that
@@ -31,6 +33,7 @@ import pytest
 KILL: Final = "KILL-THE-DECODER"
 PAUSE: Final = "PAUSE-THE-DECODER"
 IN_WORKER: Final = "REFUSED-IN-A-WORKER"
+OVERFLOW: Final = "OVERFLOW-IN-A-WORKER"
 #: What a worker killed by :data:`KILL` exits with.
 KILLED_EXIT: Final = 70
 
@@ -50,6 +53,8 @@ if "--multiprocessing-fork" in sys.orig_argv:
     def decode(value, **kwargs):
         if value and b"{KILL}" in value:
             os._exit({KILLED_EXIT})
+        if value and b"{OVERFLOW}" in value:
+            raise OverflowError("a value preparing cannot hold")
         if value and b"{IN_WORKER}" in value:
             raise clickstream_schema.InvalidEvent("schema", "refused in a worker")
         if value and b"{PAUSE}" in value:

@@ -17,10 +17,18 @@ from structlog.testing import capture_logs
 
 from clickstream_aggregator.crash_pinning import CRASHED_DECODER, MAX_CULPRITS, DecodeWorkersFailed
 from clickstream_aggregator.prepare import Batch, prepare
-from clickstream_aggregator.validate import RawPartition
+from clickstream_aggregator.validate import UNSTORABLE, RawPartition
 from clickstream_aggregator.workers import Preparer
 from clickstream_schema import ClickEvent, encode
-from support.crashing_workers import IN_WORKER, KILL, KILLED_EXIT, PAUSE, WorkerHooks, install
+from support.crashing_workers import (
+    IN_WORKER,
+    KILL,
+    KILLED_EXIT,
+    OVERFLOW,
+    PAUSE,
+    WorkerHooks,
+    install,
+)
 from support.feed import generate
 
 TOPIC = "clicks"
@@ -240,3 +248,29 @@ async def test_a_batch_whose_worker_another_batch_killed_is_not_blamed(
         d["action"] for d in _events_of(logs, "decode_worker_died") if d.get("partitions") == [1]
     ]
     assert innocent_deaths == ["prepared_again"]
+
+
+async def test_a_value_preparing_cannot_hold_is_searched_for_in_workers_too(
+    hooks: WorkerHooks,
+) -> None:
+    # The overflow stops preparing before the killer is reached: searching for
+    # it inline would decode the killer in the service's process.
+    events = generate(100, seed=68)
+    values: list[bytes | None] = [encode(e)[1] for e in events]
+    values[10] = _marked(events[10], OVERFLOW)
+    values[50] = _marked(events[50], KILL)
+    batch = Batch(TOPIC, {0: _partition(0, 0, values)})
+
+    async with Preparer(TOPIC, max_bytes=MAX_BYTES, workers=1, inline_below=0) as preparer:
+        got = await preparer.prepare(batch)
+
+    assert {k: r.reason for k, r in batch.rejects.items()} == {
+        (0, 10): UNSTORABLE,
+        (0, 50): CRASHED_DECODER,
+    }
+    assert batch.rejects[(0, 10)].error_class == "builtins.OverflowError"
+    assert got.events == len(events) - 2
+    assert sorted((d.offset, d.reason) for d in got.dead_letters) == [
+        (10, UNSTORABLE),
+        (50, CRASHED_DECODER),
+    ]

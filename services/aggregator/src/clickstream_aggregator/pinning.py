@@ -31,11 +31,19 @@ log = structlog.get_logger()
 
 
 def unpreparable(batch: Batch, max_bytes: int) -> dict[MessageKey, Refusal]:
-    """The messages that make :func:`prepare` itself fail, each found alone.
+    """The messages that make :func:`prepare` itself fail, each found alone (and logged).
 
     Preparing is pure and per message (aggregating two valid events cannot fail
     where each alone passes), so halving until one message is left finds them all.
+    The batch's ``rejects`` are included.
     """
+    culprits = find_unpreparable(batch, max_bytes)
+    log_unstorable({k: r for k, r in culprits.items() if k not in batch.rejects})
+    return culprits
+
+
+def find_unpreparable(batch: Batch, max_bytes: int) -> dict[MessageKey, Refusal]:
+    """:func:`unpreparable` without the logging: pure, so a worker process can run it."""
     culprits: dict[MessageKey, Refusal] = dict(batch.rejects)
 
     def search(keys: list[MessageKey]) -> None:
@@ -45,7 +53,7 @@ def unpreparable(batch: Batch, max_bytes: int) -> dict[MessageKey, Refusal]:
             if verdict(error) is not Verdict.PIN:
                 raise
             if len(keys) == 1:
-                culprits[keys[0]] = _pinned(keys[0], error)
+                culprits[keys[0]] = Refusal.of(error)
                 return
             middle = len(keys) // 2
             search(keys[:middle])
@@ -53,6 +61,18 @@ def unpreparable(batch: Batch, max_bytes: int) -> dict[MessageKey, Refusal]:
 
     search(batch.message_keys())
     return culprits
+
+
+def log_unstorable(culprits: dict[MessageKey, Refusal]) -> None:
+    for key, refusal in culprits.items():
+        log.warning(
+            "message_unstorable",
+            partition=key[0],
+            offset=key[1],
+            error_class=refusal.error_class,
+            error=refusal.error_message[:300],
+            action="dead_lettered",
+        )
 
 
 class SequentialApply:
@@ -138,12 +158,5 @@ def _event_id(batch: Batch, key: MessageKey) -> UUID | None:
 
 def _pinned(key: MessageKey, error: BaseException) -> Refusal:
     refusal = Refusal.of(error)
-    log.warning(
-        "message_unstorable",
-        partition=key[0],
-        offset=key[1],
-        error_class=refusal.error_class,
-        error=refusal.error_message[:300],
-        action="dead_lettered",
-    )
+    log_unstorable({key: refusal})
     return refusal

@@ -25,22 +25,26 @@ from __future__ import annotations
 import asyncio
 import bisect
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
 from types import TracebackType
-from typing import Final, Self
+from typing import Any, Final, Self, TypeVar
 from uuid import UUID
 
 import structlog
 from prometheus_client import Counter
 
 from clickstream_aggregator.crash_pinning import DecodeWorkersFailed, crashing
+from clickstream_aggregator.pinning import find_unpreparable, log_unstorable
+from clickstream_aggregator.policy import Verdict, verdict
 from clickstream_aggregator.prepare import Batch, Prepared, combine, prepare, tune_gc
 from clickstream_aggregator.validate import MessageKey, RawPartition, Refusal
 from clickstream_runtime.workers import WorkerDied, call, process_pool, shut_down
 
 log = structlog.get_logger()
+
+T = TypeVar("T")
 
 #: Batches with fewer records are prepared inline (a few milliseconds of work).
 INLINE_BELOW: Final = 2000
@@ -116,7 +120,7 @@ class Preparer:
             # counts: the hand-over to a worker would take longer than the work.
             return prepare(self._topic, batch.partitions(), self._max_bytes, exclude, batch.rejects)
         try:
-            return await self._in_workers(self._pool, batch, exclude)
+            return await self._prepared_in(self._pool, batch, exclude)
         except WorkerDied as died:
             self._log_death(batch, died, "prepared_again")
         isolated = _Workers(self._topic, self._max_bytes, 1, self._deaths)
@@ -129,7 +133,7 @@ class Preparer:
     async def _recover(self, pool: _Workers, batch: Batch, exclude: frozenset[UUID]) -> Prepared:
         """Prepare ``batch`` after a death, in ``pool``: one worker of its own."""
         try:
-            return await pool.run(batch.partitions(), exclude, batch.rejects)
+            return await self._prepared_in(pool, batch, exclude)
         except WorkerDied as died:
             self._log_death(batch, died, "narrowing")
             second = died
@@ -141,7 +145,7 @@ class Preparer:
 
         batch.rejects.update(await crashing(batch, attempt, second))
         try:
-            return await pool.run(batch.partitions(), exclude, batch.rejects)
+            return await self._prepared_in(pool, batch, exclude)
         except WorkerDied as died:
             self._log_death(batch, died, "stopping")
             raise _failed(
@@ -164,6 +168,27 @@ class Preparer:
             claim.fresh = max(0, claim.fresh - new)
             claim.counted_to = max(claim.counted_to, raw.next)
         return fresh
+
+    async def _prepared_in(
+        self, pool: _Workers, batch: Batch, exclude: frozenset[UUID]
+    ) -> Prepared:
+        """``batch`` prepared in ``pool``'s workers, pinning included: never inline.
+
+        A message whose value makes preparing fail (the policy's ``PIN``) is
+        searched for in a worker too: the messages after it in the batch were
+        not decoded yet, and one of them may kill the interpreter.
+        """
+        try:
+            return await self._in_workers(pool, batch, exclude)
+        except WorkerDied:
+            raise
+        except Exception as error:
+            if verdict(error) is not Verdict.PIN:
+                raise
+        found = await pool.call(find_unpreparable, batch, self._max_bytes)
+        log_unstorable({k: r for k, r in found.items() if k not in batch.rejects})
+        batch.rejects.update(found)
+        return await self._in_workers(pool, batch, exclude)
 
     async def _in_workers(self, pool: _Workers, batch: Batch, exclude: frozenset[UUID]) -> Prepared:
         partitions, reject = batch.partitions(), batch.rejects
@@ -209,11 +234,15 @@ class _Workers:
         reject: Mapping[MessageKey, Refusal] | None = None,
     ) -> Prepared:
         """Prepare in a worker; after a death, a started pool is in place before it raises."""
+        args = (self._topic, partitions, self._max_bytes, exclude, reject)
+        return await self.call(prepare, *args)
+
+    async def call(self, function: Callable[..., T], *args: Any) -> T:
+        """``function(*args)`` in a worker; after a death, a started pool is in place."""
         pool = self._pool
         assert pool is not None  # started
-        args = (self._topic, partitions, self._max_bytes, exclude, reject)
         try:
-            return await call(pool, prepare, *args)
+            return await call(pool, function, *args)
         except WorkerDied:
             raise await self._replace(pool) from None
 
