@@ -1,8 +1,8 @@
 """terraform/ through the terraform CLI itself: ``fmt -check`` and ``validate``.
 
-The CLI is $CLICKSTREAM_TERRAFORM or the one on PATH, else v1.5.7 built once with Go
-into .cache/terraform (clickstream_devstack.terraform.binary); with neither terraform
-nor Go, every test that needs the CLI is skipped with that reason. validate needs the
+The CLI is $CLICKSTREAM_TERRAFORM, the one on PATH, or v1.5.7 as `make terraform`
+built it with Go into .cache/terraform (clickstream_devstack.terraform.binary); with
+none of them, every test that needs the CLI is skipped with that reason. validate needs the
 provider builds in the filesystem mirror (.cache/terraform/providers); no registry
 here serves them, so without them the validate tests are skipped, naming what is
 missing.
@@ -28,15 +28,13 @@ from clickstream_devstack.terraform.check import (
     validate,
 )
 
-# A cold build of the CLI (go install, two to three minutes here) runs inside the
-# first test's fixture; the default per-test timeout is 300 s.
-pytestmark = pytest.mark.timeout(1800)
-
 
 @pytest.fixture(scope="module")
 def terraform() -> Path:
+    # No build here: a cold `go install` costs make test two to three minutes and
+    # depends on the Go proxy answering; `make terraform` builds the CLI once.
     try:
-        return find_terraform()
+        return find_terraform(build=False)
     except TerraformUnavailableError as error:
         pytest.skip(f"terraform checks skipped: {error}")
 
