@@ -3,20 +3,20 @@
 A worker process can die while it prepares a batch: a crash in a native
 extension, memory exhaustion, or a kill from outside (the OOM killer choosing
 it, an operator). The :class:`~clickstream_aggregator.workers.Preparer`
-replaces the pool after every death and prepares the batch once more, since
-the death may have nothing to do with the batch. Only when the worker dies on
-the batch a second time are its messages suspected: :func:`crashing` prepares
-halves of it in a pool of its own (one worker, started afresh after every
-death, which no other batch uses), halving any part that kills its worker
-until a single message is left. Those messages are dead-lettered with reason
-``crashed_decoder`` and never decoded again (they join the batch's
-``rejects``); the rest of the batch is applied as if they had never been there.
+replaces the pool and prepares the batch once more, in a pool of its own (one
+worker that no other batch uses, started afresh after every death), since the
+death may have nothing to do with the batch. Only when the worker dies on the
+batch a second time are its messages suspected: :func:`crashing` prepares
+halves of it in that pool, halving any part that kills its worker until a
+single message is left, which is tried once more alone. Those messages are
+dead-lettered with reason ``crashed_decoder`` and never decoded again (they
+join the batch's ``rejects``); the rest of the batch is applied as if they had
+never been there.
 
-The search is bounded. One culprit among n messages costs about log2(n)
-deaths, each followed by a worker start (about a second; a message alone is
-tried twice, so that a kill from outside cannot make it a culprit), and the
-parts that live are prepared again (about twice the batch's work). A batch with more than
-:data:`MAX_CULPRITS` of them, a pool whose workers cannot start, or a batch
+The search is bounded. One culprit among n messages costs about log2(n) + 1
+deaths, each followed by a worker start (0.2 to 1 s), and the parts that live
+are prepared again (about twice the batch's work). A batch with more than
+:data:`MAX_CULPRITS` culprits, a pool whose workers cannot start, or a batch
 that kills its worker whole while none of its messages alone does stops the
 service with :class:`DecodeWorkersFailed` (the policy's ``STOP``): that is a
 broken deployment or a batch too large for the worker's memory, not a message.

@@ -9,6 +9,9 @@ A worker that dies costs its batch nothing (nothing of it was committed): the
 pool is replaced, and the batch is prepared again in a pool of its own (one
 worker, so that no other batch's death is taken for its own). A second death
 there pins it on its messages (:mod:`clickstream_aggregator.crash_pinning`).
+A batch that went to a worker is never decoded in the service's process before
+it was decoded whole in a worker: a value that makes preparing fail is also
+searched for in a worker (:func:`~clickstream_aggregator.pinning.find_unpreparable`).
 
 Batches under ``INLINE_BELOW`` records are prepared inline, where a message
 that kills the interpreter kills the service, except while a partition is
@@ -16,8 +19,10 @@ that kills the interpreter kills the service, except while a partition is
 claim go to a worker whatever the batch's size. A message that killed a
 replica inline lies within that many records of the offset the replica
 committed last (the batch it died on, and at most one batch before it still
-in its transaction), so whoever claims the partition next prepares it in a
-worker and pins it: it stops one replica once, never in a loop.
+in its transaction, of at most ``batch_max_records``), so whoever claims the
+partition next prepares it in a worker and pins it: it stops one replica
+once, not in a loop. That holds when ``batch_max_records`` is the consumer's
+``AGGREGATOR_BATCH_MAX_RECORDS``.
 """
 
 from __future__ import annotations
