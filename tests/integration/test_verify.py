@@ -338,7 +338,7 @@ async def _fetch(dsn: str, sql: str) -> list[asyncpg.Record]:
         await conn.close()
 
 
-async def test_an_unstorable_event_is_a_dead_letter_not_a_loss(
+async def test_unstorable_and_decoder_killing_messages_are_dead_letters_not_losses(
     kafka: EmbeddedKafka, aggregated: Aggregated, copy: Database, tmp_path: Path
 ) -> None:
     """As if PostgreSQL had refused the only event of a session: no row, one dead letter
@@ -360,7 +360,18 @@ async def test_an_unstorable_event_is_a_dead_letter_not_a_loss(
     assert counts["dead_lettered"] == len(aggregated.data.poison) + 1
     assert counts["dead_letters_pending_relay"] == 1
 
+    # A message that killed the aggregator's decode worker is counted, not decoded.
     await _execute(copy.dsn, "DELETE FROM dead_letters WHERE reason = 'unstorable'")
+    await _execute(copy.dsn, record.format(reason="crashed_decoder"))
+    result = _run_command(_env(kafka, aggregated, copy), tmp_path, "--json")
+
+    assert result.returncode == 0, result.stdout + result.stderr
+    counts = json.loads(result.stdout)["counts"]
+    assert counts["crashed_decoder"] == 1
+    assert counts["unstorable"] == 0
+    assert counts["dead_lettered"] == len(aggregated.data.poison) + 1
+
+    await _execute(copy.dsn, "DELETE FROM dead_letters WHERE reason = 'crashed_decoder'")
     await _execute(copy.dsn, record.format(reason="schema"))
     result = _run_command(_env(kafka, aggregated, copy), tmp_path)
 

@@ -168,6 +168,8 @@ async def _serve(wiring: _Wiring, stack: AsyncExitStack, tasks: list[asyncio.Tas
             s.kafka_topic,
             max_bytes=s.aggregator_max_message_bytes,
             workers=s.aggregator_decode_workers,
+            batch_max_records=s.aggregator_batch_max_records,
+            deaths=wiring.metrics.decode_worker_deaths,
         )
     )
     mirror = OffsetMirror(consumer, s.kafka_topic)

@@ -56,7 +56,10 @@ def render(report: Report, console: Console) -> None:
     table.add_row("  events applied", f"{c.applied:,}", "valid, first copy of their event_id")
     table.add_row("  duplicates", f"{c.deduplicated:,}", "event_id seen before: counted zero times")
     unstorable = f", {c.unstorable:,} refused by PostgreSQL" if c.unstorable else ""
-    table.add_row("  dead-lettered", f"{c.dead_lettered:,}", f"not valid events{unstorable}")
+    crashed = f", {c.crashed_decoder:,} killed the decoder" if c.crashed_decoder else ""
+    table.add_row(
+        "  dead-lettered", f"{c.dead_lettered:,}", f"not valid events{unstorable}{crashed}"
+    )
     table.add_row(
         "sessions", f"{c.sessions_stored:,}", f"stored; {c.sessions_expected:,} recomputed"
     )

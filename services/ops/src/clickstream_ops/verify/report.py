@@ -30,6 +30,8 @@ class Counts:
     deduplicated: int = 0  #: valid, but their event_id came earlier
     dead_lettered: int = 0  #: not events (decode fails), plus PostgreSQL-refused events
     unstorable: int = 0  #: of which valid events whose effect PostgreSQL refused
+    #: of which messages that killed the aggregator's decode worker (not decoded here)
+    crashed_decoder: int = 0
     not_yet_applied: int = 0  #: on the topic beyond the committed offsets (not read)
     sessions_expected: int = 0
     sessions_stored: int = 0

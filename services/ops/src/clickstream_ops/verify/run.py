@@ -3,8 +3,9 @@
 1. In one PostgreSQL snapshot: the group's committed offsets and the dead-letter rows.
 2. The events topic from each partition's log start up to the committed offset:
    decode every message (a failure is a dead letter), skip positions PostgreSQL
-   refused ("unstorable" rows), drop repeated event ids (first consumed wins),
-   fold the rest into one aggregate per session.
+   refused ("unstorable" rows), skip undecoded the messages that killed the
+   aggregator's decode worker ("crashed_decoder" rows), drop repeated event ids
+   (first consumed wins), fold the rest into one aggregate per session.
 3. The stored session rows (same snapshot, through a cursor), each compared with
    its aggregate, which is then dropped; what is left was never stored.
 4. The dead-letter topic: every relayed row copied exactly once, nothing else.
@@ -168,6 +169,13 @@ def _admit(
     counts, findings = report.counts, report.findings
     where = f"partition {message.partition} offset {message.offset}"
     row = dead_rows.get((message.partition, message.offset))
+    if row is not None and row.reason == "crashed_decoder":
+        # The aggregator's decode worker died on this message, every time it was
+        # alone: decoding it here could end this process the same way, so it is
+        # counted as the aggregator recorded it, not checked.
+        counts.dead_lettered += 1
+        counts.crashed_decoder += 1
+        return None
     try:
         event = decode(message.value, max_bytes=settings.aggregator_max_message_bytes)
     except InvalidEvent as error:
