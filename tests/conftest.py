@@ -14,9 +14,18 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from hypothesis import HealthCheck, settings
 
 from clickstream_devstack.broker import EmbeddedKafka
 from clickstream_devstack.postgres import EmbeddedPostgres
+
+# Hypothesis times each example (200 ms by default) and fails a test whose examples
+# are slow to run or to generate: on a loaded or slower machine that is a failure of
+# the machine, not of the code. Tests keep their own settings on top of this.
+settings.register_profile(
+    "clickstream", deadline=None, suppress_health_check=[HealthCheck.too_slow]
+)
+settings.load_profile("clickstream")
 
 INTEGRATION_DIR = Path(__file__).parent / "integration"
 # A test that asks for any of these talks to a real server.
