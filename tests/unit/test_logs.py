@@ -268,13 +268,17 @@ def test_pending_repeats_are_printed_on_time_and_at_close(
         library.warning("connection lost")
 
     # The handler's own thread prints the summary, although nothing else is logged.
+    # (Usually one; two if this thread was held up mid-loop for a whole interval.)
     deadline = time.monotonic() + 5
     seen: list[dict[str, Any]] = []
-    while not any(line.get("repeated") for line in seen):
+    while sum(line.get("repeated") or 0 for line in seen) < 49:
         assert time.monotonic() < deadline, seen
         time.sleep(0.05)
         seen += _lines(capsys.readouterr().err)
-    assert [line.get("repeated") for line in seen] == [None, 49]
+    repeated = [line.get("repeated") for line in seen]
+    assert repeated[0] is None  # the first one printed as it came
+    assert all(repeated[1:])  # then only summaries
+    assert sum(repeated[1:]) == 49
 
     library.warning("connection lost")
     library.warning("connection lost")
