@@ -2,11 +2,16 @@
 
 from __future__ import annotations
 
-import asyncpg
+import asyncio
 
+import asyncpg
+from structlog.testing import capture_logs
+from structlog.typing import EventDict, WrappedLogger
+
+from clickstream_aggregator.main import run
 from clickstream_devstack.broker import EmbeddedKafka
 from clickstream_devstack.environment import Database, KafkaTopics
-from support.aggregator import running_aggregator, settings_from_env, wait_applied
+from support.aggregator import applied_offsets, running_aggregator, settings_from_env, wait_applied
 from support.feed import as_messages, generate, publish, read_back, valid_events
 from support.reference import differences, expected_rows, stored_rows
 
@@ -37,12 +42,27 @@ async def test_stop_and_restart_midway_gives_the_same_result(
 ) -> None:
     events = generate(30_000, seed=11)
     await publish(kafka.bootstrap, topics.events, as_messages(events))
-    # Small batches so the first run is stopped with work left to do.
+    # Small batches, and the first run stopped from inside at its tenth commit: it
+    # stops with work left to do however fast the machine applies (a poll of the
+    # stored offsets, from outside, could come after the last batch).
     settings = settings_from_env(service_env, aggregator_batch_max_records=500)
+    stop = asyncio.Event()
+    commits = 0
 
-    async with running_aggregator(settings) as task:
-        first = await wait_applied(database.dsn, topics.group, topics.events, 5_000, running=task)
-    assert first < len(events)
+    def stop_at_the_tenth_commit(
+        _logger: WrappedLogger, _method: str, event_dict: EventDict
+    ) -> EventDict:
+        nonlocal commits
+        if event_dict.get("event") == "batch_committed":
+            commits += 1
+            if commits == 10:
+                stop.set()
+        return event_dict
+
+    with capture_logs(processors=[stop_at_the_tenth_commit]):
+        await asyncio.wait_for(run(settings, stop), timeout=120)
+    first = await applied_offsets(database.dsn, topics.group, topics.events)
+    assert 0 < first < len(events)
 
     async with running_aggregator(settings) as task:
         await wait_applied(database.dsn, topics.group, topics.events, len(events), running=task)
