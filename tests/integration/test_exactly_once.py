@@ -130,13 +130,18 @@ class Cluster:
     async def applied(self) -> int:
         return await applied_offsets(self.database.dsn, self.topics.group, self.topics.events)
 
-    async def wait_applied(self, at_least: int, timeout: float = 240.0) -> None:
+    async def wait_applied(
+        self, at_least: int, timeout: float = 240.0, *, poll_s: float = 0.2
+    ) -> None:
         deadline = asyncio.get_running_loop().time() + timeout
         while (done := await self.applied()) < at_least:
-            for name, service in self.replicas.items():
-                assert service.running, f"replica {name} died:\n{service.describe_exit()}"
+            self.assert_running()
             assert asyncio.get_running_loop().time() < deadline, f"stuck at {done}/{at_least}"
-            await asyncio.sleep(0.2)
+            await asyncio.sleep(poll_s)
+
+    def assert_running(self) -> None:
+        for name, service in self.replicas.items():
+            assert service.running, f"replica {name} died:\n{service.describe_exit()}"
 
     async def take_over(self, name: str) -> list[int]:
         """Claim ``name``'s partitions as a new owner would (epoch + 1); wait for its locks."""
@@ -344,8 +349,26 @@ async def test_postgres_restart_mid_run(
 ) -> None:
     for name in ("r1", "r2", "r3"):
         cluster.start(name)
-    await cluster.wait_applied(fault_topic.total // 4)
-    await asyncio.to_thread(postgres.restart, "immediate")
+    await cluster.wait_applied(fault_topic.total // 4, poll_s=0.02)
+    # PostgreSQL goes down (immediate: a crash for its clients) while the replicas are
+    # frozen, so that it meets them with work left however fast they apply; it comes
+    # back once they have met the outage.
+    frozen = list(cluster.replicas)
+    for name in frozen:
+        cluster.signal(name, signal.SIGSTOP)
+    try:
+        await asyncio.to_thread(postgres.stop, "immediate")
+    finally:
+        for name in frozen:
+            cluster.signal(name, signal.SIGCONT)
+    try:
+        deadline = asyncio.get_running_loop().time() + 60
+        while cluster.log_events("batch_retry") == 0:
+            cluster.assert_running()
+            assert asyncio.get_running_loop().time() < deadline, "no batch met the outage"
+            await asyncio.sleep(0.1)
+    finally:
+        await asyncio.to_thread(postgres.start)
     await cluster.finish(fault_topic, kafka)
     assert cluster.log_events("batch_retry") >= 1
 
