@@ -8,6 +8,7 @@ offsets, start-up waits).
 from __future__ import annotations
 
 import asyncio
+import random
 import time
 import uuid
 from datetime import timedelta
@@ -30,7 +31,13 @@ from clickstream_devstack.broker import EmbeddedKafka
 from clickstream_devstack.environment import Database, KafkaTopics
 from clickstream_devstack.ports import free_port
 from clickstream_schema import ClickEvent, EventType, encode
-from support.aggregator import running_aggregator, settings_from_env, wait_applied
+from support.aggregator import (
+    applied_offsets,
+    running_aggregator,
+    settings_from_env,
+    wait_applied,
+)
+from support.dataset import MAX_BYTES, build
 from support.feed import as_messages, generate, publish
 
 pytestmark = pytest.mark.integration
@@ -250,3 +257,66 @@ async def test_stop_while_waiting_for_kafka_returns_promptly(
         stop.set()
         # Well inside the 10 s SIGTERM bound (README), even on a loaded machine.
         await asyncio.wait_for(task, timeout=8)
+
+
+async def test_its_postgresql_sessions_terminated_at_any_moment_never_stop_it(
+    kafka: EmbeddedKafka, topics: KafkaTopics, database: Database, service_env: dict[str, str]
+) -> None:
+    """An administrator (or a failover) ends the replica's sessions again and again,
+    in the middle of batches, relay rounds, probes and prunes: every one is an
+    outage to retry, never a reason to stop, and the counts stay exact."""
+    data = build(20_000, seed=53, late_sessions=0)
+    settings = settings_from_env(
+        service_env,
+        aggregator_max_message_bytes=MAX_BYTES,
+        aggregator_batch_max_records=500,
+        aggregator_prune_interval_s=0.2,
+        aggregator_retry_initial_s=0.01,
+        aggregator_retry_max_s=0.1,
+    )
+    rng = random.Random(53)
+    admin = await asyncpg.connect(database.dsn)
+    terminated = 0
+    try:
+        async with running_aggregator(settings) as task:
+            await publish(kafka.bootstrap, topics.events, data.messages)
+            loop = asyncio.get_running_loop()
+            deadline = loop.time() + 180
+            # Sessions (busy or idle in the pool) ended at irregular moments, 150 times
+            # at least and until every message is applied...
+            rounds = 0
+            while rounds < 150 or await applied_offsets(
+                database.dsn, topics.group, topics.events
+            ) < len(data.messages):
+                rounds += 1
+                assert not task.done(), f"the aggregator stopped: {task.exception()!r}"
+                assert loop.time() < deadline, "not applied in 180 s"
+                terminated += await admin.fetchval(
+                    "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity "
+                    "WHERE datname = current_database() AND pid <> pg_backend_pid() "
+                    "AND application_name LIKE 'clickstream-aggregator/%'"
+                )
+                # Irregular gaps, some long enough for a batch to commit in between.
+                await asyncio.sleep(rng.choice((0.01, 0.05, 0.2)))
+            # ...then left alone: the relay's rounds (Kafka I/O inside a transaction)
+            # are longer than those gaps, and must still end with every copy sent.
+            while await _pending_dead_letters(admin):
+                assert not task.done(), f"the aggregator stopped: {task.exception()!r}"
+                assert loop.time() < deadline, "dead letters not relayed in 180 s"
+                await asyncio.sleep(0.1)
+            assert not task.done()
+        # running_aggregator stopped it; a failure would have been raised on exit.
+        rows = await admin.fetchrow(
+            "SELECT sum(total_events) AS events, count(*) AS sessions FROM session_metrics"
+        )
+        dead = await admin.fetchval("SELECT count(*) FROM dead_letters")
+    finally:
+        await admin.close()
+    valid = len(data.messages) - len(data.poison) - data.duplicates
+    assert terminated > 0, "no session was ever caught busy: the test showed nothing"
+    assert rows["events"] == valid
+    assert dead == len(data.poison)
+
+
+async def _pending_dead_letters(conn: asyncpg.Connection) -> bool:
+    return bool(await conn.fetchval("SELECT count(*) FROM dead_letters WHERE relayed_at IS NULL"))

@@ -55,6 +55,10 @@ def test_values_a_message_carries_are_pinned_to_it(error: BaseException) -> None
         asyncpg.exceptions.SerializationError("could not serialize access"),
         asyncpg.exceptions.DeadlockDetectedError("deadlock detected"),
         asyncpg.exceptions.AdminShutdownError("terminating connection"),
+        # The session ended by the server while the client was between statements.
+        asyncpg.exceptions._base.InternalClientError(
+            "cannot switch to state 12; another operation (2) is in progress"
+        ),
         asyncpg.exceptions.TooManyConnectionsError("too many clients"),
         asyncpg.exceptions.LockNotAvailableError("lock timeout"),
         KafkaConnectionError("Unable to bootstrap"),
@@ -88,6 +92,8 @@ def test_causes_name_the_resource_that_failed() -> None:
     assert cause(asyncpg.exceptions.DeadlockDetectedError("x"), "postgres") == "pg_conflict"
     assert cause(KafkaConnectionError("x"), "postgres") == "kafka_unavailable"
     assert cause(asyncpg.exceptions.AdminShutdownError("x"), "kafka") == "pg_unavailable"
+    ended = asyncpg.exceptions._base.InternalClientError("another operation is in progress")
+    assert cause(ended, "kafka") == "pg_unavailable"
 
 
 def test_backoff_is_capped_and_jittered() -> None:

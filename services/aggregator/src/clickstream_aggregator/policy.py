@@ -69,6 +69,11 @@ _PG_TRANSIENT: tuple[type[BaseException], ...] = (
     asyncpg.exceptions.InsufficientResourcesError,  # too many connections, disk full
     asyncpg.exceptions.LockNotAvailableError,  # lock_timeout
     asyncpg.exceptions.QueryCanceledError,  # statement_timeout, a cancelled query
+    # "cannot switch to state N; another operation is in progress": the server ended
+    # the session (pg_terminate_backend, a failover) and its FATAL error arrived while
+    # the client was idle, or between the statements of one call. Never a connection
+    # shared by two operations: every operation here holds its own from the pool.
+    asyncpg.exceptions._base.InternalClientError,
 )
 
 _TRANSIENT: tuple[type[BaseException], ...] = (
@@ -116,7 +121,12 @@ def failing(error: BaseException, resource: Resource) -> Resource:
     """Which server an error came from; ``resource`` (what was being used) when it does not say."""
     if isinstance(error, KafkaError):
         return "kafka"
-    if isinstance(error, asyncpg.PostgresError | asyncpg.InterfaceError):
+    if isinstance(
+        error,
+        asyncpg.PostgresError
+        | asyncpg.InterfaceError
+        | asyncpg.exceptions._base.InternalClientError,
+    ):
         return "postgres"
     return resource
 
