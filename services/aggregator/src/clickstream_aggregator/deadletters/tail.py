@@ -3,8 +3,8 @@
 Used by reconcile (a copy sent whose mark was lost must be found, not sent
 again). One read is bounded: it ends when the position reaches the end of the
 partition as the first fetch reported it (copies written later are not the
-ones looked for); at ``deadline_s``, or once it has read ``max_records``
-(a fetch may take it a little past), it returns what it read so far with the
+ones looked for); at ``deadline_s``, or once it has read ``max_records``,
+it returns what it read so far with the
 position reached, so that a long partition is scanned over several rounds and
 nothing read is read again. It raises :class:`TailTimeout` when it could not
 read anything in time (no leader, a broker down) and :class:`TailStopped` as
@@ -77,7 +77,11 @@ async def read_tail(
                 return Tail(found, position, complete=False)
             raise TailTimeout(f"{tp.topic}[{tp.partition}]: nothing read in {deadline_s:g}s")
         wait_ms = int(min(_POLL_MS, left * 1000))
-        batch = await asyncio.wait_for(reader.getmany(tp, timeout_ms=wait_ms), timeout=left + 1)
+        # Never more than the budget left: a round reads max_records, not a fetch's worth.
+        budget = None if max_records is None else max_records - (position - first)
+        batch = await asyncio.wait_for(
+            reader.getmany(tp, timeout_ms=wait_ms, max_records=budget), timeout=left + 1
+        )
         for record in batch.get(tp, []):
             meta = dict(record.headers or ())
             if meta.get(HEADER_TOPIC) == topic_bytes and meta.get(HEADER_PARTITION) == (
