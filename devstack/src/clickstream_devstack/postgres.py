@@ -13,7 +13,6 @@ import re
 import signal
 import subprocess
 from pathlib import Path
-from types import TracebackType
 from typing import Literal, Self
 from urllib.parse import quote
 
@@ -21,6 +20,7 @@ import structlog
 
 from clickstream_devstack import postgres_cluster as cluster
 from clickstream_devstack import processes
+from clickstream_devstack.child_server import ChildServer
 from clickstream_devstack.ports import LOOPBACK, free_port
 from clickstream_devstack.postgres_template import create_cluster
 from clickstream_devstack.run_as import grant_traverse, make_world_readable, server_account
@@ -41,7 +41,7 @@ class PostgresCommandError(RuntimeError):
     """psql reported an error."""
 
 
-class EmbeddedPostgres:
+class EmbeddedPostgres(ChildServer):
     """One PostgreSQL cluster in ``data_dir``; its server log is ``<data_dir>.log``."""
 
     def __init__(
@@ -114,14 +114,6 @@ class EmbeddedPostgres:
             "POSTGRES_PASSWORD": self.password,
             "POSTGRES_SSLMODE": self.sslmode,
         }
-
-    @property
-    def pid(self) -> int | None:
-        return self._process.pid if self._process else None
-
-    @property
-    def running(self) -> bool:
-        return self._process is not None and self._process.poll() is None
 
     # -- life cycle ----------------------------------------------------------
 
@@ -202,29 +194,10 @@ class EmbeddedPostgres:
         log.info("postgres_stopped", pid=self._process.pid, mode=mode, exit_code=code)
         self._process = None
 
-    def kill(self) -> None:
-        """Crash the server (SIGKILL to every process of the cluster)."""
-        if self._process is None:
-            return
-        processes.kill(self._process)
-        log.info("postgres_killed", pid=self._process.pid)
-        self._process = None
-
     def restart(self, mode: StopMode = "fast") -> None:
         """Stop and start again on the same port, so existing DSNs stay valid."""
         self.stop(mode)
         self.start()
-
-    def __enter__(self) -> Self:
-        return self.start()
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        traceback: TracebackType | None,
-    ) -> None:
-        self.stop()
 
     # -- administration ------------------------------------------------------
 

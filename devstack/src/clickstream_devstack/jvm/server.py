@@ -10,16 +10,15 @@ after a deadline; ``pause``/``resume`` freeze it the way a stalled host would.
 from __future__ import annotations
 
 import abc
-import signal
 import subprocess
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from types import TracebackType
 from typing import Self
 
 import structlog
 
 from clickstream_devstack import processes
+from clickstream_devstack.child_server import ChildServer
 from clickstream_devstack.ports import LOOPBACK, free_port
 from clickstream_devstack.run_as import RunAs
 
@@ -28,11 +27,11 @@ log = structlog.get_logger()
 _PORT_ATTEMPTS = 3
 
 
-class JvmServer(abc.ABC):
+class JvmServer(ChildServer):
     """Subclasses say how to configure, launch and probe one server."""
 
     #: Short name used for the log file (``<work_dir>/<name>.log``) and log events.
-    name: str = "server"
+    name = "server"
 
     def __init__(
         self,
@@ -83,14 +82,6 @@ class JvmServer(abc.ABC):
         if self._ports is None:
             raise RuntimeError(f"{self.name} has not been started")
         return self._ports[name]
-
-    @property
-    def pid(self) -> int | None:
-        return self._process.pid if self._process else None
-
-    @property
-    def running(self) -> bool:
-        return self._process is not None and self._process.poll() is None
 
     def logged(self, text: str) -> bool:
         """Has the current launch written ``text`` to its log?"""
@@ -153,34 +144,6 @@ class JvmServer(abc.ABC):
         code = processes.stop(self._process, timeout=timeout)
         log.info(f"{self.name}_stopped", pid=self._process.pid, exit_code=code)
         self._process = None
-
-    def kill(self) -> None:
-        """Crash the server (SIGKILL to its process group)."""
-        if self._process is None:
-            return
-        processes.kill(self._process)
-        log.info(f"{self.name}_killed", pid=self._process.pid)
-        self._process = None
-
-    def pause(self) -> None:
-        """SIGSTOP: the server stops answering but keeps its connections open."""
-        if self._process is not None:
-            self._process.send_signal(signal.SIGSTOP)
-
-    def resume(self) -> None:
-        if self._process is not None and self._process.poll() is None:
-            self._process.send_signal(signal.SIGCONT)
-
-    def __enter__(self) -> Self:
-        return self.start()
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        traceback: TracebackType | None,
-    ) -> None:
-        self.stop()
 
 
 def java_properties(values: Mapping[str, object]) -> str:
