@@ -186,6 +186,7 @@ class Aggregator:
         m.consumed.inc(batch.size)
         m.applied.inc(committed.events)
         m.deduplicated.inc(committed.duplicates)
+        m.derived_ids.inc(committed.derived_ids)
         for reason, n in committed.dead_letters.items():
             m.dead_lettered.labels(reason=reason).inc(n)
         m.batches.inc()
@@ -208,6 +209,7 @@ class Aggregator:
             messages=batch.size,
             applied=committed.events,
             duplicates=committed.duplicates,
+            derived_ids=committed.derived_ids or None,
             dead_lettered=sum(committed.dead_letters.values()),
             replayed=committed.replayed or None,
             ms=round(elapsed * 1000, 1),

@@ -28,6 +28,8 @@ class Counts:
     valid: int = 0  #: decoded as events
     applied: int = 0  #: valid and first of their event_id: what session_metrics must count
     deduplicated: int = 0  #: valid, but their event_id came earlier
+    #: valid messages without an event_id (given the id derived from their bytes)
+    derived_ids: int = 0
     dead_lettered: int = 0  #: not events (decode fails), plus PostgreSQL-refused events
     unstorable: int = 0  #: of which valid events whose effect PostgreSQL refused
     #: of which messages that killed the aggregator's decode worker (not decoded here)

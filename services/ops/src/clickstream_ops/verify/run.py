@@ -17,6 +17,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
+from uuid import uuid5
 
 import asyncpg
 from aiokafka import AIOKafkaConsumer
@@ -28,7 +29,13 @@ from clickstream_ops.verify.fold import SessionFold
 from clickstream_ops.verify.report import Report
 from clickstream_ops.verify.seen import SeenIds
 from clickstream_ops.verify.settings import VerifySettings
-from clickstream_schema import ClickEvent, InvalidEvent, decode
+from clickstream_schema import (
+    DERIVED_ID_NAMESPACE,
+    UNSENT_EVENT_ID,
+    ClickEvent,
+    InvalidEvent,
+    parse,
+)
 
 #: called with (messages read, messages to read)
 Progress = Callable[[int, int], None]
@@ -138,7 +145,13 @@ async def _fold_topic(
             if event is None:
                 continue
             counts.valid += 1
-            if not seen.first(event.event_id, message.partition):
+            event_id = event.event_id
+            if event_id is UNSENT_EVENT_ID:
+                # README's rule, computed here with the standard library rather than
+                # the contract's code: uuid5 of the message text in the namespace.
+                event_id = uuid5(DERIVED_ID_NAMESPACE, (message.value or b"").decode("utf-8"))
+                counts.derived_ids += 1
+            if not seen.first(event_id, message.partition):
                 counts.deduplicated += 1
                 continue
             counts.applied += 1
@@ -177,7 +190,7 @@ def _admit(
         counts.crashed_decoder += 1
         return None
     try:
-        event = decode(message.value, max_bytes=settings.aggregator_max_message_bytes)
+        event = parse(message.value, max_bytes=settings.aggregator_max_message_bytes)
     except InvalidEvent as error:
         counts.dead_lettered += 1
         if row is None:
