@@ -11,10 +11,20 @@ recomputing the ids itself, agrees. The same test runs on Apache Kafka in
 
 from __future__ import annotations
 
+import asyncio
 import json
 from decimal import Decimal
+from pathlib import Path
+
+import asyncpg
+import pytest
+from structlog.testing import capture_logs
 
 from clickstream_devstack.environment import Database, KafkaTopics
+from clickstream_ops.check.main import exit_status, line, run_checks
+from clickstream_ops.check.results import Verdict
+from clickstream_ops.check.settings import load_all
+from clickstream_ops.verify.render import dead_letter_line
 from clickstream_ops.verify.run import verify
 from clickstream_ops.verify.settings import VerifySettings
 from clickstream_schema import decode
@@ -74,3 +84,69 @@ async def test_verify_recomputes_the_derived_ids_and_agrees(
     assert counts.dead_lettered == 0
     # The design keys by user: no re-send's first copy was on another partition.
     assert counts.cross_partition_duplicates == 0
+
+
+async def test_a_producer_breaking_the_contract_is_loud_everywhere_people_look(
+    topics: KafkaTopics,
+    database: Database,
+    service_env: dict[str, str],
+    monkeypatch: pytest.MonkeyPatch,
+    tmp_path: Path,
+) -> None:
+    # The design producer's events without ip_address: every one is dead-lettered.
+    broken = [
+        (
+            key,
+            json.dumps({k: v for k, v in json.loads(value).items() if k != "ip_address"}).encode(),
+        )
+        for key, value in design_messages(75, seed=23)
+    ]
+    await publish(service_env["KAFKA_BOOTSTRAP_SERVERS"], topics.events, broken)
+    with capture_logs() as logged:
+        async with running_aggregator(settings_from_env(service_env)) as task:
+            await wait_applied(database.dsn, topics.group, topics.events, 75, running=task)
+            await _wait_relayed(database.dsn)
+
+    # The aggregator's line says why, with the first error.
+    lines = [e for e in logged if e["event"] == "dead_lettered"]
+    assert sum(e["rows"] for e in lines) == 75
+    assert all(e["log_level"] == "warning" for e in lines)
+    assert sum(e["reasons"]["schema"] for e in lines) == 75
+    assert "ip_address: Field required" in lines[0]["first_error"]
+
+    # clickstream-check fails, naming the reason and the fix.
+    monkeypatch.chdir(tmp_path)
+    for name, value in service_env.items():
+        monkeypatch.setenv(name, value)
+    results = await run_checks(load_all(), 5.0)
+    [counting] = [r for r in results if r.service == "postgres" and r.step == "counting"]
+    assert counting.verdict is Verdict.FAIL, line(counting)
+    assert counting.detail.startswith(f"75 of the last 75 message(s) of {topics.events}")
+    assert "(schema 75)" in counting.detail
+    assert "ip_address: Field required" in counting.detail
+    assert "event contract" in counting.fix
+    assert exit_status(results) == 1
+
+    # clickstream-verify states the share and the reason beside its verdict.
+    fields = VerifySettings.model_fields
+    settings = VerifySettings.model_validate(
+        {k.lower(): v for k, v in service_env.items() if k.lower() in fields}
+    )
+    report = await verify(settings)
+    assert report.ok
+    assert report.dead_letter_reasons == {"schema": 75}
+    said = dead_letter_line(report)
+    assert said is not None
+    assert said.startswith("75 of 75 messages (100%) dead-lettered, not counted: schema 75;")
+    assert "ip_address: Field required" in said
+
+
+async def _wait_relayed(dsn: str) -> None:
+    conn = await asyncpg.connect(dsn)
+    try:
+        deadline = asyncio.get_running_loop().time() + 60
+        while await conn.fetchval("SELECT count(*) FROM dead_letters WHERE relayed_at IS NULL"):
+            assert asyncio.get_running_loop().time() < deadline, "dead letters not relayed"
+            await asyncio.sleep(0.2)
+    finally:
+        await conn.close()

@@ -186,13 +186,13 @@ def _admit(
         # The aggregator's decode worker died on this message, every time it was
         # alone: decoding it here could end this process the same way, so it is
         # counted as the aggregator recorded it, not checked.
-        counts.dead_lettered += 1
+        report.dead_lettered(row.reason, row.error)
         counts.crashed_decoder += 1
         return None
     try:
         event = parse(message.value, max_bytes=settings.aggregator_max_message_bytes)
     except InvalidEvent as error:
-        counts.dead_lettered += 1
+        report.dead_lettered(error.reason, str(error))
         if row is None:
             findings.dead_letters_missing.add(f"{where} ({error.reason})")
         elif row.reason != error.reason:
@@ -202,7 +202,7 @@ def _admit(
         return None
     if row is None:
         return event
-    counts.dead_lettered += 1
+    report.dead_lettered(row.reason, row.error)
     if row.reason == "unstorable":
         # PostgreSQL refused its effect; the row is the record of that, not a loss.
         counts.unstorable += 1
