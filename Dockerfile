@@ -43,6 +43,9 @@ ENV PATH=/opt/venv/bin:$PATH \
 RUN groupadd --system --gid 10001 app \
  && useradd --system --uid 10001 --gid app --home-dir /app --no-create-home app
 WORKDIR /app
+# Every image runs as uid 10001. COPY below still writes root-owned files (it ignores
+# USER), so the venv and assets stay read-only to the service.
+USER 10001:10001
 
 # A long-running service: /readyz on whatever METRICS_PORT the container is given
 # (each image below sets its own default in ENV, so the variable is always there).
@@ -53,14 +56,12 @@ HEALTHCHECK --interval=10s --timeout=5s --start-period=20s --retries=3 \
 FROM service AS producer
 ENV METRICS_PORT=9101
 COPY --from=producer-venv /opt/venv /opt/venv
-USER 10001:10001
 EXPOSE 9101
 ENTRYPOINT ["clickstream-producer"]
 
 FROM service AS aggregator
 ENV METRICS_PORT=9102
 COPY --from=aggregator-venv /opt/venv /opt/venv
-USER 10001:10001
 EXPOSE 9102
 ENTRYPOINT ["clickstream-aggregator"]
 
@@ -74,7 +75,6 @@ COPY --from=ops-venv /opt/venv /opt/venv
 COPY opensearch/ /app/opensearch/
 COPY connect/ /app/connect/
 COPY docker/connect/register_connector.py /app/docker/connect/register_connector.py
-USER 10001:10001
 # A one-shot job, not a server: nothing to probe; Compose waits for it to exit 0.
 HEALTHCHECK NONE
 ENTRYPOINT ["clickstream-setup"]

@@ -10,16 +10,20 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 from pathlib import Path
+from typing import NamedTuple
 
 
-@dataclass(frozen=True)
-class Instruction:
+class Instruction(NamedTuple):
+    """One line of the file, continuations joined: ``RUN`` and what follows it."""
+
     keyword: str
     argument: str
 
 
 @dataclass(frozen=True)
 class Stage:
+    """One ``FROM`` and the instructions up to the next."""
+
     name: str  # its AS name, else its index
     base: str  # the FROM image or stage, as written
     instructions: tuple[Instruction, ...]  # after the FROM
