@@ -67,7 +67,14 @@ async def verify(
     started = time.monotonic()
     conn = await asyncpg.connect(**settings.postgres_connect_options())
     reader = topic.consumer(settings.kafka_client_options())
-    await reader.start()
+    try:
+        await reader.start()
+    except BaseException:
+        # A consumer whose start failed (a wrong port) still holds a client:
+        # closed here, or Python warns "Unclosed AIOKafkaConsumer" at exit.
+        await reader.stop()
+        await conn.close()
+        raise
     try:
         await database.begin_snapshot(conn)
         committed = await database.committed_offsets(
