@@ -57,9 +57,8 @@ async def test_a_refusal_is_one_line_at_once(
     env.update(change)
     # Ten minutes of patience: a refusal must not use any of it.
     settings = settings_from_env(env, aggregator_startup_timeout_s=600, metrics_port=0)
-    with capture_logs() as logged:
-        with pytest.raises(StartupRefused) as refused:
-            await asyncio.wait_for(run(settings, asyncio.Event()), timeout=60)
+    with capture_logs() as logged, pytest.raises(StartupRefused) as refused:
+        await asyncio.wait_for(run(settings, asyncio.Event()), timeout=60)
     message = str(refused.value)
     assert "\n" not in message
     assert message.startswith(f"PostgreSQL at {guarded_postgres.host}:{guarded_postgres.port} ")
