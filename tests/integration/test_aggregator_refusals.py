@@ -62,7 +62,8 @@ async def test_a_refusal_is_one_line_at_once(
     message = str(refused.value)
     assert "\n" not in message
     assert message.startswith(f"PostgreSQL at {guarded_postgres.host}:{guarded_postgres.port} ")
-    assert said in message and fix in message, message
+    assert said in message, message
+    assert fix in message, message
     assert "did not answer" not in message
     assert "wrong-password" not in message
     assert not [e for e in logged if e["event"] == "postgres_connect_retry"]
