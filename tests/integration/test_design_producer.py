@@ -12,14 +12,19 @@ recomputing the ids itself, agrees. The same test runs on Apache Kafka in
 from __future__ import annotations
 
 import asyncio
+import io
 import json
 from decimal import Decimal
 from pathlib import Path
 
 import asyncpg
 import pytest
+from rich.console import Console
 from structlog.testing import capture_logs
 
+from clickstream_aggregator.report.main import ReportSettings, produce
+from clickstream_aggregator.report.queries import Limits
+from clickstream_aggregator.report.render import print_report
 from clickstream_devstack.environment import Database, KafkaTopics
 from clickstream_ops.check.main import exit_status, line, run_checks
 from clickstream_ops.check.results import Verdict
@@ -27,6 +32,7 @@ from clickstream_ops.check.settings import load_all
 from clickstream_ops.verify.render import dead_letter_line
 from clickstream_ops.verify.run import verify
 from clickstream_ops.verify.settings import VerifySettings
+from clickstream_runtime.settings import load
 from clickstream_schema import decode
 from support.aggregator import running_aggregator, settings_from_env, wait_applied
 from support.design_producer import design_messages, publish, with_resends
@@ -126,6 +132,19 @@ async def test_a_producer_breaking_the_contract_is_loud_everywhere_people_look(
     assert "ip_address: Field required" in counting.detail
     assert "event contract" in counting.fix
     assert exit_status(results) == 1
+
+    # clickstream-report says it at the top.
+    report_settings = load(ReportSettings)
+    screen = io.StringIO()
+    print_report(
+        Console(file=screen, width=120, color_system=None),
+        await produce(report_settings, Limits()),
+    )
+    top = screen.getvalue().splitlines()[:4]
+    assert any(
+        line.startswith("Dead-lettered 75 of 75 messages (100.0%), not counted: schema 75")
+        for line in top
+    ), top
 
     # clickstream-verify states the share and the reason beside its verdict.
     fields = VerifySettings.model_fields
