@@ -141,7 +141,8 @@ class ClickEvent(BaseModel):
     geo: Geo | None = None
 
     @model_validator(mode="after")
-    def _required_by_type(self, info: ValidationInfo) -> Self:
+    def _required(self, info: ValidationInfo) -> Self:
+        """event_id from Python callers; price, search_query, element_id by event type."""
         # Only a message may leave event_id out (decode derives it from the bytes);
         # Python callers have no bytes to derive it from, so they must give one.
         if self.event_id is UNSENT_EVENT_ID and info.mode != "json":
