@@ -11,6 +11,7 @@ offsets topic was being created. Runs here on the embedded broker and, from
 from __future__ import annotations
 
 import asyncio
+import subprocess
 from pathlib import Path
 
 import asyncpg
@@ -19,7 +20,7 @@ import pytest
 
 from clickstream_devstack.broker import EmbeddedKafka
 from clickstream_devstack.environment import Database, KafkaTopics
-from clickstream_devstack.services import ServiceGroup
+from clickstream_devstack.services import ServiceGroup, script_path
 from clickstream_producer.kafka_connect import IdempotenceUnavailable, connect
 from clickstream_producer.metrics import ProducerMetrics
 from clickstream_producer.settings import ProducerSettings
@@ -93,3 +94,32 @@ async def test_idempotence_on_a_broker_without_it_says_so_and_what_to_set(
     message = str(refused.value)
     assert "cannot do idempotence" in message
     assert "KAFKA_ENABLE_IDEMPOTENCE=false" in message
+
+
+def test_the_producer_command_says_it_in_one_line(
+    kafka: EmbeddedKafka, topics: KafkaTopics, service_env: dict[str, str], tmp_path: Path
+) -> None:
+    # It once ended in "service_failed UnknownError: [Error -1]" and a traceback.
+    result = subprocess.run(
+        [str(script_path("clickstream-producer"))],
+        env={
+            **service_env,
+            "KAFKA_ENABLE_IDEMPOTENCE": "true",
+            "PRODUCER_EVENTS": "10",
+            "PRODUCER_RATE": "0",
+            "METRICS_PORT": "0",
+            "LOG_FORMAT": "json",
+        },
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    output = result.stdout + result.stderr
+    assert result.returncode == 1, output
+    failed = [orjson.loads(line) for line in output.splitlines() if "service_failed" in line]
+    assert len(failed) == 1, output
+    assert "KAFKA_ENABLE_IDEMPOTENCE=false" in failed[0]["error"]
+    assert "Traceback" not in output
+    assert "exception" not in failed[0]
