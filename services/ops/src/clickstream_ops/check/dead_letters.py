@@ -16,11 +16,10 @@ from typing import Final
 import asyncpg
 
 from clickstream_ops.check.results import ServiceChecks
+from clickstream_schema.dead_letters import RELAY_MAX_REFUSALS
 
 #: A pending dead letter older than this is stuck (the relay retries within seconds).
 STUCK_AFTER_S: Final = 300
-#: Refusals after which the relay leaves a row to an operator (migration 0005).
-PARKED_AFTER_REFUSALS: Final = 2
 
 _COLUMNS = """
 SELECT
@@ -80,7 +79,7 @@ async def check_dead_letters(
         return
     parked, last_error = 0, None
     if shape["has_attempts"]:
-        refused = await conn.fetchrow(_PARKED, PARKED_AFTER_REFUSALS, timeout=wait_s)
+        refused = await conn.fetchrow(_PARKED, RELAY_MAX_REFUSALS, timeout=wait_s)
         assert refused is not None
         parked, last_error = refused["parked"], refused["last_error"]
     detail = (
@@ -92,12 +91,12 @@ async def check_dead_letters(
         "write to KAFKA_DLQ_TOPIC (its logs: dead_letter_relay_*; /readyz)"
     )
     if parked:
-        detail += f"; {parked} refused by Kafka {PARKED_AFTER_REFUSALS} times"
+        detail += f"; {parked} refused by Kafka {RELAY_MAX_REFUSALS} times"
         if last_error:
             detail += f" (last: {' '.join(str(last_error).split())[:200]})"
         fix += (
             f"; rows Kafka refused wait for you: fix the cause, then run UPDATE dead_letters "
             f"SET relay_attempts = 0 WHERE relayed_at IS NULL AND relay_attempts >= "
-            f"{PARKED_AFTER_REFUSALS}. The messages themselves are safe in the dead_letters table"
+            f"{RELAY_MAX_REFUSALS}. The messages themselves are safe in the dead_letters table"
         )
     checks.fail("dead_letters", detail, fix)
