@@ -113,6 +113,26 @@ def test_every_image_runs_as_uid_10001(built_images: BuildReport, podman: Podman
         assert result.stdout.split() == [str(APP_UID), str(APP_UID)], tag
 
 
+def test_the_report_ships_with_the_operator_tools_not_the_aggregator(
+    built_images: BuildReport, podman: Podman
+) -> None:
+    def run(tag: str, entrypoint: str, *args: str) -> str:
+        return podman.run(
+            "run", "--rm", "--network", "none", *run_options(), "--entrypoint", entrypoint, tag,
+            *args, timeout=120,
+        ).stdout  # fmt: skip
+
+    assert "--watch" in run(TAGS["ops"], "clickstream-report", "--help")
+    # The aggregator's image carries neither the command nor its terminal UI libraries.
+    carried = run(
+        TAGS["aggregator"], "python", "-c",
+        "import importlib.util as u, shutil; "
+        "print(*[m for m in ('rich', 'sparklines') if u.find_spec(m)], "
+        "shutil.which('clickstream-report'))",
+    )  # fmt: skip
+    assert carried.split() == ["None"]
+
+
 async def test_two_aggregator_containers_apply_the_producer_container_exactly(
     built_images: BuildReport,
     podman: Podman,

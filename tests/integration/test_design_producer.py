@@ -22,13 +22,13 @@ import pytest
 from rich.console import Console
 from structlog.testing import capture_logs
 
-from clickstream_aggregator.report.main import ReportSettings, produce
-from clickstream_aggregator.report.queries import Limits
-from clickstream_aggregator.report.render import print_report
 from clickstream_devstack.environment import Database, KafkaTopics
 from clickstream_ops.check.main import exit_status, line, run_checks
 from clickstream_ops.check.results import Verdict
 from clickstream_ops.check.settings import load_all
+from clickstream_ops.report.main import ReportSettings, produce
+from clickstream_ops.report.queries import Limits
+from clickstream_ops.report.render import print_report
 from clickstream_ops.verify.render import dead_letter_line
 from clickstream_ops.verify.run import verify
 from clickstream_ops.verify.settings import VerifySettings

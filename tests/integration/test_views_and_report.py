@@ -24,8 +24,8 @@ import asyncpg
 import pytest
 
 from clickstream_aggregator.migrate import migrate
-from clickstream_aggregator.report.main import Options, ReportSettings, run
 from clickstream_aggregator.rows import COUNTED_TYPES
+from clickstream_ops.report.main import Options, ReportSettings, run
 from clickstream_runtime.settings import load
 
 pytestmark = pytest.mark.integration

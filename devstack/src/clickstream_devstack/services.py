@@ -1,9 +1,10 @@
 """The pipeline's console scripts as supervised subprocesses.
 
 The demo, the benchmark and the tests launch ``clickstream-producer``,
-``clickstream-aggregator`` and ``clickstream-report`` from the same virtualenv as
-the running interpreter, each in its own process group with its log in a file,
-and stop every one of them on the way out, whatever happened.
+``clickstream-aggregator`` and ``clickstream-report`` (an operator command of
+clickstream-ops) from the same virtualenv as the running interpreter, each in
+its own process group with its log in a file, and stop every one of them on
+the way out, whatever happened.
 """
 
 from __future__ import annotations

@@ -6,7 +6,7 @@ from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from typing import Any
 
-from clickstream_aggregator.report.queries import Report
+from clickstream_ops.report.queries import Report
 
 NOW = datetime(2026, 12, 1, 15, 30, 12, tzinfo=UTC)
 D = Decimal

@@ -7,8 +7,8 @@ import io
 import pytest
 from rich.console import Console
 
-from clickstream_aggregator.report.charts import bar, sparkline
-from clickstream_aggregator.report.formats import money, seconds
+from clickstream_ops.report.charts import bar, sparkline
+from clickstream_ops.report.formats import money, seconds
 
 
 def test_sparkline_scale_starts_at_zero() -> None:
@@ -55,7 +55,7 @@ def test_money_is_exact() -> None:
 def test_hours_without_sessions_are_charted_as_zero() -> None:
     from datetime import UTC, datetime, timedelta
 
-    from clickstream_aggregator.report.charts import every_hour
+    from clickstream_ops.report.charts import every_hour
 
     t0 = datetime(2026, 1, 1, tzinfo=UTC)
     rows = [{"hour": t0, "sessions": 5}, {"hour": t0 + timedelta(hours=3), "sessions": 7}]

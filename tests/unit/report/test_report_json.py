@@ -11,8 +11,8 @@ from hypothesis import given
 from hypothesis import strategies as st
 from report_sample import sample_report
 
-from clickstream_aggregator.report.queries import MONEY_COLUMNS
-from clickstream_aggregator.report.render import to_json
+from clickstream_ops.report.queries import MONEY_COLUMNS
+from clickstream_ops.report.render import to_json
 
 MONEY = re.compile(r"^-?[0-9]+\.[0-9]{2}$")
 

@@ -12,9 +12,9 @@ from hypothesis import strategies as st
 from report_sample import sample_report
 from rich.console import Console
 
-from clickstream_aggregator.report.main import parser
-from clickstream_aggregator.report.queries import Report
-from clickstream_aggregator.report.render import draw_frame, print_report
+from clickstream_ops.report.main import parser
+from clickstream_ops.report.queries import Report
+from clickstream_ops.report.render import draw_frame, print_report
 
 CORE_TITLES = ("Clickstream report", "Events/min", "Freshness", "Funnel", "Dead letters pending")
 

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from clickstream_aggregator.report.main import main, parser
+from clickstream_ops.report.main import main, parser
 
 
 def test_help_promises_2_and_invalid_settings_exit_2_in_one_line(

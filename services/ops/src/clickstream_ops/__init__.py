@@ -1,1 +1,1 @@
-"""Operator commands: set up topics and OpenSearch, check connectivity, write .env."""
+"""Operator commands: set up topics and OpenSearch, check, write .env, verify, report."""

@@ -15,7 +15,7 @@ from typing import Any, Final
 
 import asyncpg
 
-from clickstream_aggregator.repository import RELAY_MAX_REFUSALS
+from clickstream_schema.dead_letters import RELAY_MAX_REFUSALS
 
 # The design document's analytics query, unchanged: its numbers are the ones
 # people have been comparing against.

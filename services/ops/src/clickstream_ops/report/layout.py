@@ -15,8 +15,8 @@ from dataclasses import dataclass
 from rich.console import Console, Group, RenderableType
 from rich.text import Text
 
-from clickstream_aggregator.report import charts, sections
-from clickstream_aggregator.report.queries import Report
+from clickstream_ops.report import charts, sections
+from clickstream_ops.report.queries import Report
 
 
 @dataclass(frozen=True)

@@ -9,8 +9,8 @@ from typing import Any
 
 from rich.console import Console
 
-from clickstream_aggregator.report import layout
-from clickstream_aggregator.report.queries import MONEY_COLUMNS, Report
+from clickstream_ops.report import layout
+from clickstream_ops.report.queries import MONEY_COLUMNS, Report
 
 _CENTS = Decimal("0.01")
 

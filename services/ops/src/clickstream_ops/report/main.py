@@ -20,14 +20,14 @@ import asyncpg
 import structlog
 from rich.console import Console
 
-from clickstream_aggregator.report.queries import (
+from clickstream_ops.report.queries import (
     ACTIVE_MINUTES,
     Limits,
     Report,
     fetch_report,
     prepare,
 )
-from clickstream_aggregator.report.render import draw_frame, print_report, to_json
+from clickstream_ops.report.render import draw_frame, print_report, to_json
 from clickstream_runtime import logs
 from clickstream_runtime.entrypoint import serve
 from clickstream_runtime.settings import (

@@ -13,8 +13,8 @@ from rich.table import Table
 from rich.text import Text
 from sparklines import sparklines  # type: ignore[import-untyped]
 
-from clickstream_aggregator.report import formats as fmt
-from clickstream_aggregator.report.queries import Report, Row
+from clickstream_ops.report import formats as fmt
+from clickstream_ops.report.queries import Report, Row
 
 _LABEL_WIDTH = 32
 

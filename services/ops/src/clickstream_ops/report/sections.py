@@ -14,9 +14,9 @@ from rich.console import RenderableType
 from rich.table import Table
 from rich.text import Text
 
-from clickstream_aggregator.report import formats as fmt
-from clickstream_aggregator.report.charts import bar
-from clickstream_aggregator.report.queries import ACTIVE_MINUTES, Report, Row
+from clickstream_ops.report import formats as fmt
+from clickstream_ops.report.charts import bar
+from clickstream_ops.report.queries import ACTIVE_MINUTES, Report, Row
 
 # A dead letter not relayed after this long is worth a look: the relay sweeps
 # every few seconds and right after each batch that dead-letters.
