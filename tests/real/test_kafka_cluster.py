@@ -78,6 +78,7 @@ class Run:
     producer: Service
     #: (epoch ms, leaders of the events topic) when the fault began.
     fault_ms: int = 0
+    fault_end_ms: int = 0
     leaders_before: dict[int, int] = field(default_factory=dict)
     victims: list[int] = field(default_factory=list)
 
@@ -108,6 +109,9 @@ class Run:
         self.leaders_before = await self.kafka.leaders(self.topics.events)
         self.victims = victims
         self.fault_ms = int(time.time() * 1000)
+
+    def end_fault(self) -> None:
+        self.fault_end_ms = int(time.time() * 1000)
 
 
 async def scenario(
@@ -182,18 +186,24 @@ async def scenario(
 
 
 def report(run: Run, records: list[Stamped], label: str, *, sessions: int, seconds: float) -> None:
+    """The scenario's figures: appends per second from 3 s before the fault to 3 s after
+    it ended, to the partitions that kept their leader (every partition when the fault
+    touched every broker), and the longest pause in appends."""
     kept = [p for p, leader in run.leaders_before.items() if leader not in run.victims]
-    gap_kept, at_kept = longest_gap(records, kept)
+    watched = kept or list(range(PARTITIONS))
+    gap, at = longest_gap(records, watched)
     gap_all, at_all = longest_gap(records, range(PARTITIONS))
-    around = append_rates(records, kept, run.fault_ms - 3000, run.fault_ms + 15000)
+    end_ms = max(run.fault_end_ms, run.fault_ms) + 3000
+    around = append_rates(records, watched, run.fault_ms - 3000, end_ms)
     print(
-        f"\n[{label}] {EVENTS} events at {RATE}/s, {sessions} sessions, applied in "
-        f"{seconds:.1f} s; fault on node(s) {run.victims} at t0; "
+        f"\n[{label}] {EVENTS} events at {RATE}/s, {sessions} sessions, applied "
+        f"{seconds:.1f} s after the producer started; fault on node(s) {run.victims} at t0 "
+        f"for {(run.fault_end_ms - run.fault_ms) / 1000:.1f} s; "
         f"leaders before {run.leaders_before}"
-        f"\n  partitions that kept their leader {kept}: events/s from t0-3 s: {around}"
-        f"\n  longest pause in appends: kept partitions {gap_kept:.2f} s at "
-        f"t0{(at_kept - run.fault_ms) / 1000:+.1f} s; all partitions {gap_all:.2f} s at "
-        f"t0{(at_all - run.fault_ms) / 1000:+.1f} s"
+        f"\n  events/s appended to partitions {watched}"
+        f"{' (kept their leader)' if kept else ''} from t0-3 s: {around}"
+        f"\n  longest pause in appends there: {gap:.2f} s at t0{(at - run.fault_ms) / 1000:+.1f} s;"
+        f" on any partition: {gap_all:.2f} s at t0{(at_all - run.fault_ms) / 1000:+.1f} s"
     )
 
 
@@ -209,6 +219,7 @@ async def sigkill_busiest_leader(run: Run) -> None:
     run.kafka.kill(victim)
     await run.wait_acked(run.acked() + EVENTS // 5, timeout=15, strict=False)
     await asyncio.to_thread(run.kafka.start_node, victim)
+    run.end_fault()
     await run.kafka.wait_full_isr([run.topics.events, run.topics.dlq])
 
 
@@ -223,6 +234,7 @@ async def rolling_restart(run: Run) -> None:
         await asyncio.to_thread(run.kafka.start_node, node_id)
         await run.kafka.wait_full_isr([run.topics.events, run.topics.dlq])
         run.replicas.assert_running()
+    run.end_fault()
 
 
 async def freeze_busiest_leader(run: Run) -> None:
@@ -248,6 +260,7 @@ async def freeze_busiest_leader(run: Run) -> None:
             await asyncio.sleep(0.5)
     finally:
         run.kafka.resume(victim)
+    run.end_fault()
     await run.kafka.wait_full_isr([run.topics.events, run.topics.dlq])
 
 

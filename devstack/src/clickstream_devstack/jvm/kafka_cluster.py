@@ -150,8 +150,10 @@ class KafkaCluster:
 
     @property
     def log_path(self) -> Path:
-        """The first node's log (``clickstream-stack`` names one log per server)."""
-        return self.nodes[1].log_path
+        """The log of the first node that is not running, else the first node's
+        (``clickstream-stack`` names one log per server)."""
+        stopped = [node for node in self.nodes.values() if not node.running]
+        return (stopped or [self.nodes[1]])[0].log_path
 
     # -- life cycle -------------------------------------------------------------
 
