@@ -38,10 +38,11 @@ class KafkaTls:
     key: Path
 
 
-def jvm_options(log_level: str = "info", heap: Sequence[str] = HEAP) -> list[str]:
-    """Options for any Kafka JVM (broker, Connect): heap and slf4j-simple's format."""
+def jvm_options(log_level: str = "info", sizing: Sequence[str] = HEAP) -> list[str]:
+    """Options for any Kafka JVM (broker, Connect): ``sizing`` (heap, compiler) and
+    slf4j-simple's format."""
     return [
-        *heap,
+        *sizing,
         "-Djava.awt.headless=true",
         f"-Dorg.slf4j.simpleLogger.defaultLogLevel={log_level}",
         "-Dorg.slf4j.simpleLogger.showDateTime=true",
@@ -87,14 +88,14 @@ class ApacheKafka(JvmServer):
         ports: Mapping[str, int] | None = None,
         start_timeout: float = 120.0,
         cluster_id: str | None = None,
-        heap: Sequence[str] = HEAP,
+        sizing: Sequence[str] = HEAP,
     ) -> None:
         super().__init__(work_dir, ports=ports, start_timeout=start_timeout)
         self.version = version or artifacts.chosen_version("kafka")
         self.tls = tls
         self.settings = dict(settings or {})
         self.cluster_id = cluster_id
-        self.heap = tuple(heap)
+        self.sizing = tuple(sizing)
         self._install: Path | None = None
         self._java: artifacts.Java | None = None
 
@@ -242,7 +243,7 @@ class ApacheKafka(JvmServer):
     def argv(self, ports: Mapping[str, int]) -> list[str]:
         return [
             str(self.java.executable),
-            *jvm_options(heap=self.heap),
+            *jvm_options(sizing=self.sizing),
             "-cp",
             classpath(self.install),
             "kafka.Kafka",
