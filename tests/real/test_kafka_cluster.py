@@ -197,7 +197,8 @@ def report(run: Run, records: list[Stamped], label: str, *, sessions: int, secon
     gap, at = longest_gap(records, watched)
     gap_all, at_all = longest_gap(records, range(PARTITIONS))
     end_ms = max(run.fault_end_ms, run.fault_ms) + 3000
-    around = append_rates(records, watched, run.fault_ms - 3000, end_ms)
+    last_ms = max(r.appended_ms for r in records) + 1000  # nothing after the last event
+    around = append_rates(records, watched, run.fault_ms - 3000, min(end_ms, last_ms))
     print(
         f"\n[{label}] {EVENTS} events at {run.rate}/s, {sessions} sessions, applied "
         f"{seconds:.1f} s after the producer started; fault on node(s) {run.victims} at t0 "
