@@ -124,10 +124,9 @@ async def _run(
 async def _topics(
     checks: ServiceChecks, admin: AIOKafkaAdminClient, settings: KafkaCheckSettings
 ) -> list[int]:
-    described = {
-        t["topic"]: t
-        for t in await admin.describe_topics([settings.kafka_topic, settings.kafka_dlq_topic])
-    }
+    # Every topic's metadata: a request naming the topics would create them on a
+    # broker that auto-creates topics (aiokafka allows it in named requests).
+    described = {t["topic"]: t for t in await admin.describe_topics()}
     counts: dict[str, int] = {}
     for name in (settings.kafka_topic, settings.kafka_dlq_topic):
         topic = described.get(name)
@@ -151,10 +150,8 @@ async def _group(
     wait_s: float,
 ) -> dict[int, int]:
     try:
-        async with asyncio.timeout(wait_s):
-            [response] = await admin.describe_consumer_groups([group])
-            # Explicit partitions: some brokers (Tansu) drop "all partitions" requests.
-            offsets = await admin.list_consumer_group_offsets(group, partitions=partitions)
+        async with asyncio.timeout(wait_s * 2):
+            response, offsets = await _describe_group(admin, group, partitions, wait_s)
     except (KafkaError, OSError, TimeoutError, ValueError) as exc:
         checks.fail(
             "group",
@@ -166,6 +163,28 @@ async def _group(
     note = "" if members else " (no aggregator connected)"
     checks.ok("group", f"{group}: state {state}, {members} member(s){note}")
     return {tp.partition: meta.offset for tp, meta in offsets.items() if meta.offset >= 0}
+
+
+async def _describe_group(
+    admin: AIOKafkaAdminClient, group: str, partitions: list[TopicPartition], wait_s: float
+) -> tuple[Any, dict[TopicPartition, Any]]:
+    """The group's description and committed offsets, asked again for up to ``wait_s``
+    while the broker is not ready to answer: Apache Kafka answers
+    COORDINATOR_NOT_AVAILABLE while it creates ``__consumer_offsets`` (at the first
+    group request it ever gets) and while a coordinator moves."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + wait_s
+    while True:
+        try:
+            [response] = await admin.describe_consumer_groups([group])
+            # Explicit partitions: some brokers (Tansu) drop "all partitions" requests.
+            offsets = await admin.list_consumer_group_offsets(group, partitions=partitions)
+        except KafkaError as error:
+            if not error.retriable or loop.time() + 0.2 > deadline:
+                raise
+            await asyncio.sleep(0.2)
+            continue
+        return response, offsets
 
 
 def _group_state(response: Any) -> tuple[str, int]:
