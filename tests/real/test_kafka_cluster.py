@@ -8,10 +8,10 @@ rate (half of it while every broker restarts in turn) to a topic with replicatio
 3 and ``min.insync.replicas=2``, two aggregator replicas apply them, and a broker
 fault happens once a share of the events is acknowledged. Afterwards: the
 producer had every event acknowledged, the topic holds each exactly once, every
-session row equals the independent reference computed from the topic, and
-neither replica stopped on its own (each exits 0 on SIGTERM at the end). Each
-scenario also runs beside two busy processes, which is where elections and
-fetches are slowest.
+session row equals the independent reference computed from the topic (and
+``clickstream-verify`` agrees), and neither replica stopped on its own (each
+exits 0 on SIGTERM at the end). Each scenario also runs beside two busy
+processes, which is where elections and fetches are slowest.
 
 The topic stamps records with the leader's append time (``LogAppendTime``), so
 each scenario prints how the producer fared around the fault: records appended
@@ -25,6 +25,7 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import subprocess
 import time
 from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass, field
@@ -34,7 +35,7 @@ import pytest
 
 from clickstream_devstack.environment import Database, KafkaTopics, service_env
 from clickstream_devstack.jvm.kafka_cluster import KafkaCluster
-from clickstream_devstack.services import Service, ServiceGroup
+from clickstream_devstack.services import Service, ServiceGroup, script_path
 from integration.test_exactly_once import Cluster
 from support.cluster_run import CpuLoad, Stamped, append_rates, longest_gap, read_stamped
 from support.feed import valid_events
@@ -184,6 +185,18 @@ async def scenario(
     assert differences(reference, stored) == []
     assert len(stored) == len(reference)
     assert await replicas.query("SELECT count(*) FROM dead_letters") == 0
+    # The product's own recomputation agrees, reading the topic from the cluster.
+    verified = await asyncio.to_thread(
+        subprocess.run,
+        [str(script_path("clickstream-verify")), "--json"],
+        env=env,
+        cwd=services.cwd,  # no .env there
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
+    assert verified.returncode == 0, verified.stdout[-3000:] + verified.stderr[-3000:]
 
     report(run, records, label, sessions=len(reference), seconds=applied_s)
 

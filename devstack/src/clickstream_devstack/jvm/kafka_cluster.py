@@ -29,7 +29,7 @@ from typing import Any, Self
 
 import structlog
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
-from aiokafka.errors import TopicAlreadyExistsError, for_code
+from aiokafka.errors import TopicAlreadyExistsError, UnknownTopicOrPartitionError, for_code
 
 from clickstream_devstack.jvm.kafka import ApacheKafka, cluster_id
 from clickstream_devstack.ports import LOOPBACK, free_port
@@ -262,12 +262,19 @@ class KafkaCluster:
         admin = AIOKafkaAdminClient(**options, request_timeout_ms=5000)
         await admin.start()
         try:
-            described = await admin.describe_topics([topic])
+            # Each broker learns a new topic from the controller in its own time: one
+            # that does not know it yet is asked again, for a bounded while.
+            deadline = time.monotonic() + 30
+            while True:
+                (entry,) = await admin.describe_topics([topic])
+                code = entry.get("error_code", 0)
+                if code != UnknownTopicOrPartitionError.errno or time.monotonic() > deadline:
+                    break
+                await asyncio.sleep(0.2)
         finally:
             await admin.close()
-        (entry,) = described
-        if entry.get("error_code", 0):
-            raise RuntimeError(f"cannot describe {topic!r}: error code {entry['error_code']}")
+        if code:
+            raise RuntimeError(f"cannot describe {topic!r}: error code {code}")
         return sorted(
             (
                 PartitionState(
