@@ -8,12 +8,16 @@ so tests never see each other's data and need no clean-up between them.
 Maven Central, ``[apache-kafka]``), each started once per session when first
 needed. Without Java the Apache Kafka variants are skipped, and the summary
 says so in capitals. A test that runs on one broker only says why, in one line:
-``@pytest.mark.tansu_only("why")`` or ``@pytest.mark.apache_kafka_only("why")``
-(on the test or as the module's ``pytestmark``).
+``@pytest.mark.tansu_only("why")``, ``@pytest.mark.apache_kafka_only("why")``, or
+``@pytest.mark.one_broker("why")`` for a long test run once: on Apache Kafka where
+Java is present, on Tansu otherwise (on the test or as the module's ``pytestmark``).
+``@pytest.mark.apache_kafka_xfail("what")`` marks a known failure on Apache Kafka
+(strict: it fails the run once it passes).
 """
 
 from __future__ import annotations
 
+import functools
 import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -44,13 +48,27 @@ _ONLY = {"tansu_only": TANSU, "apache_kafka_only": APACHE_KAFKA}
 _skipped: list[str] = []
 
 
+@functools.cache
+def _java_present() -> bool:
+    try:
+        find_java()
+    except JvmUnavailableError:
+        return False
+    return True
+
+
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    """Drop the variants a ``*_only`` marker excludes (its reason is the one line why)."""
+    """Drop the variants a marker excludes (its reason is the one line why)."""
     kept, dropped = [], []
     for item in items:
         callspec = getattr(item, "callspec", None)
         broker = callspec.params.get("kafka") if callspec is not None else None
         wanted = {_ONLY[m.name] for m in item.iter_markers() if m.name in _ONLY}
+        if broker is not None and item.get_closest_marker("one_broker") is not None:
+            wanted.add(APACHE_KAFKA if _java_present() else TANSU)
+        known = item.get_closest_marker("apache_kafka_xfail")
+        if broker == APACHE_KAFKA and known is not None:
+            item.add_marker(pytest.mark.xfail(reason=known.args[0], strict=True))
         if broker is not None and wanted and broker not in wanted:
             dropped.append(item)
         else:

@@ -96,6 +96,7 @@ async def test_produced_events_are_the_seeded_sequence_keyed_by_session(
     assert Counter(messages) == Counter(encode_record(r) for r in expected.next_records(COUNT))
 
 
+@pytest.mark.one_broker("a long run, once: on Apache Kafka where Java is present")
 async def test_several_generators_give_the_same_events_for_the_same_seed(
     kafka: EmbeddedKafka, make_topics: Callable[[], KafkaTopics]
 ) -> None:
