@@ -45,6 +45,9 @@ def consumer(options: Mapping[str, Any]) -> AIOKafkaConsumer:
         enable_auto_commit=False,
         auto_offset_reset="earliest",
         fetch_max_wait_ms=200,
+        # As the aggregator reads: the relay writes dead-letter copies in
+        # transactions where the broker has them, and an aborted copy is none.
+        isolation_level="read_committed",
     )
 
 
