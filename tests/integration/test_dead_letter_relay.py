@@ -205,6 +205,9 @@ async def test_an_oversize_dead_letter_is_relayed_cut_and_the_rows_after_it_flow
     assert offsets == [10, 11, 12, 13]
 
 
+@pytest.mark.apache_kafka_xfail(
+    "read committed, the topic holds copies of rows 2 and 3 from a second relay after the restart"
+)
 async def test_a_row_kafka_refuses_is_set_aside_and_does_not_block_its_partition(
     world: World,
 ) -> None:
