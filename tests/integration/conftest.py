@@ -11,8 +11,8 @@ says so in capitals. A test that runs on one broker only says why, in one line:
 ``@pytest.mark.tansu_only("why")``, ``@pytest.mark.apache_kafka_only("why")``, or
 ``@pytest.mark.one_broker("why")`` for a long test run once: on Apache Kafka where
 Java is present, on Tansu otherwise (on the test or as the module's ``pytestmark``).
-``@pytest.mark.apache_kafka_xfail("what")`` marks a known failure on Apache Kafka
-(strict: it fails the run once it passes).
+``@pytest.mark.apache_kafka_xfail("what")`` marks a known, open failure on Apache
+Kafka: reported as XFAIL (XPASS once it passes), never silently absent.
 """
 
 from __future__ import annotations
@@ -68,7 +68,7 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
             wanted.add(APACHE_KAFKA if _java_present() else TANSU)
         known = item.get_closest_marker("apache_kafka_xfail")
         if broker == APACHE_KAFKA and known is not None:
-            item.add_marker(pytest.mark.xfail(reason=known.args[0], strict=True))
+            item.add_marker(pytest.mark.xfail(reason=known.args[0], strict=False))
         if broker is not None and wanted and broker not in wanted:
             dropped.append(item)
         else:
