@@ -10,7 +10,10 @@ import time
 import psutil
 import pytest
 
+from clickstream_devstack.bench import figures
+from clickstream_devstack.bench.bare import BareRun
 from clickstream_devstack.bench.costs import Costs, growth, tree_cpu_seconds, value_at
+from clickstream_devstack.bench.scenarios import AggregatorRun
 from clickstream_devstack.bench.table import format_value
 
 SERIES = [(10.0, 0.0), (11.0, 2.0), (13.0, 3.0)]
@@ -120,3 +123,38 @@ def test_a_tree_counts_live_children_once() -> None:
 def test_microseconds_keep_one_decimal() -> None:
     assert format_value(20.14, "µs") == "20.1 µs"
     assert format_value(314.2, "B") == "314 B"
+
+
+def _drain(costs: Costs, rate_events: int = 100_000) -> AggregatorRun:
+    return AggregatorRun(
+        replicas=1,
+        total=rate_events + 500,
+        events=rate_events,
+        seconds=2.0,
+        wall_seconds=4.0,
+        peak_rss_mb=200.0,
+        rss_halves_mb=(190.0, 200.0),
+        sessions=1_000,
+        dead_letters=0,
+        batches=40,
+        costs=costs,
+    )
+
+
+def test_the_table_puts_each_cost_beside_the_rates_with_the_issue_targets() -> None:
+    one = _drain(Costs(20.0, 6.0, 310.0, 25.0))
+    three = _drain(Costs(22.0, 6.5, 320.0, 30.0))
+    bare = BareRun(events=100_000, seconds=0.5, invalid=0, cpu_seconds=0.4)
+    rows = {f.key: f for f in figures.throughput(one, bare, three, "fsync on")}
+    assert rows["aggregator_share_of_bare"].value == pytest.approx(0.25)
+    assert rows["aggregator_cpu_us"].value == 20.0
+    assert rows["aggregator_cpu_us"].met is False  # target ≤ 10 µs
+    assert "25.0 µs counting start-up" in rows["aggregator_cpu_us"].detail
+    assert rows["bare_consumer_cpu_us"].value == pytest.approx(4.0)
+    assert "5.0×" in rows["bare_consumer_cpu_us"].detail
+    assert rows["postgres_cpu_us"].value == 6.0
+    assert rows["wal_bytes"].value == 310.0
+    assert rows["wal_bytes"].met is False  # target ≤ 200 B
+    assert "fsync on" in rows["wal_bytes"].detail
+    assert "320 B WAL" in rows["aggregator_3_rate"].detail
+    assert rows["aggregator_3_rate"].data["cost_wal_bytes"] == 320.0
