@@ -20,6 +20,7 @@ opensearch/README.md.
 from __future__ import annotations
 
 import functools
+import os
 import re
 import shlex
 import subprocess
@@ -109,6 +110,31 @@ def prose_and_blocks(text: str) -> tuple[list[tuple[int, str]], list[tuple[int, 
     return prose, block
 
 
+def paragraphs(prose: list[tuple[int, str]]) -> list[tuple[int, str]]:
+    """Prose joined into the units a code span or link can run across lines in:
+    paragraphs and list items; a heading or table row is one on its own."""
+    joined: list[tuple[int, str]] = []
+    previous = 0
+    for number, line in prose:
+        stripped = line.strip()
+        alone = stripped.startswith(("|", "#"))
+        starts = alone or re.match(r"^([-*+]|\d+\.)\s", stripped) is not None
+        if not stripped:
+            previous = 0
+            continue
+        if (
+            previous
+            and previous == number - 1
+            and not starts
+            and not joined[-1][1].startswith(("|", "#"))
+        ):
+            joined[-1] = (joined[-1][0], f"{joined[-1][1]} {stripped}")
+        else:
+            joined.append((number, stripped))
+        previous = number
+    return joined
+
+
 def without_code_spans(line: str) -> str:
     return CODE_SPAN.sub("", line)
 
@@ -143,7 +169,7 @@ def anchors(path: Path) -> frozenset[str]:
 
 def broken_links(path: Path) -> Iterator[str]:
     prose, _ = prose_and_blocks(path.read_text(encoding="utf-8"))
-    for number, line in prose:
+    for number, line in paragraphs(prose):
         for match in LINK.finditer(without_code_spans(line)):
             target = match.group(1)
             if re.match(r"^[a-z][a-z0-9+.-]*:", target):  # https:, mailto: …
@@ -189,12 +215,10 @@ def quotes_in(path: Path) -> Iterator[Quote]:
     text = path.read_text(encoding="utf-8")
     name = shown(path)
     prose, blocks = prose_and_blocks(text)
-    last: Quote | None = None  # the paragraph's latest command, which a lone `--flag` is for
-    for number, line in prose:
+    for number, line in paragraphs(prose):
         where = f"{name}:{number}"
-        in_table = line.lstrip().startswith("|")  # a row's flags: the row's own rule below
-        if not line.strip() or in_table or line.lstrip().startswith(("#", "- ", "* ")):
-            last = None
+        in_table = line.startswith("|")  # a row's flags: the row's own rule below
+        last: Quote | None = None  # the paragraph's latest command, which a lone `--flag` is for
         spans = [m.group(2).strip() for m in CODE_SPAN.finditer(line)]
         for span in spans:
             words = split_words(span)
@@ -245,9 +269,11 @@ def make_targets() -> frozenset[str]:
 @functools.cache
 def console_scripts() -> frozenset[str]:
     names: set[str] = set()
-    for pyproject in ROOT.glob("**/pyproject.toml"):
-        if ".venv" in pyproject.parts or ".cache" in pyproject.parts:
+    for folder, subfolders, files in os.walk(ROOT):
+        subfolders[:] = [d for d in subfolders if not d.startswith(".")]  # .venv, .cache, .git
+        if "pyproject.toml" not in files:
             continue
+        pyproject = Path(folder) / "pyproject.toml"
         scripts = tomllib.loads(pyproject.read_text()).get("project", {}).get("scripts", {})
         names.update(scripts)
     return frozenset(names)
@@ -339,7 +365,8 @@ def test_a_broken_link_anchor_command_or_flag_is_reported(tmp_path: Path) -> Non
         "[gone](missing.md) [no anchor](../README.md#no-such-heading) "
         "[fine](../README.md#architecture) [self](#probe) `[code](not-a-link.md)`\n\n"
         "Run `make no-such-target`, `clickstream-nonesuch` and "
-        "`clickstream-producer --no-such-flag`.\n\n"
+        "`clickstream-producer --no-such-flag`; a span across lines: `clickstream-report\n"
+        "--no-such-report-flag`.\n\n"
         "| `clickstream-verify` | `--json`, `--not-a-verify-flag` |\n\n"
         '```bash\nmake demo DEMO_ARGS="--not-a-demo-flag"\n```\n',
         encoding="utf-8",
@@ -357,10 +384,11 @@ def test_a_broken_link_anchor_command_or_flag_is_reported(tmp_path: Path) -> Non
         "`clickstream-producer --no-such-flag`",
         "`clickstream-verify --not-a-verify-flag`",
         "`clickstream-demo --not-a-demo-flag`",
+        "`clickstream-report --no-such-report-flag`",
     ):
         assert expected in joined
     assert "--json" not in joined
-    assert len(problems) == 5, problems
+    assert len(problems) == 6, problems
 
 
 @pytest.mark.parametrize(

@@ -26,7 +26,7 @@ from datetime import datetime
 from decimal import Decimal
 from typing import Final
 
-from clickstream_schema import ClickEvent, EventType
+from clickstream_schema import UNKNOWN_DEVICE, ClickEvent, EventType
 
 _ZERO = Decimal("0.00")
 
@@ -66,7 +66,7 @@ class SessionAggregate:
             ip_address=str(event.ip_address),
             entry_page=event.page_url,
             exit_page=event.page_url,
-            device_type=event.device_type.value,
+            device_type=_device(event),
             country=event.geo.country if event.geo else None,
         )
         aggregate._count(event)
@@ -81,7 +81,7 @@ class SessionAggregate:
             self.user_agent = event.user_agent
             self.ip_address = str(event.ip_address)
             self.entry_page = event.page_url
-            self.device_type = event.device_type.value
+            self.device_type = _device(event)
             self.country = event.geo.country if event.geo else None
         if ts >= self.last_ts:
             self.last_ts = ts
@@ -158,3 +158,8 @@ def merge(earlier: SessionAggregate, later: SessionAggregate) -> SessionAggregat
         referrers=earlier.referrers | later.referrers,
         search_queries=(earlier.search_queries + later.search_queries)[:MAX_SEARCH_QUERIES],
     )
+
+
+def _device(event: ClickEvent) -> str:
+    # An event that did not say is stored as unknown, never guessed.
+    return UNKNOWN_DEVICE if event.device_type is None else event.device_type.value
