@@ -32,8 +32,9 @@ from typing import Annotated, Final, Literal
 from uuid import UUID
 
 import msgspec
+from msgspec import UnsetType
 
-from clickstream_schema.codec import MAX_MESSAGE_BYTES
+from clickstream_schema.codec import MAX_MESSAGE_BYTES, derived_event_id
 from clickstream_schema.codec import decode as model_decode
 from clickstream_schema.event import ClickEvent, DeviceType, EventType
 from clickstream_schema.fields import CANONICAL_UUID, RFC3339, TIMESTAMP_MAX, TIMESTAMP_MIN
@@ -65,10 +66,15 @@ class FastGeo(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
 
 
 class FastEvent(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
-    """The model's fields and values (``event_id`` a UUID, ``timestamp`` an aware datetime)."""
+    """The model's fields and values, once decoded.
 
-    # Parsed as strings, turned into UUID and datetime once checked (see _checked).
-    event_id: Annotated[str, msgspec.Meta(pattern=_anchored(CANONICAL_UUID))]
+    The annotations are the wire's: a decoded FastEvent holds ``event_id`` as a
+    UUID (derived when absent), ``timestamp`` as an aware datetime and ``price``
+    as a Decimal, as the model does.
+    """
+
+    # Parsed as strings, turned into UUID and datetime once checked (see _checked);
+    # an absent event_id is derived from the message bytes, as the model's decode does.
     timestamp: Annotated[str, msgspec.Meta(pattern=_anchored(RFC3339))]
     user_id: _Identifier
     session_id: _Identifier
@@ -76,8 +82,14 @@ class FastEvent(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     page_url: _Text
     user_agent: _Text
     ip_address: Annotated[str, msgspec.Meta(min_length=2, max_length=45)]
-    device_type: DeviceType
-    viewport_size: Annotated[str, msgspec.Meta(pattern=r"^[1-9][0-9]{1,4}x[1-9][0-9]{1,4}\Z")]
+    # UNSET, not None: the model refuses a JSON null here, and so must msgspec.
+    event_id: Annotated[str, msgspec.Meta(pattern=_anchored(CANONICAL_UUID))] | UnsetType = (
+        msgspec.UNSET
+    )
+    device_type: DeviceType | None = None
+    viewport_size: (
+        Annotated[str, msgspec.Meta(pattern=r"^[1-9][0-9]{1,4}x[1-9][0-9]{1,4}\Z")] | None
+    ) = None
     schema_version: Literal[1] = 1
     referrer: _Text | None = None
     product_id: _Identifier | None = None
@@ -112,12 +124,12 @@ def decode(value: bytes | None, *, max_bytes: int = MAX_MESSAGE_BYTES) -> FastEv
     if not value or len(value) > max_bytes or _ESCAPED_NUL in value:
         return model_decode(value, max_bytes=max_bytes)
     try:
-        return _checked(_DECODER.decode(value))
+        return _checked(_DECODER.decode(value), value)
     except Exception:  # whatever it was, the model gives the answer
         return model_decode(value, max_bytes=max_bytes)
 
 
-def _checked(event: FastEvent) -> FastEvent:
+def _checked(event: FastEvent, value: bytes) -> FastEvent:
     if event.price is not None:
         msgspec.structs.force_setattr(event, "price", _price(event.price))
     required = _REQUIRED_BY_TYPE.get(event.event_type)
@@ -128,7 +140,11 @@ def _checked(event: FastEvent) -> FastEvent:
     timestamp = datetime.fromisoformat(event.timestamp)
     if not TIMESTAMP_MIN <= timestamp < TIMESTAMP_MAX:
         raise _ToTheModel("timestamp")
-    msgspec.structs.force_setattr(event, "event_id", UUID(event.event_id))
+    if event.event_id is msgspec.UNSET:
+        # Absent: the id the model's decode derives from the message bytes.
+        msgspec.structs.force_setattr(event, "event_id", derived_event_id(value))
+    else:
+        msgspec.structs.force_setattr(event, "event_id", UUID(event.event_id))
     msgspec.structs.force_setattr(event, "timestamp", timestamp)
     return event
 

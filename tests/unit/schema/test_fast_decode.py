@@ -106,7 +106,7 @@ def test_a_character_after_a_pattern_field_changes_both_answers_alike(
     event: dict[str, Any], field: str, tail: str, ascii_only: bool
 ) -> None:
     # Python's `$` matches before a final newline; the model's regex engine does not.
-    event[field] = event[field] + tail
+    event[field] = event.get(field, BASE[field]) + tail
     _assert_same(wire(event, ascii_only=ascii_only))
 
 
@@ -164,6 +164,14 @@ def test_prices_in_any_number_form_give_the_same_decimal_or_refusal(
         _with("user_id", b'"a\\u0000b"'),
         _with("user_id", b'"\\ud800"'),
         _with("referrer", b"null"),
+        # An absent event_id is derived from the bytes; a null one is refused.
+        wire({k: v for k, v in BASE.items() if k != "event_id"}),
+        _with("event_id", b"null"),
+        _with("event_id", b'"00000000-0000-0000-0000-000000000000"'),
+        wire({k: v for k, v in BASE.items() if k not in ("device_type", "viewport_size")}),
+        _with("device_type", b"null"),
+        _with("viewport_size", b"null"),
+        _with("device_type", b'"unknown"'),
         _with("geo", b"null"),
         _with("geo", b'{"country":"FI","city":"x","location":{"lat":90,"lon":-180}}'),
         _with("geo", b'{"country":"FI","city":"x","location":{"lat":90.000001,"lon":0}}'),
@@ -197,6 +205,12 @@ def test_the_producers_traffic_takes_the_fast_path_with_the_models_values(seed: 
     for _, value in as_messages(generate(300, seed=seed)):
         assert isinstance(fast_decode.decode(value), FastEvent)
         _assert_same(value)
+
+
+def test_an_event_without_id_takes_the_fast_path_with_the_derived_id() -> None:
+    value = wire({k: v for k, v in BASE.items() if k not in ("event_id", "device_type")})
+    assert isinstance(fast_decode.decode(value), FastEvent)
+    _assert_same(value)
 
 
 def test_a_valid_event_at_the_limits_takes_the_fast_path() -> None:
