@@ -23,6 +23,7 @@ from rich.console import Console
 
 from clickstream_devstack.bench import figures
 from clickstream_devstack.bench.bare import read_and_parse
+from clickstream_devstack.bench.errors import BenchError
 from clickstream_devstack.bench.fill import fill
 from clickstream_devstack.bench.freshness import run_freshness
 from clickstream_devstack.bench.options import FULL, QUICK, BenchOptions
@@ -34,7 +35,6 @@ from clickstream_devstack.bench.scenarios import (
     run_aggregators,
     run_producer,
 )
-from clickstream_devstack.bench.services import BenchError
 from clickstream_devstack.bench.table import render
 from clickstream_devstack.environment import KafkaTopics
 from clickstream_devstack.interrupts import Interrupts
@@ -150,7 +150,7 @@ async def _throughput(
                 limit_s=o.timeout,
             )
             rig.settle(database)
-    results.add(*figures.throughput(drained[1], bare, drained[3]))
+    results.add(*figures.throughput(drained[1], bare, drained[3], rig.durability_note()))
     return drained[1]
 
 
@@ -238,9 +238,13 @@ def _notes(results: Results) -> None:
         "rates are timed from the services' own log events (producer_starting → finished; "
         "first → last batch_committed), excluding process start-up; wall-clock rates are in "
         "the JSON",
-        "PostgreSQL runs durable (fsync, synchronous commit); Tansu keeps its log in memory, "
+        "PostgreSQL runs durable (fsync, synchronous commit, full-page writes: read from the "
+        "server, the bench refuses to run without fsync); Tansu keeps its log in memory, "
         "Apache Kafka (KRaft, one node, default flush: the page cache) on disk; exactly-once, "
         "dedupe and dead-lettering are always on",
+        "cost per event: CPU seconds of the process trees (live processes and their reaped "
+        "children) and the WAL position, sampled every 200 ms and interpolated at the first "
+        "and last batch_committed, divided by the messages committed after the first batch",
         "memory runs: the same number of events spread over N distinct sessions, "
         "peak RSS of the aggregator process sampled every 200 ms",
         f"load average at the end: {load} (other work on this machine skews every figure)",

@@ -17,6 +17,7 @@ from typing import Any, Literal
 import asyncpg
 import structlog
 
+from clickstream_devstack.bench.errors import BenchError
 from clickstream_devstack.broker import EmbeddedKafka
 from clickstream_devstack.environment import (
     EVENTS_PARTITIONS,
@@ -28,6 +29,9 @@ from clickstream_devstack.environment import (
 from clickstream_devstack.jvm.kafka import ApacheKafka
 from clickstream_devstack.postgres import EmbeddedPostgres
 from clickstream_devstack.services import ServiceGroup
+
+#: The settings that decide what a commit costs; read from the server, never assumed.
+DURABILITY = ("fsync", "synchronous_commit", "full_page_writes", "wal_level")
 
 BrokerKind = Literal["tansu", "apache-kafka"]
 #: How the table names each broker.
@@ -48,6 +52,21 @@ class Rig:
         # durable=True: fsync and synchronous commit on, as on a real server; the
         # aggregator commits once per batch, so this is part of its cost.
         self.postgres = stack.enter_context(EmbeddedPostgres(work_dir / "postgres", durable=True))
+        #: As the server reports them, for the table: the WAL and CPU figures assume them on.
+        self.durability = {name: self.postgres.psql(f"SHOW {name}").strip() for name in DURABILITY}
+        if self.durability["fsync"] != "on":
+            raise BenchError(f"PostgreSQL runs with fsync={self.durability['fsync']}, not on")
+
+    @property
+    def postgres_pid(self) -> int:
+        """The postmaster: its process tree is every process of the server."""
+        pid = self.postgres.pid
+        if pid is None:
+            raise BenchError("PostgreSQL is not running")
+        return pid
+
+    def durability_note(self) -> str:
+        return ", ".join(f"{name} {value}" for name, value in self.durability.items())
 
     def topics(self, label: str, partitions: int = EVENTS_PARTITIONS) -> KafkaTopics:
         topics = KafkaTopics.unique(f"bench-{label}", partitions=partitions)

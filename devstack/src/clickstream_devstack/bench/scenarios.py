@@ -15,9 +15,11 @@ import asyncpg
 import structlog
 
 from clickstream_devstack.bench import servicelog
+from clickstream_devstack.bench.costs import Costs, CpuSampler, WalSampler
+from clickstream_devstack.bench.errors import BenchError
 from clickstream_devstack.bench.measure import RssSampler, rate
 from clickstream_devstack.bench.rig import Rig
-from clickstream_devstack.bench.services import BenchError, wait_caught_up, wait_exit
+from clickstream_devstack.bench.services import wait_caught_up, wait_exit
 from clickstream_devstack.environment import Database, KafkaTopics
 from clickstream_devstack.services import Service
 
@@ -52,6 +54,8 @@ class AggregatorRun:
     sessions: int
     dead_letters: int
     batches: int
+    #: CPU and WAL per event over the same window as ``seconds``.
+    costs: Costs
 
     @property
     def rate(self) -> float:
@@ -118,17 +122,32 @@ async def run_aggregators(
             services.launch("clickstream-aggregator", env=env, name=f"{name}-{n}")
             for n in range(1, replicas + 1)
         ]
+        pids = [s.process.pid for s in launched]
         connection = await asyncpg.connect(database.dsn)
         try:
-            with RssSampler([s.process.pid for s in launched]) as rss:
-                done_at = await wait_caught_up(connection, topics, total, services, limit_s=limit_s)
+            with (
+                RssSampler(pids) as rss,
+                CpuSampler({"aggregator": pids, "postgres": [rig.postgres_pid]}) as cpu,
+            ):
+                async with WalSampler(database.dsn) as wal:
+                    done_at = await wait_caught_up(
+                        connection, topics, total, services, limit_s=limit_s
+                    )
             sessions = int(await connection.fetchval("SELECT COUNT(*) FROM session_metrics"))
             dead = int(await connection.fetchval("SELECT COUNT(*) FROM dead_letters"))
         finally:
             await connection.close()
         services.stop_all()
-    run = _aggregator_run(launched, total, done_at - started, rss, sessions, dead)
-    log.info("aggregator_measured", run=name, replicas=replicas, rate=round(run.rate))
+    run = _aggregator_run(launched, total, done_at - started, rss, sessions, dead, cpu, wal)
+    log.info(
+        "aggregator_measured",
+        run=name,
+        replicas=replicas,
+        rate=round(run.rate),
+        aggregator_cpu_us=round(run.costs.aggregator_cpu_us, 2),
+        postgres_cpu_us=round(run.costs.postgres_cpu_us, 2),
+        wal_bytes=round(run.costs.wal_bytes, 1),
+    )
     return run
 
 
@@ -139,6 +158,8 @@ def _aggregator_run(
     rss: RssSampler,
     sessions: int,
     dead_letters: int,
+    cpu: CpuSampler,
+    wal: WalSampler,
 ) -> AggregatorRun:
     commits = sorted(
         (
@@ -156,6 +177,10 @@ def _aggregator_run(
         log.warning("commit_count_mismatch", committed=messages, expected=total)
     # The first batch's messages were fetched before the clock starts: leave them out.
     after_first = messages - int(commits[0].fields.get("messages", 0))
+    start, end = commits[0].at.timestamp(), commits[-1].at.timestamp()
+    costs = Costs.measure(
+        cpu.series, wal.series, start=start, end=end, events=after_first, total=total
+    )
     return AggregatorRun(
         replicas=len(launched),
         total=total,
@@ -167,4 +192,5 @@ def _aggregator_run(
         sessions=sessions,
         dead_letters=dead_letters,
         batches=len(commits),
+        costs=costs,
     )

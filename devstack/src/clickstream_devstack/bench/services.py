@@ -11,15 +11,12 @@ import time
 
 import asyncpg
 
+from clickstream_devstack.bench.errors import BenchError
 from clickstream_devstack.bench.rig import committed
 from clickstream_devstack.environment import KafkaTopics
 from clickstream_devstack.services import Service, ServiceGroup
 
 POLL_S = 0.2
-
-
-class BenchError(RuntimeError):
-    """A scenario could not produce its figure; the message says why and where to look."""
 
 
 async def wait_exit(service: Service, *, limit_s: float) -> int:

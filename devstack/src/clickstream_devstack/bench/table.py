@@ -14,12 +14,12 @@ _SYMBOLS = {">=": "≥", "<=": "≤", "<": "<"}
 
 
 def format_value(value: float, unit: str) -> str:
-    """``52,310 events/s``, ``0.43 ×``, ``8.5 ms``, ``182 MB``; ``–`` for a missing figure."""
+    """``52,310 events/s``, ``0.43 ×``, ``8.5 ms``, ``182 MB``, ``20.1 µs``; ``–`` if missing."""
     if math.isnan(value):
         return "–"
     if unit == "×":
         return f"{value:.2f} ×"
-    if unit in {"ms", "MB"}:
+    if unit in {"ms", "MB", "µs"}:
         number = f"{value:,.1f}" if abs(value) < 100 else f"{value:,.0f}"
         return f"{number} {unit}"
     return f"{value:,.0f} {unit}"
