@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-import random
 from collections import Counter
 from decimal import Decimal
 
 import pytest
 
-from clickstream_aggregator.aggregate import aggregate, merge
+from clickstream_aggregator.aggregate import aggregate
 from clickstream_aggregator.prepare import Batch, combine, prepare
 from clickstream_aggregator.rows import COUNTED_TYPES, session_columns
 from clickstream_aggregator.validate import RawPartition
@@ -37,20 +36,6 @@ def _values(events: list[ClickEvent]) -> list[bytes | None]:
 
 def _rows_by_session(columns: list[list[object]]) -> dict[str, tuple[object, ...]]:
     return {row[0]: row for row in zip(*columns, strict=True)}  # type: ignore[misc]
-
-
-def test_aggregating_in_two_parts_and_merging_equals_aggregating_at_once() -> None:
-    events = generate(3000, seed=11, sessions=300)
-    cut = random.Random(3).randrange(1, len(events))
-    first, second = aggregate(events[:cut]), aggregate(events[cut:])
-    whole = aggregate(events)
-    merged = dict(first)
-    for session_id, later in second.items():
-        earlier = merged.get(session_id)
-        merged[session_id] = later if earlier is None else merge(earlier, later)
-    # Sessions spanning the cut exist, so merge() is really exercised.
-    assert set(first) & set(second)
-    assert session_columns(merged.values()) == session_columns(whole.values())
 
 
 def test_prepare_counts_every_message_once_and_dead_letters_the_bad_ones() -> None:

@@ -1,9 +1,8 @@
 """Pure session aggregation: fold events into per-session partial aggregates.
 
-A partial aggregate holds exactly what the ``session_metrics`` row needs, and
-``merge(earlier, later)`` combines two of them the way the repository's SQL
-upsert combines a batch with the stored row. ``earlier``/``later`` refer to
-consumption order (partition offset order), which breaks ties:
+A partial aggregate holds exactly what the ``session_metrics`` row needs; the
+repository's SQL upsert merges it into the stored row by the same rules.
+Consumption order (partition offset order) breaks ties:
 
 * first/last timestamps are min/max of event time, so arrival order does not
   matter; the attributes of the earliest event (user, user agent, IP, entry
@@ -47,7 +46,6 @@ class SessionAggregate:
     device_type: str
     country: str | None
     total_events: int = 0
-    page_views: int = 0
     revenue: Decimal = _ZERO
     type_counts: dict[str, int] = field(default_factory=dict)
     pages: set[str] = field(default_factory=set)
@@ -99,22 +97,8 @@ class SessionAggregate:
             self.referrers.add(event.referrer)
         if event.search_query is not None and len(self.search_queries) < MAX_SEARCH_QUERIES:
             self.search_queries.append(event.search_query)
-        if kind is EventType.PAGE_VIEW:
-            self.page_views += 1
-        elif kind is EventType.PURCHASE and event.price is not None:
+        if kind is EventType.PURCHASE and event.price is not None:
             self.revenue += event.price
-
-    @property
-    def converted(self) -> bool:
-        return EventType.PURCHASE.value in self.type_counts
-
-    @property
-    def bounced(self) -> bool:
-        return self.page_views <= 1
-
-    @property
-    def duration_minutes(self) -> float:
-        return (self.last_ts - self.first_ts).total_seconds() / 60.0
 
 
 def aggregate(events: Iterable[ClickEvent]) -> dict[str, SessionAggregate]:
@@ -127,34 +111,3 @@ def aggregate(events: Iterable[ClickEvent]) -> dict[str, SessionAggregate]:
         else:
             current.add(event)
     return sessions
-
-
-def merge(earlier: SessionAggregate, later: SessionAggregate) -> SessionAggregate:
-    """Combine two partial aggregates of one session; ``later`` was consumed after ``earlier``."""
-    if earlier.session_id != later.session_id:
-        raise ValueError("cannot merge aggregates of different sessions")
-    first = later if later.first_ts < earlier.first_ts else earlier
-    last = later if later.last_ts >= earlier.last_ts else earlier
-    counts = dict(earlier.type_counts)
-    for kind, n in later.type_counts.items():
-        counts[kind] = counts.get(kind, 0) + n
-    return SessionAggregate(
-        session_id=earlier.session_id,
-        user_id=first.user_id,
-        first_ts=first.first_ts,
-        last_ts=last.last_ts,
-        user_agent=first.user_agent,
-        ip_address=first.ip_address,
-        entry_page=first.entry_page,
-        exit_page=last.exit_page,
-        device_type=first.device_type,
-        country=first.country,
-        total_events=earlier.total_events + later.total_events,
-        page_views=earlier.page_views + later.page_views,
-        revenue=earlier.revenue + later.revenue,
-        type_counts=counts,
-        pages=earlier.pages | later.pages,
-        products=earlier.products | later.products,
-        referrers=earlier.referrers | later.referrers,
-        search_queries=(earlier.search_queries + later.search_queries)[:MAX_SEARCH_QUERIES],
-    )
