@@ -25,7 +25,7 @@ import pytest
 
 from clickstream_aggregator.migrate import migrate
 from clickstream_aggregator.report.main import Options, ReportSettings, run
-from clickstream_aggregator.rows import COUNTED_TYPES
+from clickstream_aggregator.session_columns import COUNTED_TYPES
 from clickstream_runtime.settings import load
 
 pytestmark = pytest.mark.integration

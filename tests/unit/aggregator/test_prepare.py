@@ -9,7 +9,7 @@ import pytest
 
 from clickstream_aggregator.aggregate import aggregate
 from clickstream_aggregator.prepare import Batch, combine, prepare
-from clickstream_aggregator.rows import COUNTED_TYPES, session_columns
+from clickstream_aggregator.session_columns import COUNTED_TYPES, UPSERT_COLUMNS, session_rows
 from clickstream_aggregator.validate import RawPartition
 from clickstream_aggregator.workers import Preparer
 from clickstream_schema import ClickEvent, encode
@@ -32,6 +32,10 @@ def _partition(partition: int, first_offset: int, values: list[bytes | None]) ->
 
 def _values(events: list[ClickEvent]) -> list[bytes | None]:
     return [encode(e)[1] for e in events]
+
+
+def _column(name: str) -> int:
+    return [c.name for c in UPSERT_COLUMNS].index(name)
 
 
 def _rows_by_session(columns: list[list[object]]) -> dict[str, tuple[object, ...]]:
@@ -63,9 +67,11 @@ def test_prepare_counts_every_message_once_and_dead_letters_the_bad_ones() -> No
     assert letters[0].key == b"key-200"
     rows = _rows_by_session(prepared.session_rows)
     assert list(rows) == sorted({e.session_id for e in events})
-    assert sum(row[2] for row in rows.values()) == len(events)  # type: ignore[misc]
+    events_at = _column("total_events")
+    assert sum(row[events_at] for row in rows.values()) == len(events)  # type: ignore[misc]
     revenue = sum((e.price or Decimal(0)) for e in events if e.event_type == "purchase")
-    assert sum(row[6] for row in rows.values()) == revenue  # type: ignore[misc]
+    revenue_at = _column("total_revenue")
+    assert sum(row[revenue_at] for row in rows.values()) == revenue  # type: ignore[misc]
     assert batch.ranges[1].first == 50
     assert batch.ranges[1].next == 50 + len(left)
     assert batch.size == len(left) + len(right)
@@ -83,7 +89,7 @@ def test_prepare_without_ids_an_earlier_batch_applied() -> None:
     assert reduced.excluded == 2
     assert not {i.hex for i in applied_before} & set(reduced.event_ids)
     kept = [e for e in events if e.event_id not in applied_before]
-    assert reduced.session_rows == session_columns(aggregate(kept).values())
+    assert reduced.session_rows == session_rows(aggregate(kept).values())
 
 
 def test_type_counters_follow_the_event_types() -> None:

@@ -9,7 +9,8 @@ Consumption order (partition offset order) breaks ties:
   page, device, country) come from the event with the smallest timestamp, the
   first consumed on a tie; the exit page from the largest, the last consumed on
   a tie;
-* distinct values (pages, products, referrers) are kept sorted by code point;
+* distinct values (:data:`~clickstream_aggregator.session_columns.DISTINCT_SETS`:
+  pages, products, referrers) are kept as sets, stored sorted by code point;
 * ``search_queries`` keeps the first :data:`MAX_SEARCH_QUERIES` queries in
   consumption order; ``search_count`` still counts every search. One abusive
   session must not grow a row without bound.
@@ -23,14 +24,19 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import datetime
 from decimal import Decimal
+from operator import attrgetter
 from typing import Final
 
+from clickstream_aggregator.session_columns import DISTINCT_SETS, MAX_SEARCH_QUERIES
 from clickstream_schema import ClickEvent, EventType
 
 _ZERO = Decimal("0.00")
+#: Readers of the event fields whose distinct values the sets keep, in DISTINCT_SETS order.
+_SET_FIELDS: Final = tuple(attrgetter(field) for _, field in DISTINCT_SETS)
 
-#: Queries kept per session in ``search_queries`` (the rest are only counted).
-MAX_SEARCH_QUERIES: Final = 100
+
+def _no_sets() -> tuple[set[str], ...]:
+    return tuple(set() for _ in _SET_FIELDS)
 
 
 @dataclass(slots=True)
@@ -48,9 +54,8 @@ class SessionAggregate:
     total_events: int = 0
     revenue: Decimal = _ZERO
     type_counts: dict[str, int] = field(default_factory=dict)
-    pages: set[str] = field(default_factory=set)
-    products: set[str] = field(default_factory=set)
-    referrers: set[str] = field(default_factory=set)
+    #: One set per entry of DISTINCT_SETS.
+    sets: tuple[set[str], ...] = field(default_factory=_no_sets)
     search_queries: list[str] = field(default_factory=list)
 
     @classmethod
@@ -90,11 +95,9 @@ class SessionAggregate:
         kind = event.event_type
         self.total_events += 1
         self.type_counts[kind.value] = self.type_counts.get(kind.value, 0) + 1
-        self.pages.add(event.page_url)
-        if event.product_id is not None:
-            self.products.add(event.product_id)
-        if event.referrer is not None:
-            self.referrers.add(event.referrer)
+        for values, read in zip(self.sets, _SET_FIELDS, strict=True):
+            if (value := read(event)) is not None:
+                values.add(value)
         if event.search_query is not None and len(self.search_queries) < MAX_SEARCH_QUERIES:
             self.search_queries.append(event.search_query)
         if kind is EventType.PURCHASE and event.price is not None:

@@ -17,7 +17,7 @@ from datetime import datetime
 from uuid import UUID
 
 from clickstream_aggregator.aggregate import aggregate
-from clickstream_aggregator.rows import SessionRows, session_columns
+from clickstream_aggregator.session_columns import SessionRows, session_rows
 from clickstream_aggregator.validate import (
     DeadLetter,
     Decoding,
@@ -35,7 +35,7 @@ class Prepared:
     #: times (epoch ms, same order) of the events to apply.
     event_ids: list[str]
     event_times_ms: list[int]
-    #: ``rows.session_columns`` of the aggregated events.
+    #: ``session_columns.session_rows`` of the aggregated events.
     session_rows: SessionRows
     dead_letters: list[DeadLetter]
     #: Events to apply, after both kinds of duplicates are dropped.
@@ -76,7 +76,7 @@ def prepare(
     return Prepared(
         event_ids=[event_ids[i] for i in order],
         event_times_ms=[event_times_ms[i] for i in order],
-        session_rows=session_columns(sessions.values()),
+        session_rows=session_rows(sessions.values()),
         dead_letters=decoding.dead_letters,
         events=len(event_ids),
         duplicates=decoding.duplicates,

@@ -17,8 +17,7 @@ from uuid import UUID
 
 import asyncpg
 
-from clickstream_aggregator.aggregate import MAX_SEARCH_QUERIES
-from clickstream_aggregator.rows import COUNTED_TYPES, UPSERT_COLUMNS
+from clickstream_aggregator.session_columns import UPSERT_COLUMNS
 from clickstream_aggregator.validate import DeadLetter, PartitionRange
 
 
@@ -185,63 +184,11 @@ async def record_event_ids(
     return frozenset(UUID(r["event_id"]) for r in rows)
 
 
-def _union(column: str) -> str:
-    # Most batches add nothing new to a session's sets (same referrer, revisited
-    # pages): containment is a cheap C check that skips the merge.
-    return (
-        f"CASE WHEN s.{column} @> EXCLUDED.{column} THEN s.{column} "
-        f"ELSE clickstream_sorted_union(s.{column}, EXCLUDED.{column}) END"
-    )
-
-
-def _earliest(column: str) -> str:
-    # Attributes of the earliest event: an equal timestamp keeps the stored
-    # value, which was consumed first.
-    return (
-        f"CASE WHEN EXCLUDED.first_event_timestamp < s.first_event_timestamp "
-        f"THEN EXCLUDED.{column} ELSE s.{column} END"
-    )
-
-
-#: How a batch's row merges into the stored one (``s``), per upserted column.
-_MERGE: Final[dict[str, str]] = {
-    "session_id": "s.session_id",
-    "user_id": _earliest("user_id"),
-    "total_events": "s.total_events + EXCLUDED.total_events",
-    "first_event_timestamp": "LEAST(s.first_event_timestamp, EXCLUDED.first_event_timestamp)",
-    "last_event_timestamp": "GREATEST(s.last_event_timestamp, EXCLUDED.last_event_timestamp)",
-    "unique_pages": _union("unique_pages"),
-    "total_revenue": "s.total_revenue + EXCLUDED.total_revenue",
-    "products_viewed": _union("products_viewed"),
-    # The first MAX_SEARCH_QUERIES queries in consumption order; later ones are
-    # only counted (search_count).
-    "search_queries": (
-        f"CASE WHEN jsonb_array_length(s.search_queries) >= {MAX_SEARCH_QUERIES} "
-        "THEN s.search_queries ELSE jsonb_path_query_array("
-        f"s.search_queries || EXCLUDED.search_queries, '$[0 to {MAX_SEARCH_QUERIES - 1}]') END"
-    ),
-    "referrers": _union("referrers"),
-    "user_agent": _earliest("user_agent"),
-    "ip_address": _earliest("ip_address"),
-    "entry_page": _earliest("entry_page"),
-    # the exit page is the latest event's; on a tie the later consumed one
-    "exit_page": (
-        "CASE WHEN EXCLUDED.last_event_timestamp >= s.last_event_timestamp "
-        "THEN EXCLUDED.exit_page ELSE s.exit_page END"
-    ),
-    "device_type": _earliest("device_type"),
-    "country": _earliest("country"),
-    **{f"{t}_count": f"s.{t}_count + EXCLUDED.{t}_count" for t in COUNTED_TYPES},
-}
-if set(_MERGE) != {c.name for c in UPSERT_COLUMNS}:  # pragma: no cover - a wiring bug
-    raise RuntimeError("every upserted column needs exactly one merge rule")
-
-
 def _upsert_sql() -> str:
     names = [c.name for c in UPSERT_COLUMNS]
     arrays = ", ".join(f"${i}::{c.array_type}[]" for i, c in enumerate(UPSERT_COLUMNS, 1))
     values = ", ".join(f"b.{c.name}::{c.cast}" if c.cast else f"b.{c.name}" for c in UPSERT_COLUMNS)
-    updates = ",\n    ".join(f"{n} = {_MERGE[n]}" for n in names if n != "session_id")
+    updates = ",\n    ".join(f"{c.name} = {c.merge}" for c in UPSERT_COLUMNS[1:])
     return f"""
 INSERT INTO session_metrics AS s ({", ".join(names)}, updated_at)
 SELECT {values}, now()
@@ -257,7 +204,7 @@ _UPSERT_SESSIONS: Final = _upsert_sql()
 
 
 async def upsert_sessions(conn: asyncpg.Connection, columns: Sequence[Sequence[Any]]) -> None:
-    """Merge a batch's session rows (``rows.session_columns``) into ``session_metrics``."""
+    """Merge a batch's session rows (``session_columns.session_rows``) into ``session_metrics``."""
     if columns and columns[0]:
         await conn.execute(_UPSERT_SESSIONS, *columns)
 
