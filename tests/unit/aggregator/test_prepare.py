@@ -7,8 +7,10 @@ from decimal import Decimal
 
 import pytest
 
+from clickstream_aggregator import validate
 from clickstream_aggregator.aggregate import aggregate
-from clickstream_aggregator.prepare import Batch, combine, prepare
+from clickstream_aggregator.batch import Batch
+from clickstream_aggregator.prepare import combine, prepare
 from clickstream_aggregator.session_columns import COUNTED_TYPES, UPSERT_COLUMNS, session_rows
 from clickstream_aggregator.validate import RawPartition
 from clickstream_aggregator.workers import Preparer
@@ -105,11 +107,8 @@ def test_a_batch_without_some_partitions_must_be_prepared_again() -> None:
     events = generate(100, seed=2)
     values = _values(events)
     batch = Batch(TOPIC, {0: _partition(0, 0, values[:50]), 1: _partition(1, 7, values[50:])})
-    batch.prepared = prepare(TOPIC, batch.partitions(), MAX_BYTES)
-
     rest = batch.without_partitions({0})
 
-    assert rest.prepared is None
     assert list(rest.ranges) == [1]
     assert rest.ranges[1].first == 7
     assert prepare(TOPIC, rest.partitions(), MAX_BYTES).events == 50
@@ -124,7 +123,8 @@ async def test_a_worker_process_prepares_the_same_result_as_inline(workers: int)
     async with Preparer(TOPIC, max_bytes=MAX_BYTES, workers=workers, inline_below=0) as preparer:
         got = await preparer.prepare(batch, frozenset({events[5].event_id}))
 
-    assert got == expected
+    assert got.prepared == expected
+    assert got.exclude == frozenset({events[5].event_id})
 
 
 def test_results_of_disjoint_partitions_combine_into_the_whole_batch_result() -> None:
@@ -158,4 +158,41 @@ async def test_several_workers_fall_back_to_the_whole_batch_when_partitions_over
     async with Preparer(TOPIC, max_bytes=MAX_BYTES, workers=2, inline_below=0) as preparer:
         got = await preparer.prepare(batch)
 
-    assert got == prepare(TOPIC, batch.partitions(), MAX_BYTES)
+    assert got.prepared == prepare(TOPIC, batch.partitions(), MAX_BYTES)
+
+
+async def test_a_value_preparing_cannot_hold_inline_is_pinned_on_its_message(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # Decoding that fails with an error the policy pins (not InvalidEvent): what a
+    # value the aggregation cannot hold does. The rest of the batch is applied.
+    events = generate(300, seed=14)
+    values = _values(events)
+    culprits = {values[17], values[240]}
+    decode = validate.decode
+
+    def failing(value: bytes | None, **kwargs: int) -> ClickEvent:
+        if value in culprits:
+            raise OverflowError("a value preparing cannot hold")
+        return decode(value, **kwargs)
+
+    monkeypatch.setattr(validate, "decode", failing)
+    batch = Batch(TOPIC, {0: _partition(0, 100, values[:200]), 1: _partition(1, 0, values[200:])})
+
+    async with Preparer(TOPIC, max_bytes=MAX_BYTES, workers=0) as preparer:
+        ready = await preparer.prepare(batch)
+
+    assert {k: r.reason for k, r in ready.batch.rejects.items()} == {
+        (0, 117): "unstorable",
+        (1, 40): "unstorable",
+    }
+    assert ready.batch.rejects[(0, 117)].error_class == "builtins.OverflowError"
+    assert batch.rejects == {}  # the batch fetched is never written
+    prepared = ready.prepared
+    assert prepared.events == len(events) - 2
+    assert [(d.partition, d.offset, d.reason) for d in prepared.dead_letters] == [
+        (0, 117, "unstorable"),
+        (1, 40, "unstorable"),
+    ]
+    kept = [e for i, e in enumerate(events) if i not in (17, 240)]
+    assert prepared.session_rows == session_rows(aggregate(kept).values())

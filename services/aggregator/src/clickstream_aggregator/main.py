@@ -20,15 +20,14 @@ import asyncpg
 import structlog
 from aiokafka import AIOKafkaConsumer
 
-from clickstream_aggregator.commit import BatchWriter
 from clickstream_aggregator.deadletters import DeadLetterRelay
 from clickstream_aggregator.dedupe_window import DedupeWindow
+from clickstream_aggregator.gc_tuning import tune_gc
 from clickstream_aggregator.metrics import AggregatorMetrics
 from clickstream_aggregator.mirror import OffsetMirror
 from clickstream_aggregator.pipeline import Aggregator
 from clickstream_aggregator.policy import Resource, Retrying, Stopping
 from clickstream_aggregator.positions import OffsetOutOfRange, Positions
-from clickstream_aggregator.prepare import tune_gc
 from clickstream_aggregator.settings import AggregatorSettings
 from clickstream_aggregator.source import Ownership, create_consumer
 from clickstream_aggregator.startup import (
@@ -38,6 +37,7 @@ from clickstream_aggregator.startup import (
     relay_clients,
     start_consumer,
 )
+from clickstream_aggregator.transaction import BatchTransaction, Committer
 from clickstream_aggregator.workers import Preparer
 from clickstream_runtime import logs
 from clickstream_runtime.entrypoint import bounded, serve
@@ -173,14 +173,21 @@ async def _serve(wiring: _Wiring, stack: AsyncExitStack, tasks: list[asyncio.Tas
         )
     )
     mirror = OffsetMirror(consumer, s.kafka_topic)
+    committer = Committer(
+        BatchTransaction(pool, s.kafka_group_id, s.aggregator_max_message_bytes),
+        preparer,
+        ownership,
+        positions,
+        wiring.retrying("batch", "postgres"),
+        wiring.metrics,
+    )
     aggregator = Aggregator(
         s,
         consumer,
-        BatchWriter(pool, preparer, s.kafka_group_id, s.aggregator_max_message_bytes),
+        committer,
         ownership,
         positions,
         mirror,
-        wiring.retrying("batch", "postgres"),
         wiring.in_flight,
         wiring.metrics,
         wiring.dead_letters,

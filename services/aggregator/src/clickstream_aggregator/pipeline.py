@@ -1,17 +1,17 @@
 """The batch loop: fetch → prepare → one PostgreSQL transaction, pipelined.
 
 Batch N+1 is fetched and prepared while batch N's transaction runs; one
-transaction at a time, in fetch order, so offsets stay contiguous. Only after a
-transaction commits does anything else happen (metrics, the Kafka offset
-mirror, waking the dead-letter relay). A failure before the commit leaves no
-trace, and the same records are applied again by whoever owns the partition
-next. What to do with each failure is :mod:`clickstream_aggregator.policy`'s.
+transaction at a time, in fetch order, so offsets stay contiguous. Whether and
+how a batch commits is :mod:`clickstream_aggregator.transaction`'s decision.
+Only after a transaction commits does anything else happen (metrics, the Kafka
+offset mirror, waking the dead-letter relay). A failure before the commit
+leaves no trace, and the same records are applied again by whoever owns the
+partition next. What to do with each failure is :mod:`clickstream_aggregator.policy`'s.
 """
 
 from __future__ import annotations
 
 import asyncio
-import functools
 import time
 from datetime import UTC, datetime
 
@@ -19,14 +19,13 @@ import structlog
 from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.errors import NoOffsetForPartitionError, OffsetOutOfRangeError
 
-from clickstream_aggregator.commit import BatchWriter, Committed, Rejected
+from clickstream_aggregator.batch import Batch, Ready
 from clickstream_aggregator.metrics import AggregatorMetrics
 from clickstream_aggregator.mirror import OffsetMirror
-from clickstream_aggregator.policy import Retrying, Stopping
 from clickstream_aggregator.positions import OffsetOutOfRange, Positions
-from clickstream_aggregator.prepare import Batch
 from clickstream_aggregator.settings import AggregatorSettings
 from clickstream_aggregator.source import Ownership
+from clickstream_aggregator.transaction import Committed, Committer
 from clickstream_runtime.entrypoint import bounded
 
 log = structlog.get_logger()
@@ -42,22 +41,20 @@ class Aggregator:
         self,
         settings: AggregatorSettings,
         consumer: AIOKafkaConsumer,
-        writer: BatchWriter,
+        committer: Committer,
         ownership: Ownership,
         positions: Positions,
         mirror: OffsetMirror,
-        retrying: Retrying,
         in_flight: asyncio.Lock,
         metrics: AggregatorMetrics,
         on_dead_letters: asyncio.Event,
     ) -> None:
         self._s = settings
         self._consumer = consumer
-        self._writer = writer
+        self._committer = committer
         self._ownership = ownership
         self._positions = positions
         self._mirror = mirror
-        self._retrying = retrying
         self._in_flight = in_flight
         self._metrics = metrics
         self._on_dead_letters = on_dead_letters
@@ -76,14 +73,13 @@ class Aggregator:
                 self._ownership.raise_if_failed()
                 await self._ownership.claim_pending(_CLAIM_BUDGET_S)
                 batch = await self._fetch(stop)
-                if batch is not None:
-                    await self._writer.prepare(batch)
+                ready = None if batch is None else await self._committer.prepare(batch)
                 if committing is not None:
                     # One transaction at a time, in fetch order: offsets stay contiguous.
                     await committing
                     committing = None
-                if batch is not None:
-                    committing = asyncio.create_task(self._commit(batch, stop), name="commit")
+                if ready is not None:
+                    committing = asyncio.create_task(self._commit(ready, stop), name="commit")
         except OffsetOutOfRangeError as error:
             raise _out_of_range(error) from None
         finally:
@@ -128,55 +124,13 @@ class Aggregator:
         epochs = self._ownership.epochs  # a partition revoked meanwhile is dropped at write
         return Batch(topic, raw, claims={p: epochs[p] for p in raw if p in epochs})
 
-    async def _commit(self, batch: Batch, stop: asyncio.Event) -> None:
+    async def _commit(self, ready: Ready, stop: asyncio.Event) -> None:
         async with self._in_flight:
             started = time.perf_counter()
-            committed = await self._write(batch, stop)
+            committed = await self._committer.commit(ready, stop)
             elapsed = time.perf_counter() - started
         if committed is not None:
             self._after_commit(committed, elapsed)
-
-    async def _write(self, batch: Batch, stop: asyncio.Event) -> Committed | None:
-        """Write ``batch`` (retrying what the policy retries) minus partitions it may not write."""
-        while True:
-            # Revoked, fenced or known stale since the fetch: not ours to write as fetched.
-            gone = {p for p in batch.ranges if p not in self._ownership.epochs}
-            gone |= self._positions.outdated(batch.ranges)
-            if gone:
-                batch = batch.without_partitions(gone)
-            if not batch.ranges:
-                return None
-            epochs = dict(self._ownership.epochs)
-            write = functools.partial(self._writer.write, batch, epochs)
-            try:
-                outcome = await self._retrying.run(write, stop)
-            except Stopping:
-                log.info("batch_abandoned", reason="stopping", partitions=sorted(batch.ranges))
-                return None
-            if isinstance(outcome, Committed):
-                return outcome
-            await self._reject(batch, outcome, epochs)
-
-    async def _reject(self, batch: Batch, rejected: Rejected, epochs: dict[int, int]) -> None:
-        check = rejected.check
-        # A claim of our own since the batch was fetched also "fences" it: the
-        # partition stays ours, only the batch is old (dropped by the loop above).
-        fenced = {p for p in check.fenced if self._ownership.epochs.get(p) == epochs[p]}
-        if fenced:
-            self._metrics.fenced.inc(len(fenced))
-            log.warning("fenced", partitions=sorted(fenced), action="dropped")
-            self._ownership.drop(fenced)
-        if check.unclaimed:
-            log.warning("claim_lost", partitions=sorted(check.unclaimed), action="reclaimed")
-            await self._ownership.reclaim(check.unclaimed)
-        for partition, stored in check.stale.items():
-            self._positions.stale(partition, stored)
-            log.info(
-                "stale_batch_discarded",
-                partition=partition,
-                batch_first=batch.ranges[partition].first,
-                stored_offset=stored,
-            )
 
     def _after_commit(self, committed: Committed, elapsed: float) -> None:
         batch = committed.batch

@@ -3,16 +3,15 @@
 :func:`prepare` is pure and picklable end to end (plain lists in, plain lists
 out), so it runs either in the service's process or in a worker process
 (:mod:`clickstream_aggregator.workers`) while the previous batch's transaction
-is in PostgreSQL. :class:`Batch` keeps the raw records beside the result, so a
-batch can be prepared again: without the partitions a fence check rejected, or
-without events an earlier batch already applied.
+is in PostgreSQL. The batch (:mod:`clickstream_aggregator.batch`) keeps its raw
+records, so it can be prepared again: without the partitions a fence check
+rejected, or without events an earlier batch already applied.
 """
 
 from __future__ import annotations
 
-import gc
-from collections.abc import Iterable, Iterator, Mapping, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass
 from datetime import datetime
 from uuid import UUID
 
@@ -22,7 +21,6 @@ from clickstream_aggregator.validate import (
     DeadLetter,
     Decoding,
     MessageKey,
-    PartitionRange,
     RawPartition,
     Refusal,
 )
@@ -115,63 +113,3 @@ def combine(parts: Sequence[Prepared]) -> Prepared | None:
         excluded=sum(p.excluded for p in parts),
         newest=max(newest, default=None),
     )
-
-
-@dataclass(slots=True)
-class Batch:
-    """One fetch of one topic: its raw records per partition and, once prepared, the result."""
-
-    topic: str
-    raw: dict[int, RawPartition]
-    prepared: Prepared | None = None
-    #: Messages found unstorable (``pinning``) or killing the decode worker
-    #: (``crash_pinning``): dead-lettered, never decoded, whenever the batch is prepared.
-    rejects: dict[MessageKey, Refusal] = field(default_factory=dict)
-    #: The claim epoch each partition was fetched under (``workers`` counts records per claim).
-    claims: dict[int, int] = field(default_factory=dict)
-    ranges: dict[int, PartitionRange] = field(init=False)
-
-    def __post_init__(self) -> None:
-        self.ranges = {p: r.span for p, r in self.raw.items()}
-
-    @property
-    def size(self) -> int:
-        return sum(r.next - r.first for r in self.ranges.values())
-
-    def partitions(self) -> list[RawPartition]:
-        """Raw partitions in partition order: the order the batch is applied in."""
-        return [self.raw[p] for p in sorted(self.raw)]
-
-    def without_partitions(self, partitions: Iterable[int]) -> Batch:
-        """The batch minus some partitions; it has to be prepared again."""
-        dropped = set(partitions)
-        return Batch(
-            self.topic,
-            {p: r for p, r in self.raw.items() if p not in dropped},
-            rejects={k: r for k, r in self.rejects.items() if k[0] not in dropped},
-            claims={p: e for p, e in self.claims.items() if p not in dropped},
-        )
-
-    def message_keys(self) -> list[MessageKey]:
-        """Every message of the batch, in the order it is applied."""
-        return [key for raw in self.partitions() for key in raw.keys_in_order()]
-
-    def only(self, keys: Iterable[MessageKey]) -> list[RawPartition]:
-        """The raw partitions holding just the messages ``keys``, in application order."""
-        wanted: dict[int, set[int]] = {}
-        for partition, offset in keys:
-            wanted.setdefault(partition, set()).add(offset)
-        return [self.raw[p].only(wanted[p]) for p in sorted(wanted)]
-
-
-def tune_gc() -> None:
-    """Collect young objects less often: a batch allocates ~10 objects per event.
-
-    With the default threshold (700) the cyclic collector runs thousands of times
-    per batch and keeps re-scanning the batch's live models; events form no
-    cycles, so collecting every 50k allocations loses nothing and saves most of
-    that time. Modules and settings loaded at start are frozen out of scans.
-    """
-    gc.collect()
-    gc.freeze()
-    gc.set_threshold(50_000, 20, 20)

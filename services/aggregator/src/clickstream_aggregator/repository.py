@@ -11,7 +11,7 @@ client, a relay) is retried by the failure policy.
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, Final
 from uuid import UUID
 
@@ -65,35 +65,20 @@ async def claim_partitions(
 
 
 @dataclass(frozen=True, slots=True)
-class OffsetCheck:
-    """What the stored offset rows say about a batch, partition by partition.
+class StoredOffset:
+    """A partition's offset row: the epoch of its last claim and the next offset to apply."""
 
-    ``fenced``: another replica claimed them since (a higher epoch is stored).
-    ``unclaimed``: the stored claim is older than ours: the database lost it
-    (restored from a backup, or a crash with ``synchronous_commit=off``).
-    ``stale``: the stored offset is not where the batch starts (→ the stored one).
-    ``committed``: the stored offset is where the batch ends, under our epoch:
-    an earlier attempt of this very batch committed and its reply was lost.
-    """
-
-    fenced: set[int] = field(default_factory=set)
-    unclaimed: set[int] = field(default_factory=set)
-    stale: dict[int, int] = field(default_factory=dict)
-    committed: set[int] = field(default_factory=set)
-
-    @property
-    def writable(self) -> bool:
-        return not (self.fenced or self.unclaimed or self.stale or self.committed)
+    epoch: int
+    next_offset: int
 
 
 async def lock_offsets(
-    conn: asyncpg.Connection,
-    group: str,
-    topic: str,
-    epochs: Mapping[int, int],
-    ranges: Mapping[int, PartitionRange],
-) -> OffsetCheck:
-    """Lock the batch's offset rows (in partition order) and check the batch may commit."""
+    conn: asyncpg.Connection, group: str, topic: str, partitions: Sequence[int]
+) -> dict[int, StoredOffset]:
+    """Lock the offset rows of ``partitions`` (in partition order) and read them.
+
+    What they mean for a batch is ``transaction.check_offsets``'s to say.
+    """
     rows = await conn.fetch(
         """
         SELECT partition, epoch, next_offset FROM consumer_offsets
@@ -103,24 +88,9 @@ async def lock_offsets(
         """,
         group,
         topic,
-        sorted(ranges),
+        sorted(partitions),
     )
-    found = {r["partition"]: r for r in rows}
-    check = OffsetCheck()
-    for partition, span in ranges.items():
-        row = found.get(partition)
-        mine = epochs.get(partition, 0)  # 0: not ours at all, so any stored claim wins
-        if row is None or row["epoch"] < mine:
-            check.unclaimed.add(partition)
-        elif row["epoch"] > mine:
-            check.fenced.add(partition)
-        elif row["next_offset"] == span.first:
-            continue
-        elif row["next_offset"] == span.next and span.next > span.first:
-            check.committed.add(partition)
-        else:
-            check.stale[partition] = row["next_offset"]
-    return check
+    return {r["partition"]: StoredOffset(r["epoch"], r["next_offset"]) for r in rows}
 
 
 async def advance_offsets(
