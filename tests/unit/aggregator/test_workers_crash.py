@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 from uuid import UUID
 
+import psutil
 import pytest
 from prometheus_client import CollectorRegistry, Counter
 from structlog.testing import capture_logs
@@ -20,6 +21,7 @@ from clickstream_aggregator.crash_pinning import CRASHED_DECODER, MAX_CULPRITS, 
 from clickstream_aggregator.prepare import Prepared, prepare
 from clickstream_aggregator.validate import UNSTORABLE, RawPartition
 from clickstream_aggregator.workers import Preparer
+from clickstream_runtime.entrypoint import bounded
 from clickstream_schema import ClickEvent, encode
 from support.crashing_workers import (
     IN_WORKER,
@@ -280,3 +282,22 @@ async def test_a_value_preparing_cannot_hold_is_searched_for_in_workers_too(
         (10, UNSTORABLE),
         (50, CRASHED_DECODER),
     ]
+
+
+async def test_closing_the_workers_cut_short_kills_the_busy_ones(hooks: WorkerHooks) -> None:
+    # At shutdown the decode workers get their step of the budget; a worker deep
+    # in a batch (here: paused) must not hold the exit for the rest of its work.
+    events = generate(50, seed=69)
+    values: list[bytes | None] = [encode(e)[1] for e in events]
+    values[20] = _marked(events[20], PAUSE)
+    preparer = Preparer(TOPIC, max_bytes=MAX_BYTES, workers=1, inline_below=0)
+    await preparer.start()
+    preparing = asyncio.create_task(preparer.prepare(Batch(TOPIC, {0: _partition(0, 0, values)})))
+    pid = await asyncio.to_thread(hooks.paused_pid)
+    preparing.cancel()  # what the batch loop does with a batch being prepared at a stop
+
+    finished = await bounded(preparer.close(), 0.5, "decode workers")
+
+    assert not finished
+    gone = await asyncio.to_thread(psutil.wait_procs, [psutil.Process(pid)], 10)
+    assert [p.pid for p in gone[0]] == [pid]

@@ -13,7 +13,9 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
+from typing import TypeVar
 
 import structlog
 from aiokafka import AIOKafkaConsumer, TopicPartition
@@ -26,14 +28,13 @@ from clickstream_aggregator.positions import OffsetOutOfRange, Positions
 from clickstream_aggregator.settings import AggregatorSettings
 from clickstream_aggregator.source import Ownership
 from clickstream_aggregator.transaction import Committed, Committer
-from clickstream_runtime.entrypoint import bounded
 
 log = structlog.get_logger()
 
+T = TypeVar("T")
+
 #: How long the batch loop spends claiming partitions left pending by a rebalance.
 _CLAIM_BUDGET_S = 2.0
-#: How long a stop waits for the batch in flight (part of the 10 s shutdown budget).
-_BATCH_IN_FLIGHT_S = 3.0
 
 
 class Aggregator:
@@ -48,7 +49,11 @@ class Aggregator:
         in_flight: asyncio.Lock,
         metrics: AggregatorMetrics,
         on_dead_letters: asyncio.Event,
+        finish_in_flight: Callable[[Awaitable[object]], Awaitable[bool]],
+        cut_short_s: float,
     ) -> None:
+        """``finish_in_flight`` awaits the batch in flight at a stop, within its budget;
+        a claim or a batch being prepared when the stop comes gets ``cut_short_s`` to end."""
         self._s = settings
         self._consumer = consumer
         self._committer = committer
@@ -58,6 +63,8 @@ class Aggregator:
         self._in_flight = in_flight
         self._metrics = metrics
         self._on_dead_letters = on_dead_letters
+        self._finish_in_flight = finish_in_flight
+        self._cut_short_s = cut_short_s
         self._newest: datetime | None = None
         metrics.freshness.set_function(self._freshness)
 
@@ -71,9 +78,13 @@ class Aggregator:
         try:
             while not stop.is_set():
                 self._ownership.raise_if_failed()
-                await self._ownership.claim_pending(_CLAIM_BUDGET_S)
+                await self._unless_stopped(self._ownership.claim_pending(_CLAIM_BUDGET_S), stop)
                 batch = await self._fetch(stop)
-                ready = None if batch is None else await self._committer.prepare(batch)
+                if batch is None:
+                    ready = None
+                else:
+                    # Cut short by a stop, the batch is left to the next owner.
+                    ready = await self._unless_stopped(self._committer.prepare(batch), stop)
                 if committing is not None:
                     # One transaction at a time, in fetch order: offsets stay contiguous.
                     await committing
@@ -86,7 +97,19 @@ class Aggregator:
             if committing is not None:
                 # On stop: finish the batch in flight, within the shutdown budget.
                 # Cut short, its transaction rolls back and the next owner applies it.
-                await bounded(committing, _BATCH_IN_FLIGHT_S, "batch in flight")
+                await self._finish_in_flight(committing)
+
+    async def _unless_stopped(self, work: Awaitable[T], stop: asyncio.Event) -> T | None:
+        """``work``'s result, or None once ``stop`` is set first (``work`` is then cancelled)."""
+        task = asyncio.ensure_future(work)
+        stopping = asyncio.ensure_future(stop.wait())
+        await asyncio.wait((task, stopping), return_when=asyncio.FIRST_COMPLETED)
+        stopping.cancel()
+        if task.done():
+            return task.result()
+        task.cancel()
+        await asyncio.wait({task}, timeout=self._cut_short_s)
+        return None
 
     async def _fetch(self, stop: asyncio.Event) -> Batch | None:
         # getmany() ignores its timeout while a rebalance is in progress, which

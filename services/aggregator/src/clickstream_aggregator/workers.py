@@ -91,7 +91,8 @@ class Preparer:
         self._pool: _Workers | None = None
         self._claims: dict[int, _Claim] = {}
 
-    async def __aenter__(self) -> Self:
+    async def start(self) -> None:
+        """Start the worker processes (none when ``workers`` is 0)."""
         if self._workers > 0:
             started = time.monotonic()
             self._pool = _Workers(self._topic, self._max_bytes, self._workers, self._deaths)
@@ -101,6 +102,19 @@ class Preparer:
                 workers=self._workers,
                 ms=round((time.monotonic() - started) * 1000),
             )
+
+    async def close(self) -> None:
+        """Stop the workers; a caller that bounds this and cuts it short kills them."""
+        if self._pool is not None:
+            pool, self._pool = self._pool, None
+            try:
+                await pool.close()
+            except asyncio.CancelledError:
+                pool.kill()
+                raise
+
+    async def __aenter__(self) -> Self:
+        await self.start()
         return self
 
     async def __aexit__(
@@ -109,9 +123,7 @@ class Preparer:
         exc: BaseException | None,
         tb: TracebackType | None,
     ) -> None:
-        if self._pool is not None:
-            pool, self._pool = self._pool, None
-            await pool.close()
+        await self.close()
 
     async def prepare(self, batch: Batch, exclude: frozenset[UUID] = frozenset()) -> Ready:
         """Prepare ``batch`` without the events whose ids are in ``exclude``.
@@ -243,6 +255,7 @@ class _Workers:
         self.size = size
         self._deaths = deaths
         self._pool: ProcessPoolExecutor | None = None
+        self._closing: ProcessPoolExecutor | None = None
         self._replacing = asyncio.Lock()
 
     async def run(
@@ -279,8 +292,15 @@ class _Workers:
 
     async def close(self) -> None:
         if self._pool is not None:
+            self._closing = self._pool
             pool, self._pool = self._pool, None
             await shut_down(pool)
+
+    def kill(self) -> None:
+        """End the worker processes at once (a close that ran out of time)."""
+        pool = self._pool or self._closing
+        for process in list((getattr(pool, "_processes", None) or {}).values()):
+            process.kill()
 
     async def _replace(self, broken: ProcessPoolExecutor) -> WorkerDied:
         """A started pool in place of ``broken``; the death, with the exit codes."""
