@@ -134,9 +134,7 @@ class SequentialApply:
             and event_id not in self._applied
         }
         if ids:
-            await self._conn.execute(
-                "DELETE FROM processed_events WHERE event_id = ANY($1::uuid[])", sorted(ids)
-            )
+            await repo.forget_event_ids(self._conn, sorted(ids))
 
 
 def _event_id(batch: Batch, key: MessageKey) -> UUID | None:
