@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 from collections import Counter
+from datetime import UTC, datetime
 from decimal import Decimal
 
 import pytest
 
-from clickstream_aggregator import validate
+from clickstream_aggregator import dedupe_rows, validate
 from clickstream_aggregator.aggregate import aggregate
 from clickstream_aggregator.batch import Batch
 from clickstream_aggregator.prepare import combine, prepare
@@ -58,9 +59,14 @@ def test_prepare_counts_every_message_once_and_dead_letters_the_bad_ones() -> No
     assert prepared.duplicates == 1
     assert prepared.excluded == 0
     # Sorted by id (the dedupe index's lock order), times aligned with their ids.
-    by_id = sorted(events, key=lambda e: e.event_id.hex)
-    assert prepared.event_ids == [e.event_id.hex for e in by_id]
-    assert prepared.event_times_ms == [int(e.timestamp.timestamp() * 1000) for e in by_id]
+    by_id = sorted(events, key=lambda e: e.event_id.bytes)
+    assert prepared.event_ids() == [e.event_id for e in by_id]
+    rows = dedupe_rows.split(prepared.event_rows)
+    pg_epoch = datetime(2000, 1, 1, tzinfo=UTC)
+    assert [dedupe_rows.ROW.unpack(r)[4] for r in rows] == [
+        (int(e.timestamp.timestamp() * 1000) * 1000) - int(pg_epoch.timestamp() * 1000) * 1000
+        for e in by_id
+    ]
     letters = prepared.dead_letters
     assert [(d.partition, d.offset, d.value) for d in letters] == [
         (1, 50 + 200 + i, value) for i, value in enumerate(POISON)
@@ -89,7 +95,7 @@ def test_prepare_without_ids_an_earlier_batch_applied() -> None:
 
     assert reduced.events == full.events - 2
     assert reduced.excluded == 2
-    assert not {i.hex for i in applied_before} & set(reduced.event_ids)
+    assert not applied_before & set(reduced.event_ids())
     kept = [e for e in events if e.event_id not in applied_before]
     assert reduced.session_rows == session_rows(aggregate(kept).values())
 

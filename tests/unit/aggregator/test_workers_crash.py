@@ -87,8 +87,8 @@ async def test_a_message_that_kills_its_worker_is_dead_lettered_and_the_rest_pre
     assert letters == [(0, 1137, CRASHED_DECODER, killer)]
     # Every other event exactly as if the killer had never been in the batch.
     clean = prepare(TOPIC, [*without, batch.raw[1]], MAX_BYTES)
-    assert (got.event_ids, got.session_rows, got.events) == (
-        clean.event_ids,
+    assert (got.event_rows, got.session_rows, got.events) == (
+        clean.event_rows,
         clean.session_rows,
         clean.events,
     )

@@ -122,7 +122,7 @@ class SequentialApply:
             await self._apply(keys[:middle])
             await self._apply(keys[middle:])
             return
-        self._applied.update(UUID(hex=i) for i in chunk.event_ids)
+        self._applied.update(chunk.event_ids())
 
     async def _forget(self, culprits: dict[MessageKey, Refusal]) -> None:
         # A refused event was not applied: its id must not make a later copy a

@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from uuid import UUID
 
+from clickstream_aggregator import dedupe_rows
 from clickstream_aggregator.aggregate import aggregate
 from clickstream_aggregator.session_columns import SessionRows, session_rows
 from clickstream_aggregator.validate import (
@@ -29,10 +30,9 @@ from clickstream_schema import ClickEvent
 
 @dataclass(frozen=True, slots=True)
 class Prepared:
-    #: Ids (32 hex digits, sorted: the dedupe index's lock order) and event
-    #: times (epoch ms, same order) of the events to apply.
-    event_ids: list[str]
-    event_times_ms: list[int]
+    #: The dedupe rows of the events to apply (``dedupe_rows``), sorted by id:
+    #: the dedupe index's lock order.
+    event_rows: bytes
     #: ``session_columns.session_rows`` of the aggregated events.
     session_rows: SessionRows
     dead_letters: list[DeadLetter]
@@ -44,6 +44,10 @@ class Prepared:
     excluded: int
     #: Latest event time in the batch.
     newest: datetime | None
+
+    def event_ids(self) -> list[UUID]:
+        """The ids of the events to apply, sorted."""
+        return dedupe_rows.event_ids(self.event_rows)
 
 
 def prepare(
@@ -59,24 +63,21 @@ def prepare(
     ``reject``: messages to dead-letter instead of applying.
     """
     decoding = Decoding(topic, partitions, max_bytes=max_bytes, exclude=exclude, reject=reject)
-    event_ids: list[str] = []
-    event_times_ms: list[int] = []
+    rows: list[bytes] = []
 
     def noted(events: Iterator[ClickEvent]) -> Iterator[ClickEvent]:
+        row, append = dedupe_rows.row, rows.append
         for event in events:
-            # .hex: a third of str()'s cost, and asyncpg reads either form as a uuid.
-            event_ids.append(event.event_id.hex)
-            event_times_ms.append(int(event.timestamp.timestamp() * 1000))
+            append(row(event))
             yield event
 
     sessions = aggregate(noted(decoding.events()))
-    order = sorted(range(len(event_ids)), key=event_ids.__getitem__)
+    rows.sort()  # by event id: the rows differ first there
     return Prepared(
-        event_ids=[event_ids[i] for i in order],
-        event_times_ms=[event_times_ms[i] for i in order],
+        event_rows=b"".join(rows),
         session_rows=session_rows(sessions.values()),
         dead_letters=decoding.dead_letters,
-        events=len(event_ids),
+        events=len(rows),
         duplicates=decoding.duplicates,
         excluded=decoding.excluded,
         newest=max((s.last_ts for s in sessions.values()), default=None),
@@ -92,20 +93,20 @@ def combine(parts: Sequence[Prepared]) -> Prepared | None:
     """
     if len(parts) == 1:
         return parts[0]
-    event_ids = [i for part in parts for i in part.event_ids]
+    rows = [r for part in parts for r in dedupe_rows.split(part.event_rows)]
     session_ids = [s for part in parts for s in part.session_rows[0]]
-    if len(set(event_ids)) != len(event_ids) or len(set(session_ids)) != len(session_ids):
+    if len({dedupe_rows.id_of(r) for r in rows}) != len(rows) or len(set(session_ids)) != len(
+        session_ids
+    ):
         return None
-    times = [t for part in parts for t in part.event_times_ms]
-    by_id = sorted(range(len(event_ids)), key=event_ids.__getitem__)
+    rows.sort()
     width = len(parts[0].session_rows)
     joined = [[value for part in parts for value in part.session_rows[c]] for c in range(width)]
     # Rows stay sorted by session_id: the lock order that keeps replicas deadlock-free.
     order = sorted(range(len(session_ids)), key=session_ids.__getitem__)
     newest = [p.newest for p in parts if p.newest is not None]
     return Prepared(
-        event_ids=[event_ids[i] for i in by_id],
-        event_times_ms=[times[i] for i in by_id],
+        event_rows=b"".join(rows),
         session_rows=[[column[i] for i in order] for column in joined],
         dead_letters=[d for part in parts for d in part.dead_letters],
         events=sum(p.events for p in parts),

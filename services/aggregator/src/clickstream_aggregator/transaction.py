@@ -14,9 +14,9 @@ checks epochs and offsets first; only a batch that may write goes on to record
 its event ids (the dedupe), merge its session rows, add its dead letters to the
 outbox and advance the offsets. Every batch is prepared before its transaction
 begins: no decoding or aggregating happens while it holds row locks. If the
-dedupe finds ids applied before (rare: a producer retry, a replayed topic), the
-attempt rolls back and the batch is prepared again without them, outside any
-transaction. The one exception is the pinning search
+dedupe finds ids applied before (rare: a producer retry, a replayed topic; the
+unique index refuses them), the attempt rolls back and the batch is prepared
+again without them, outside any transaction. The one exception is the pinning search
 (:class:`~clickstream_aggregator.pinning.SequentialApply`), which needs the
 transaction's savepoints and runs only when PostgreSQL refused a row.
 """
@@ -141,13 +141,6 @@ class AppliedBefore:
 Outcome = Committed | Rejected | AppliedBefore
 
 
-class _RollBack(Exception):
-    """Ends an attempt's transaction without writing anything; carries its outcome."""
-
-    def __init__(self, outcome: AppliedBefore) -> None:
-        self.outcome = outcome
-
-
 class BatchTransaction:
     """One attempt to commit a prepared batch, in one PostgreSQL transaction."""
 
@@ -168,17 +161,19 @@ class BatchTransaction:
                     return Committed.of(batch, prepared, replayed=True)
                 if not check.writable:
                     return Rejected(check)  # nothing was written; the locks go with the transaction
-                if prepared.event_ids:
-                    seen = await repo.record_event_ids(
-                        conn, prepared.event_ids, prepared.event_times_ms
-                    )
-                    if seen:
-                        raise _RollBack(AppliedBefore(seen))
+                if prepared.event_rows:
+                    await repo.record_event_ids(conn, prepared.event_rows)
                 batch, prepared = await self._merge_sessions(conn, ready)
                 await repo.insert_dead_letters(conn, prepared.dead_letters)
                 await repo.advance_offsets(conn, self._group, batch.topic, batch.ranges.values())
-        except _RollBack as rolled_back:
-            return rolled_back.outcome
+        except asyncpg.UniqueViolationError as error:
+            if error.constraint_name != repo.DEDUPE_KEY:
+                raise
+            # Some ids were applied before: which ones, now that the transaction
+            # is over. None (pruned meanwhile): the attempt is simply made again.
+            async with self._pool.acquire() as conn:
+                seen = await repo.applied_event_ids(conn, ready.prepared.event_ids())
+            return AppliedBefore(seen)
         return Committed.of(batch, prepared)
 
     async def _merge_sessions(

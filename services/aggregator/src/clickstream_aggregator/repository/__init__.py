@@ -18,6 +18,8 @@ client, a relay) is retried by the failure policy.
 """
 
 from clickstream_aggregator.repository.batch_writes import (
+    DEDUPE_KEY,
+    applied_event_ids,
     forget_event_ids,
     insert_dead_letters,
     record_event_ids,
@@ -45,11 +47,13 @@ from clickstream_aggregator.repository.outbox import (
 from clickstream_aggregator.repository.pruning import prune_event_ids
 
 __all__ = [
+    "DEDUPE_KEY",
     "RELAY_MAX_REFUSALS",
     "Claim",
     "PendingStats",
     "StoredOffset",
     "advance_offsets",
+    "applied_event_ids",
     "claim_partitions",
     "forget_event_ids",
     "insert_dead_letters",

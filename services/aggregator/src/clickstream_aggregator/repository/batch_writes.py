@@ -6,42 +6,46 @@ runs inside the batch's transaction too.
 
 from __future__ import annotations
 
+import io
 from collections.abc import Sequence
 from typing import Any, Final
 from uuid import UUID
 
 import asyncpg
 
+from clickstream_aggregator import dedupe_rows
 from clickstream_aggregator.session_columns import UPSERT_COLUMNS
 from clickstream_aggregator.validate import DeadLetter
 
+#: The dedupe table's unique index: a violation of it means an id was applied before.
+DEDUPE_KEY: Final = "processed_events_pkey"
 
-async def record_event_ids(
-    conn: asyncpg.Connection, event_ids: Sequence[str], event_times_ms: Sequence[int]
-) -> frozenset[UUID]:
-    """Remember the batch's event ids; return those already applied before (duplicates).
 
-    ``event_ids`` come sorted (``prepare`` sorts them), so concurrent batches
-    lock index entries in the same order. Pruning goes by ``applied_at`` (the
-    database's clock, the column default); the event time is kept for reports only.
+async def record_event_ids(conn: asyncpg.Connection, rows: bytes) -> None:
+    """Remember the batch's event ids (``dedupe_rows``), none of which may have been applied before.
+
+    A binary ``COPY``, not ``INSERT ... ON CONFLICT DO NOTHING``: a speculative
+    insertion writes one more WAL record per row (its confirmation), and ``COPY``
+    writes a page's rows in one record. Ids seen before are rare (a producer
+    retry, a replayed topic); one that was raises ``UniqueViolationError`` on
+    :data:`DEDUPE_KEY`, which ends the transaction, and the caller then asks
+    :func:`applied_event_ids` which ones, outside it. The rows come sorted by
+    id, so concurrent batches lock index entries in the same order. Pruning
+    goes by ``applied_at`` (the database's clock, the column default); the
+    event time is kept for reports only.
     """
-    status: str = await conn.execute(
-        """
-        INSERT INTO processed_events (event_id, event_time)
-        SELECT i, to_timestamp(t / 1000.0) FROM unnest($1::uuid[], $2::bigint[]) AS u(i, t)
-        ON CONFLICT (event_id) DO NOTHING
-        """,
-        event_ids,
-        event_times_ms,
+    await conn.copy_to_table(
+        "processed_events",
+        source=io.BytesIO(dedupe_rows.copy_payload(rows)),
+        columns=list(dedupe_rows.COLUMNS),
+        format="binary",
     )
-    if int(status.rsplit(" ", 1)[-1]) == len(event_ids):
-        return frozenset()  # the common case: nothing seen before, one statement
-    # Rows this transaction inserted carry its id in xmin; the others were there before.
+
+
+async def applied_event_ids(conn: asyncpg.Connection, event_ids: Sequence[UUID]) -> frozenset[UUID]:
+    """Those of ``event_ids`` that the dedupe table holds (applied by a committed batch)."""
     rows = await conn.fetch(
-        """
-        SELECT event_id::text AS event_id FROM processed_events
-        WHERE event_id = ANY($1::uuid[]) AND xmin <> pg_current_xact_id()::xid
-        """,
+        "SELECT event_id::text AS event_id FROM processed_events WHERE event_id = ANY($1::uuid[])",
         event_ids,
     )
     return frozenset(UUID(r["event_id"]) for r in rows)
