@@ -25,6 +25,7 @@ from pydantic_settings import BaseSettings
 from clickstream_ops import envfile
 from clickstream_runtime.settings import ConsumerGroupSettings, KafkaSettings
 from clickstream_schema import CONSUMER_GROUP, DLQ_TOPIC, EVENTS_TOPIC
+from support.dockerfile import Dockerfile
 
 ROOT = Path(__file__).resolve().parents[2]
 MANAGED = ROOT / "docker-compose.yml"
@@ -133,9 +134,9 @@ def test_local_start_order_needs_no_manual_retries(local: dict[str, Any]) -> Non
         for target, rule in depends.items():
             condition = rule["condition"]
             if condition == "service_healthy":
-                dockerfile = local[target].get("build", {}).get("dockerfile")
+                build = local[target].get("build", {})
                 has_check = "healthcheck" in local[target] or (
-                    dockerfile and "HEALTHCHECK CMD" in _squash(ROOT / dockerfile)
+                    "dockerfile" in build and _image_healthcheck(build) != "NONE"
                 )
                 assert has_check, f"{name} waits for {target}, which has no healthcheck"
             else:
@@ -146,8 +147,12 @@ def test_local_start_order_needs_no_manual_retries(local: dict[str, Any]) -> Non
     assert local["aggregator"]["depends_on"]["postgres"]["condition"] == "service_healthy"
 
 
-def _squash(path: Path) -> str:
-    return re.sub(r"\\\n\s*", "", path.read_text())
+def _image_healthcheck(build: dict[str, str]) -> str:
+    """The HEALTHCHECK the built image ends up with ("NONE" when it has none)."""
+    dockerfile = Dockerfile.read(ROOT / build["dockerfile"])
+    target = build.get("target", dockerfile.stages[-1].name)
+    checks = [i.argument for i in dockerfile.inherited(target) if i.keyword == "HEALTHCHECK"]
+    return checks[-1] if checks else "NONE"
 
 
 def test_local_setup_job_orders_its_steps(local: dict[str, Any]) -> None:

@@ -37,7 +37,7 @@ def podman() -> Podman:
 
 @pytest.fixture(scope="session")
 def built_images(podman: Podman, request: pytest.FixtureRequest) -> BuildReport:
-    """Stand-in base, wheelhouse, then the three Dockerfiles (cached after the first run)."""
+    """Stand-in base, wheelhouse, then the Dockerfile's three targets (cached after a first run)."""
     try:
         report = build_all(podman)
     except PodmanUnavailableError as error:

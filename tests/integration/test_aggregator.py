@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 
 import asyncpg
+import pytest
 from structlog.testing import capture_logs
 from structlog.typing import EventDict, WrappedLogger
 
@@ -21,6 +22,7 @@ async def _reference(kafka: EmbeddedKafka, topics: KafkaTopics) -> dict[str, dic
     return expected_rows(valid_events(messages))
 
 
+@pytest.mark.one_broker("a long run, once: on Apache Kafka where Java is present")
 async def test_every_session_row_equals_the_reference(
     kafka: EmbeddedKafka, topics: KafkaTopics, database: Database, service_env: dict[str, str]
 ) -> None:
@@ -37,6 +39,7 @@ async def test_every_session_row_equals_the_reference(
     assert sum(r["total_events"] for r in stored.values()) == len(events)
 
 
+@pytest.mark.one_broker("a long run, once: on Apache Kafka where Java is present")
 async def test_stop_and_restart_midway_gives_the_same_result(
     kafka: EmbeddedKafka, topics: KafkaTopics, database: Database, service_env: dict[str, str]
 ) -> None:

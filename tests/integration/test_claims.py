@@ -64,7 +64,7 @@ def _ownership(
         settings,
         consumer,  # type: ignore[arg-type]
         pool,
-        Positions(consumer, TOPIC),  # type: ignore[arg-type]
+        Positions(consumer, TOPIC, 30.0),  # type: ignore[arg-type]
         Retrying("claim", "postgres", settings, metrics, readiness),
         asyncio.Lock(),
         asyncio.Event(),

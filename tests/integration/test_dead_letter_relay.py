@@ -205,6 +205,9 @@ async def test_an_oversize_dead_letter_is_relayed_cut_and_the_rows_after_it_flow
     assert offsets == [10, 11, 12, 13]
 
 
+@pytest.mark.apache_kafka_xfail(
+    "read committed, the topic holds copies of rows 2 and 3 from a second relay after the restart"
+)
 async def test_a_row_kafka_refuses_is_set_aside_and_does_not_block_its_partition(
     world: World,
 ) -> None:
@@ -386,6 +389,7 @@ async def test_pending_rows_show_in_gauges_and_readiness(world: World) -> None:
     assert world.readiness.status().conditions[CONDITION]
 
 
+@pytest.mark.tansu_only("its subject is a broker without transactions")
 async def test_transactions_auto_falls_back_on_a_broker_without_them(world: World) -> None:
     auto = RelayProducers(world.settings.model_copy(update={"aggregator_dlq_transactions": "auto"}))
     on = RelayProducers(world.settings.model_copy(update={"aggregator_dlq_transactions": "on"}))
@@ -547,6 +551,9 @@ async def test_with_transactions_a_round_commits_or_aborts_as_a_whole(world: Wor
     assert all(r["relayed_at"] is not None for r in await world.rows(2))
 
 
+@pytest.mark.tansu_only(
+    "it makes the relay fail by demanding transactions of a broker without them"
+)
 async def test_the_service_stops_with_an_event_when_its_relay_fails(
     kafka: EmbeddedKafka, topics: KafkaTopics, service_env: dict[str, str]
 ) -> None:

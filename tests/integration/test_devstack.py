@@ -193,6 +193,7 @@ def test_kill_leaves_no_process_behind(tmp_path: Path, server_dir: Path) -> None
         server.stop("immediate")
 
 
+@pytest.mark.tansu_only("the embedded broker's own port check (Apache Kafka's: tests/real)")
 def test_a_taken_port_is_reported(tmp_path: Path, kafka: EmbeddedKafka) -> None:
     with pytest.raises(ProcessExitedError, match="exited"):
         EmbeddedKafka(tmp_path / "kafka", port=kafka.port).start()

@@ -39,7 +39,11 @@ from support.dataset import MAX_BYTES, build
 from support.feed import publish, read_all, read_back, valid_events
 from support.reference import differences, expected_rows, stored_rows
 
-pytestmark = [pytest.mark.faults, pytest.mark.timeout(600)]
+pytestmark = [
+    pytest.mark.faults,
+    pytest.mark.timeout(600),
+    pytest.mark.one_broker("the fault suite runs once: on Apache Kafka where Java is present"),
+]
 
 EVENTS = int(os.environ.get("FAULT_SUITE_EVENTS", "200000"))
 PARTITIONS = 6

@@ -40,6 +40,7 @@ from support.reference import (
 
 pytestmark = [
     pytest.mark.integration,
+    pytest.mark.one_broker("a long property run, once: on Apache Kafka where Java is present"),
     pytest.mark.timeout(900),
     # A failing example (hundreds of messages) is large to print; print it anyway.
     pytest.mark.filterwarnings("ignore:Generating overly large repr"),

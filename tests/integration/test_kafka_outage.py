@@ -21,7 +21,12 @@ from support.aggregator import applied_offsets
 from support.feed import as_messages, generate, publish
 from support.readiness import readyz, until
 
-pytestmark = pytest.mark.integration
+pytestmark = [
+    pytest.mark.integration,
+    pytest.mark.tansu_only(
+        "kills a broker of its own; Apache Kafka brokers: tests/real/test_kafka_cluster.py"
+    ),
+]
 
 #: SIGTERM must end a service within this, whatever the servers do (README).
 STOP_BOUND_S = 10.0

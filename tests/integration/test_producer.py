@@ -96,6 +96,7 @@ async def test_produced_events_are_the_seeded_sequence_keyed_by_session(
     assert Counter(messages) == Counter(encode_record(r) for r in expected.next_records(COUNT))
 
 
+@pytest.mark.one_broker("a long run, once: on Apache Kafka where Java is present")
 async def test_several_generators_give_the_same_events_for_the_same_seed(
     kafka: EmbeddedKafka, make_topics: Callable[[], KafkaTopics]
 ) -> None:
@@ -201,6 +202,9 @@ async def _sigterm(service: Service) -> tuple[int, float]:
     return code, time.monotonic() - started
 
 
+@pytest.mark.tansu_only(
+    "kills and restarts a broker of its own on its port, which Tansu allows at once"
+)
 async def test_readiness_follows_the_broker_without_traffic(
     own_kafka: EmbeddedKafka, tmp_path: Path
 ) -> None:
@@ -233,6 +237,9 @@ async def test_readiness_follows_the_broker_without_traffic(
     assert "dependency_up" in events
 
 
+@pytest.mark.tansu_only(
+    "kills a broker of its own; Apache Kafka brokers: tests/real/test_kafka_cluster.py"
+)
 async def test_sigterm_with_the_broker_dead_ends_in_time_and_says_what_was_not_acknowledged(
     own_kafka: EmbeddedKafka, tmp_path: Path
 ) -> None:

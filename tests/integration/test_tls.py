@@ -50,6 +50,10 @@ from support.tls_kafka import TlsKafka
 START_FAILURE_TIMEOUT_S = 60.0
 
 
+pytestmark = pytest.mark.tansu_only(
+    "a TLS proxy in front of Tansu; Apache Kafka's own SSL listener: tests/real/test_kafka_tls.py"
+)
+
 # -- fixtures -----------------------------------------------------------------
 
 

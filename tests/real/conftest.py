@@ -21,6 +21,7 @@ import pytest
 from clickstream_devstack.jvm.artifacts import JvmUnavailableError, find_java
 from clickstream_devstack.jvm.connect import KafkaConnect
 from clickstream_devstack.jvm.kafka import ApacheKafka, KafkaTls
+from clickstream_devstack.jvm.kafka_cluster import KafkaCluster
 from clickstream_devstack.jvm.opensearch import OpenSearch
 
 # The integration tier's per-test isolation, on the Apache Kafka ``kafka`` below.
@@ -106,6 +107,28 @@ def kafka(apache_kafka: ApacheKafka) -> ApacheKafka:
     if not apache_kafka.running:
         apache_kafka.start()  # a test that stopped it must not break the later ones
     return apache_kafka
+
+
+@pytest.fixture(scope="session")
+def kafka_cluster(java_available: None, real_dir: Path) -> Iterator[KafkaCluster]:
+    """Three KRaft nodes (each broker and controller) from the same jars as
+    ``apache_kafka``; replication 3 and ``min.insync.replicas=2`` by default. Each
+    node's log is ``<real_dir>/kafka-cluster/node<id>/kafka.log``."""
+    cluster = KafkaCluster(real_dir / "kafka-cluster")
+    try:
+        cluster.start()
+    except JvmUnavailableError as error:
+        cluster.stop()
+        _unavailable("the three-node Apache Kafka cluster", error)
+    except BaseException:
+        cluster.stop()
+        raise
+    logs = " ".join(str(path) for path in cluster.log_paths)
+    print(f"\nApache Kafka {cluster.version}, 3 nodes: {cluster.bootstrap}, logs {logs}")
+    try:
+        yield cluster
+    finally:
+        cluster.stop()
 
 
 @pytest.fixture(scope="session")

@@ -1,7 +1,9 @@
 """``clickstream-stack --real``: Apache Kafka, Kafka Connect, OpenSearch and PostgreSQL.
 
-Started as a person starts it; the exported variables reach every server, and
-Ctrl-C (SIGINT) stops all of them: no process of the stack is left behind.
+Started as a person starts it, with one broker and with the three-node cluster
+(``--brokers 3``); the exported variables reach every server, the printed
+command line of Kafka's topic tool runs as pasted, and Ctrl-C (SIGINT) stops
+all of them: no process of the stack is left behind.
 """
 
 from __future__ import annotations
@@ -69,11 +71,26 @@ async def _round_trip(bootstrap: str, topic: str) -> bytes | None:
         await consumer.stop()
 
 
-def test_stack_real_serves_every_server_and_ctrl_c_stops_them_all(stack_dir: Path) -> None:
+def _printed_command(output: str, tool_class: str) -> str:
+    """The command line the stack printed for ``tool_class``."""
+    return next(line for line in output.splitlines() if f" {tool_class} " in line)
+
+
+@pytest.mark.parametrize("brokers", [1, 3])
+def test_stack_real_serves_every_server_and_ctrl_c_stops_them_all(
+    stack_dir: Path, brokers: int
+) -> None:
     log_path = stack_dir.parent / "stack.log"
     with log_path.open("wb") as log:
         process = subprocess.Popen(
-            [str(script_path("clickstream-stack")), "--real", "--dir", str(stack_dir)],
+            [
+                str(script_path("clickstream-stack")),
+                "--real",
+                "--brokers",
+                str(brokers),
+                "--dir",
+                str(stack_dir),
+            ],
             stdout=log,
             stderr=subprocess.STDOUT,
             start_new_session=True,
@@ -97,6 +114,19 @@ def test_stack_real_serves_every_server_and_ctrl_c_stops_them_all(stack_dir: Pat
             _round_trip(exports["KAFKA_BOOTSTRAP_SERVERS"], exports["KAFKA_TOPIC"])
         )
         assert received == b"from-the-stack"
+        assert len(exports["KAFKA_BOOTSTRAP_SERVERS"].split(",")) == brokers
+        # Kafka's topic tool, pasted as printed: every partition on `brokers` replicas.
+        topics_tool = _printed_command(
+            log_path.read_text(errors="replace"), "org.apache.kafka.tools.TopicCommand"
+        )
+        described = subprocess.run(
+            topics_tool, shell=True, capture_output=True, text=True, check=False, timeout=120
+        )
+        assert described.returncode == 0, described.stderr
+        assert f"ReplicationFactor: {brokers}" in described.stdout, described.stdout
+        if brokers == 3:
+            assert "min.insync.replicas=2" in described.stdout, described.stdout
+            assert exports["KAFKA_ENABLE_IDEMPOTENCE"] == "true"
         assert _get(exports["OPENSEARCH_URI"])["version"]["distribution"] == "opensearch"
         assert "version" in _get(connect_url)
         dsn = (

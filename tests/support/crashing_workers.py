@@ -4,7 +4,7 @@ Spawned worker processes inherit the environment, and Python imports
 ``sitecustomize`` from ``PYTHONPATH`` when an interpreter starts. :func:`install`
 writes one that acts only in multiprocessing's spawned children (their command
 line ends with ``--multiprocessing-fork``; the test's own process started long
-before and is untouched). There it wraps the contract's ``decode``:
+before and is untouched). There it wraps the contract's ``parse`` (which ``decode`` calls):
 
 * a value containing :data:`KILL` ends the process at once (``os._exit(70)``),
   as a crash in a native extension would;
@@ -48,9 +48,9 @@ if "--multiprocessing-fork" in sys.orig_argv:
     import clickstream_schema
     import clickstream_schema.codec
 
-    _decode = clickstream_schema.codec.decode
+    _parse = clickstream_schema.codec.parse
 
-    def decode(value, **kwargs):
+    def parse(value, **kwargs):
         if value and b"{KILL}" in value:
             os._exit({KILLED_EXIT})
         if value and b"{OVERFLOW}" in value:
@@ -68,10 +68,11 @@ if "--multiprocessing-fork" in sys.orig_argv:
                     out.write(str(os.getpid()))
                 os.rename(flag + ".tmp", flag)
                 time.sleep(30)
-        return _decode(value, **kwargs)
+        return _parse(value, **kwargs)
 
-    clickstream_schema.codec.decode = decode
-    clickstream_schema.decode = decode
+    # decode() calls parse() too, so both entry points carry the hooks.
+    clickstream_schema.codec.parse = parse
+    clickstream_schema.parse = parse
 '''
 
 

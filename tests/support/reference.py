@@ -166,7 +166,7 @@ def _row(session_id: str, events: Sequence[ClickEvent]) -> dict[str, Any]:
         "page_view_count": page_views,
         "bounced": page_views <= 1,
         "converted": counts.get("purchase", 0) > 0,
-        "device_type": earliest.device_type.value,
+        "device_type": earliest.device_type.value if earliest.device_type else "unknown",
         "country": earliest.geo.country if earliest.geo else None,
     }
 

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 import trustme
 
-from clickstream_ops.check.main import line, run_checks
+from clickstream_ops.check.main import exit_status, line, run_checks
 from clickstream_ops.check.results import Verdict
 from clickstream_ops.check.settings import load_all
 
@@ -38,15 +38,24 @@ def test_a_dotenv_file_configures_a_service(tmp_path: Path) -> None:
     assert not settings.kafka.configured
 
 
-async def test_nothing_configured_is_four_skips_and_success() -> None:
+async def test_nothing_configured_fails_on_kafka_and_skips_the_rest() -> None:
+    # Without KAFKA_BOOTSTRAP_SERVERS the services would quietly use localhost:9092:
+    # a doctor that skipped the broker must not say "all configured checks passed".
     results = await run_checks(load_all(), 1.0)
     assert [(r.service, r.verdict) for r in results] == [
-        ("kafka", Verdict.SKIP),
+        ("kafka", Verdict.FAIL),
         ("postgres", Verdict.SKIP),
         ("opensearch", Verdict.SKIP),
         ("dashboards", Verdict.SKIP),
     ]
-    assert all("not configured" in r.detail for r in results)
+    kafka = results[0]
+    assert kafka.detail == (
+        "KAFKA_BOOTSTRAP_SERVERS is not set: the aggregator and the producer would use "
+        "localhost:9092"
+    )
+    assert "KAFKA_BOOTSTRAP_SERVERS=host:port" in kafka.fix
+    assert all("not configured" in r.detail for r in results[1:])
+    assert exit_status(results) == 1
 
 
 async def test_malformed_settings_fail_at_the_settings_step(

@@ -295,3 +295,52 @@ def test_hooks_installed_by_someone_else_are_kept() -> None:
     sys.excepthook = theirs
     logs.configure("test-service", fmt="json")
     assert sys.excepthook is theirs
+
+
+def test_only_the_expected_aiokafka_errors_become_info() -> None:
+    from aiokafka.errors import (
+        GroupAuthorizationFailedError,
+        GroupCoordinatorNotAvailableError,
+        UnknownError,
+    )
+
+    from clickstream_runtime.logs import ExpectedLibraryErrors
+
+    def record(name: str, msg: str, arg: object) -> logging.LogRecord:
+        return logging.LogRecord(name, logging.ERROR, __file__, 1, msg, (arg,), None)
+
+    shown, hidden = ExpectedLibraryErrors(show_info=True), ExpectedLibraryErrors(show_info=False)
+    coordinator = "aiokafka.consumer.group_coordinator"
+    retried = record(
+        coordinator, "Group Coordinator Request failed: %s", GroupCoordinatorNotAvailableError()
+    )
+    assert shown.filter(retried)
+    assert retried.levelname == "INFO"
+    assert not hidden.filter(
+        record(
+            coordinator, "Group Coordinator Request failed: %s", GroupCoordinatorNotAvailableError()
+        )
+    )
+    init = record(
+        "aiokafka.producer.sender",
+        "Unexpected error during InitProducerIdRequest: %s",
+        UnknownError,
+    )
+    assert shown.filter(init)
+    assert init.levelno == logging.INFO
+    # Not retriable, another library, another message: still errors.
+    for other in (
+        record(
+            coordinator, "Group Coordinator Request failed: %s", GroupAuthorizationFailedError()
+        ),
+        record(
+            "asyncpg", "Group Coordinator Request failed: %s", GroupCoordinatorNotAvailableError()
+        ),
+        record(
+            "aiokafka.producer.sender",
+            "Unexpected error during InitProducerIdRequest: %s",
+            KeyError,
+        ),
+    ):
+        assert hidden.filter(other)
+        assert other.levelno == logging.ERROR

@@ -5,7 +5,10 @@ disk, so old offsets in PostgreSQL would not match it), creates the topics and
 the ``clickstream`` database, prints the variables to export, and stops both on
 Ctrl-C or SIGTERM. With ``--real``, Apache Kafka, Kafka Connect and OpenSearch
 (from Maven Central, cached in ``.cache/jvm``; Java 17+ needed) replace the
-embedded broker, beside the same PostgreSQL.
+embedded broker, beside the same PostgreSQL, and the command lines of Kafka's own
+group, topic and console tools are printed too. ``--real --brokers 3`` runs
+Apache Kafka as a replicated cluster of three KRaft nodes (topics with
+replication 3 and ``min.insync.replicas=2``, as on a managed service).
 """
 
 from __future__ import annotations
@@ -21,9 +24,11 @@ from pathlib import Path
 from clickstream_devstack.broker import EmbeddedKafka
 from clickstream_devstack.environment import EVENTS_PARTITIONS, Database, KafkaTopics
 from clickstream_devstack.interrupts import Interrupts
+from clickstream_devstack.jvm import kafka_tools
 from clickstream_devstack.jvm.artifacts import JvmUnavailableError
 from clickstream_devstack.jvm.connect import KafkaConnect
 from clickstream_devstack.jvm.kafka import ApacheKafka
+from clickstream_devstack.jvm.kafka_cluster import REPLICATION, KafkaCluster
 from clickstream_devstack.jvm.opensearch import OpenSearch
 from clickstream_devstack.postgres import EmbeddedPostgres
 from clickstream_ops.setup.kafka import ensure_topics
@@ -32,8 +37,8 @@ from clickstream_schema import CONSUMER_GROUP, DLQ_TOPIC, EVENTS_TOPIC
 
 DATABASE = "clickstream"
 
-Broker = EmbeddedKafka | ApacheKafka
-Server = EmbeddedKafka | EmbeddedPostgres | ApacheKafka | KafkaConnect | OpenSearch
+Broker = EmbeddedKafka | ApacheKafka | KafkaCluster
+Server = EmbeddedKafka | EmbeddedPostgres | ApacheKafka | KafkaCluster | KafkaConnect | OpenSearch
 
 
 def _parse(argv: list[str] | None) -> argparse.Namespace:
@@ -50,7 +55,19 @@ def _parse(argv: list[str] | None) -> argparse.Namespace:
         action="store_true",
         help="Apache Kafka, Kafka Connect and OpenSearch instead of the embedded broker",
     )
-    return parser.parse_args(argv)
+    parser.add_argument(
+        "--brokers",
+        type=int,
+        choices=(1, 3),
+        default=1,
+        help="with --real: 3 runs a replicated cluster of three KRaft nodes",
+    )
+    args = parser.parse_args(argv)
+    if args.brokers != 1 and not args.real:
+        parser.error("--brokers needs --real (the embedded broker is a single node)")
+    if args.brokers != 1 and args.kafka_port is not None:
+        parser.error("--kafka-port names one broker; the cluster's nodes pick free ports")
+    return args
 
 
 def exports(
@@ -66,6 +83,16 @@ def exports(
         **topics.env(),
         **database.env,
     }
+    if isinstance(kafka, KafkaCluster):
+        # What a replicated cluster is for: clickstream-setup creates topics with
+        # replication 3, and the producer waits for the in-sync replicas.
+        variables.update(
+            {
+                "KAFKA_TOPIC_REPLICATION": str(REPLICATION),
+                "KAFKA_ENABLE_IDEMPOTENCE": "true",
+                "KAFKA_ACKS": "all",
+            }
+        )
     if opensearch is not None:
         variables.update(opensearch.env)
     lines = [f"export {name}={shlex.quote(value)}\n" for name, value in variables.items()]
@@ -75,17 +102,43 @@ def exports(
 
 
 def _create_topics(kafka: Broker, topics: KafkaTopics) -> None:
-    asyncio.run(ensure_topics(kafka.client_options(), topics.partition_counts()))
+    if isinstance(kafka, KafkaCluster):
+        asyncio.run(kafka.create_topics(topics.partition_counts()))
+    else:
+        asyncio.run(ensure_topics(kafka.client_options(), topics.partition_counts()))
 
 
 def _start_real(
-    servers: ExitStack, work_dir: Path, port: int | None
-) -> tuple[ApacheKafka, KafkaConnect, OpenSearch]:
-    requested = {"plaintext": port} if port else None
-    kafka = servers.enter_context(ApacheKafka(work_dir / "kafka", ports=requested))
-    connect = servers.enter_context(KafkaConnect(work_dir / "connect", kafka))
+    servers: ExitStack, work_dir: Path, port: int | None, brokers: int
+) -> tuple[ApacheKafka | KafkaCluster, KafkaConnect, OpenSearch]:
+    kafka: ApacheKafka | KafkaCluster
+    if brokers == 1:
+        requested = {"plaintext": port} if port else None
+        kafka = servers.enter_context(ApacheKafka(work_dir / "kafka", ports=requested))
+        first = kafka
+    else:
+        kafka = servers.enter_context(KafkaCluster(work_dir / "kafka", nodes=brokers))
+        # Connect bootstraps from one node and learns the others from it.
+        first = kafka.nodes[1]
+    connect = servers.enter_context(KafkaConnect(work_dir / "connect", first))
     opensearch = servers.enter_context(OpenSearch(work_dir / "opensearch"))
     return kafka, connect, opensearch
+
+
+def tool_lines(kafka: ApacheKafka | KafkaCluster, topics: KafkaTopics) -> str:
+    """Kafka's group, topic and console tools against this stack, ready to paste."""
+    node = kafka.nodes[1] if isinstance(kafka, KafkaCluster) else kafka
+    return kafka_tools.examples(
+        kafka.bootstrap,
+        topics.events,
+        topics.group,
+        install=node.install,
+        java=node.java.executable,
+    )
+
+
+def _kafka_logs(kafka: Broker) -> list[Path]:
+    return kafka.log_paths if isinstance(kafka, KafkaCluster) else [kafka.log_path]
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -100,8 +153,12 @@ def main(argv: list[str] | None = None) -> int:
             kafka: Broker
             connect: KafkaConnect | None = None
             opensearch: OpenSearch | None = None
+            real: ApacheKafka | KafkaCluster | None = None
             if args.real:
-                kafka, connect, opensearch = _start_real(servers, work_dir, args.kafka_port)
+                real, connect, opensearch = _start_real(
+                    servers, work_dir, args.kafka_port, args.brokers
+                )
+                kafka = real
             else:
                 kafka = servers.enter_context(
                     EmbeddedKafka(work_dir / "kafka", port=args.kafka_port)
@@ -127,7 +184,12 @@ def main(argv: list[str] | None = None) -> int:
             running += [server for server in (connect, opensearch) if server is not None]
             print(f"\n# the stack is up; in another shell:  source {env_file}\n")
             print(env_file.read_text())
-            print("# logs: " + "  ".join(str(server.log_path) for server in running))
+            if real is not None:
+                print("# Kafka's own tools (kafka-tools, from the cached jars):")
+                print(tool_lines(real, topics))
+            log_files = [*_kafka_logs(kafka)]
+            log_files += [server.log_path for server in running if server is not kafka]
+            print("# logs: " + "  ".join(str(path) for path in log_files))
             print("# Ctrl-C stops every server", flush=True)
             while all(server.running for server in running):
                 time.sleep(0.5)  # idle until a signal arrives; wakes to notice a crash

@@ -52,6 +52,14 @@ EXIT_FAILED: Final = 1
 EXIT_SHUTDOWN_TIMEOUT: Final = 3
 
 
+class Explained(Exception):
+    """A failure its message says in full (what happened and what to do).
+
+    :func:`serve` logs it as one ``service_failed`` line without a traceback: a
+    refused password needs a fix, not 400 lines of stack.
+    """
+
+
 def forced_exit_code(signum: int) -> int:
     """The exit code after a second signal: ``128 + signum``, as a shell reports it."""
     return 128 + signum
@@ -169,6 +177,9 @@ def serve(
     watchdog = _Watchdog(shutdown_deadline_s)
     try:
         uvloop.run(_with_signals(run, settings, watchdog))
+    except Explained as error:  # said in full: no traceback
+        log.error("service_failed", error=str(error))
+        raise SystemExit(EXIT_FAILED) from None
     except Exception as error:  # the service's own stop policy: one line, exit 1
         log.error("service_failed", error=f"{type(error).__name__}: {error}", exc_info=True)
         raise SystemExit(EXIT_FAILED) from None

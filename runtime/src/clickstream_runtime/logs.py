@@ -8,7 +8,9 @@ with ``logger`` naming the library and ``event`` its message. Python warnings
 and exceptions that nothing caught (main thread, other threads, "exception
 ignored" in finalizers) are logged the same way.
 
-Libraries log at WARNING and above only, and a library warning that repeats
+Libraries log at WARNING and above only; a few aiokafka errors that every
+normal start produces, and that the client retries or the service reports in
+its own words, are INFO (:class:`ExpectedLibraryErrors`). A library warning that repeats
 (aiokafka's connection errors while a broker is down, ~40 a second) is printed
 once, then summarised once per ``repeat_interval_s`` with ``repeated=N`` (see
 :mod:`clickstream_runtime.log_repeats`).
@@ -124,6 +126,7 @@ def _route_stdlib(
     )
     handler = CollapsingHandler(_CurrentStderr(), repeat_interval_s)
     handler.setFormatter(formatter)
+    handler.addFilter(ExpectedLibraryErrors(show_info=level <= logging.INFO))
     root = logging.getLogger()
     for old in root.handlers[:]:
         # Ours from an earlier configure(), or basicConfig's plain-text one; a test
@@ -140,6 +143,44 @@ def _route_stdlib(
             candidate.handlers.clear()
             candidate.propagate = True
     logging.captureWarnings(True)
+
+
+class ExpectedLibraryErrors(logging.Filter):
+    """aiokafka's error lines that a normal start writes, as INFO (dropped below INFO).
+
+    * ``Group Coordinator Request failed: [Error 15] GroupCoordinatorNotAvailableError``
+      (and the other retriable coordinator answers): Apache Kafka answers so while
+      its offsets topic is created or loaded; the client retries, and the
+      service's readiness says when partitions are not assigned.
+    * ``Unexpected error during InitProducerIdRequest: UnknownError``: a broker
+      without transactions or idempotence (the embedded test broker) answering
+      a transactional or idempotent producer; the aggregator's relay then logs
+      ``dead_letter_fencing_unavailable`` and the producer stops with a hint.
+
+    Anything else aiokafka says at ERROR stays an error.
+    """
+
+    def __init__(self, *, show_info: bool) -> None:
+        super().__init__()
+        self.show_info = show_info
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if record.levelno >= logging.ERROR and _expected(record):
+            record.levelno, record.levelname = logging.INFO, "INFO"
+            return self.show_info
+        return True
+
+
+def _expected(record: logging.LogRecord) -> bool:
+    if not record.name.startswith("aiokafka"):
+        return False
+    args = record.args if isinstance(record.args, tuple) else ()
+    cause = args[0] if args else None
+    if record.msg == "Group Coordinator Request failed: %s":
+        return bool(getattr(cause, "retriable", False))
+    if record.msg == "Unexpected error during InitProducerIdRequest: %s":
+        return getattr(cause, "__name__", "") == "UnknownError"
+    return False
 
 
 # Servers that install their own plain-text handlers (uvicorn's dictConfig does).

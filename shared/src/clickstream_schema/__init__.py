@@ -4,10 +4,20 @@ Everything a producer, consumer, sink or dashboard must agree on lives here:
 the frozen event model, the names of topics and indices, and the wire codec.
 """
 
-from clickstream_schema.codec import InvalidEvent, decode, encode
+from clickstream_schema.codec import (
+    DERIVED_ID_NAMESPACE,
+    InvalidEvent,
+    decode,
+    derived_event_id,
+    encode,
+    parse,
+    with_derived_id,
+)
 from clickstream_schema.event import (
     EVENT_TYPE_WEIGHTS,
     SCHEMA_VERSION,
+    UNKNOWN_DEVICE,
+    UNSENT_EVENT_ID,
     ClickEvent,
     DeviceType,
     EventType,
@@ -27,6 +37,7 @@ from clickstream_schema.topics import (
 __all__ = [
     "CONNECT_DLQ_TOPIC",
     "CONSUMER_GROUP",
+    "DERIVED_ID_NAMESPACE",
     "DLQ_TOPIC",
     "EVENTS_TOPIC",
     "EVENT_TYPE_WEIGHTS",
@@ -35,6 +46,8 @@ __all__ = [
     "SCHEMA_VERSION",
     "TIMESTAMP_MAX",
     "TIMESTAMP_MIN",
+    "UNKNOWN_DEVICE",
+    "UNSENT_EVENT_ID",
     "ClickEvent",
     "DeviceType",
     "EventType",
@@ -42,5 +55,8 @@ __all__ = [
     "GeoPoint",
     "InvalidEvent",
     "decode",
+    "derived_event_id",
     "encode",
+    "parse",
+    "with_derived_id",
 ]

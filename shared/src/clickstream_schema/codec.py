@@ -1,4 +1,12 @@
-"""The wire format: one UTF-8 JSON object per Kafka message, key = ``session_id``.
+"""The wire format: one UTF-8 JSON object per Kafka message, keyed by ``session_id``.
+
+Messages keyed otherwise (the design's reference producer keys by ``user_id``)
+are decoded the same way: nothing here reads the key.
+
+A message without ``event_id`` gets one derived from its exact bytes: the UUID
+version 5 of the UTF-8 text of the message in :data:`DERIVED_ID_NAMESPACE`
+(RFC 4122 section 4.3), so a byte-identical re-send is the same event, and a
+re-send that differs in any byte (re-serialised, new timestamp) is another one.
 
 ``decode`` is the only way bytes become a :class:`ClickEvent`. It is total: for
 any bytes it returns an event or raises :class:`InvalidEvent`, never anything
@@ -34,11 +42,13 @@ says *why* a message was refused. The reasons (:data:`Reason`):
 
 from __future__ import annotations
 
+import hashlib
 from typing import Final, Literal
+from uuid import UUID
 
 from pydantic import ValidationError
 
-from clickstream_schema.event import ClickEvent
+from clickstream_schema.event import UNSENT_EVENT_ID, ClickEvent
 
 Reason = Literal[
     "empty",
@@ -53,8 +63,10 @@ Reason = Literal[
 
 #: Larger messages are refused before parsing (Kafka's default max message size).
 MAX_MESSAGE_BYTES: Final = 1_048_576
-#: Schema errors quoted in a dead letter's detail.
+#: Schema errors quoted in a dead letter's detail (the count of the rest follows).
 _ERRORS_QUOTED: Final = 5
+#: The name space of derived event ids: uuid5(NAMESPACE_URL, the event schema's $id).
+DERIVED_ID_NAMESPACE: Final = UUID("ffee0993-a7bb-56f3-b299-d7bb8d8bb3b4")
 
 
 class InvalidEvent(ValueError):
@@ -72,7 +84,37 @@ def encode(event: ClickEvent) -> tuple[bytes, bytes]:
 
 
 def decode(value: bytes | None, *, max_bytes: int = MAX_MESSAGE_BYTES) -> ClickEvent:
-    """Parse and validate one message value; raise :class:`InvalidEvent` if it is not an event."""
+    """Parse and validate one message value; raise :class:`InvalidEvent` if it is not an event.
+
+    The event always has an ``event_id``: the message's own, or one derived from its bytes.
+    """
+    event = parse(value, max_bytes=max_bytes)
+    if event.event_id is UNSENT_EVENT_ID:
+        return with_derived_id(event, value)  # type: ignore[arg-type]  # parse refuses None
+    return event
+
+
+def derived_event_id(value: bytes) -> UUID:
+    """The id of a message that carries none: uuid5(:data:`DERIVED_ID_NAMESPACE`, its text).
+
+    Computed over the bytes (what ``uuid.uuid5`` does after encoding its name as
+    UTF-8), so it never decodes the message again.
+    """
+    digest = hashlib.sha1(DERIVED_ID_NAMESPACE.bytes + value, usedforsecurity=False).digest()
+    return UUID(bytes=digest[:16], version=5)
+
+
+def with_derived_id(event: ClickEvent, value: bytes) -> ClickEvent:
+    """``event`` (parsed from ``value`` without an event_id) with its derived id."""
+    return event.model_copy(update={"event_id": derived_event_id(value)})
+
+
+def parse(value: bytes | None, *, max_bytes: int = MAX_MESSAGE_BYTES) -> ClickEvent:
+    """:func:`decode` without deriving a missing id: ``event_id`` is then :data:`UNSENT_EVENT_ID`.
+
+    For callers that count derived ids (the aggregator) or derive them
+    themselves (``clickstream-verify`` checks the derivation independently).
+    """
     if not value:
         raise InvalidEvent("empty", "message has no value")
     if len(value) > max_bytes:
@@ -107,4 +149,6 @@ def _classify(value: bytes, error: ValidationError) -> InvalidEvent:
         f"{'.'.join(str(p) for p in e['loc']) or '<event>'}: {e['msg']}"
         for e in errors[:_ERRORS_QUOTED]
     )
+    if len(errors) > _ERRORS_QUOTED:
+        summary += f"; and {len(errors) - _ERRORS_QUOTED} more"
     return InvalidEvent("schema", f"{error.error_count()} error(s): {summary}")

@@ -10,8 +10,10 @@ from __future__ import annotations
 
 from enum import StrEnum
 from typing import Final, Self
+from uuid import UUID
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, model_validator
+from pydantic.config import JsonDict
 
 from clickstream_schema.fields import (
     TIMESTAMP_MAX,
@@ -29,6 +31,14 @@ from clickstream_schema.fields import (
 )
 
 SCHEMA_VERSION: Final = 1
+
+#: What a parsed event's ``event_id`` *is* (by identity, never by value) when the
+#: message carried none: :func:`clickstream_schema.codec.decode` replaces it with
+#: the id derived from the message bytes, so no decoded event ever holds it. A
+#: message that spells out the nil UUID is a different object and keeps it.
+UNSENT_EVENT_ID: Final = UUID(int=0)
+#: Device type stored for an event that did not say (the design's producer does not).
+UNKNOWN_DEVICE: Final = "unknown"
 
 
 class EventType(StrEnum):
@@ -63,6 +73,11 @@ class DeviceType(StrEnum):
     TABLET = "tablet"
 
 
+def _no_default(schema: JsonDict) -> None:
+    # The sentinel is not a value anyone should send; the description says what happens.
+    schema.pop("default", None)
+
+
 _FROZEN = ConfigDict(frozen=True, extra="forbid", str_strip_whitespace=False)
 
 
@@ -91,7 +106,15 @@ class ClickEvent(BaseModel):
         json_schema_extra={"$id": "https://clickstream.example/schemas/click-event.json"},
     )
 
-    event_id: EventId = Field(description="Unique per event; duplicates carry the same id")
+    event_id: EventId = Field(
+        default=UNSENT_EVENT_ID,
+        description=(
+            "Unique per event; duplicates carry the same id. When absent, the consumer "
+            "derives it from the exact message bytes (a UUID version 5), so only a "
+            "byte-identical re-send counts as the same event"
+        ),
+        json_schema_extra=_no_default,
+    )
     schema_version: SchemaVersion = Field(default=SCHEMA_VERSION)
     timestamp: Timestamp = Field(
         description=(
@@ -106,17 +129,24 @@ class ClickEvent(BaseModel):
     referrer: Text | None = None
     user_agent: Text
     ip_address: IpAddress
-    device_type: DeviceType
+    device_type: DeviceType | None = Field(
+        default=None, description=f"Absent: stored as {UNKNOWN_DEVICE!r}"
+    )
     product_id: Identifier | None = None
     product_category: Identifier | None = None
     price: Price | None = None
     search_query: SearchQuery | None = None
     element_id: Identifier | None = None
-    viewport_size: str = Field(pattern=r"^[1-9][0-9]{1,4}x[1-9][0-9]{1,4}$")
+    viewport_size: str | None = Field(default=None, pattern=r"^[1-9][0-9]{1,4}x[1-9][0-9]{1,4}$")
     geo: Geo | None = None
 
     @model_validator(mode="after")
-    def _required_by_type(self) -> Self:
+    def _required(self, info: ValidationInfo) -> Self:
+        """event_id from Python callers; price, search_query, element_id by event type."""
+        # Only a message may leave event_id out (decode derives it from the bytes);
+        # Python callers have no bytes to derive it from, so they must give one.
+        if self.event_id is UNSENT_EVENT_ID and info.mode != "json":
+            raise ValueError("event_id is required (only a JSON message may leave it out)")
         missing = _REQUIRED_BY_TYPE.get(self.event_type)
         if missing is not None and getattr(self, missing) is None:
             raise ValueError(f"{missing} is required for {self.event_type.value} events")

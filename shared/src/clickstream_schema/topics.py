@@ -2,7 +2,8 @@
 
 from typing import Final
 
-#: Raw events, keyed by ``session_id`` so a session's events share a partition.
+#: Raw events, keyed by ``session_id`` so a session's events share a partition
+#: (``user_id`` keys, as the design's producer uses, keep that for a user's sessions).
 EVENTS_TOPIC: Final = "clickstream-events"
 #: Messages the aggregator could not accept, with Kafka Connect's error headers.
 DLQ_TOPIC: Final = "clickstream-events-dlq"

@@ -175,14 +175,14 @@ async def test_a_value_preparing_cannot_hold_inline_is_pinned_on_its_message(
     events = generate(300, seed=14)
     values = _values(events)
     culprits = {values[17], values[240]}
-    decode = validate.decode
+    parse = validate.parse
 
     def failing(value: bytes | None, **kwargs: int) -> ClickEvent:
         if value in culprits:
             raise OverflowError("a value preparing cannot hold")
-        return decode(value, **kwargs)
+        return parse(value, **kwargs)
 
-    monkeypatch.setattr(validate, "decode", failing)
+    monkeypatch.setattr(validate, "parse", failing)
     batch = Batch(TOPIC, {0: _partition(0, 100, values[:200]), 1: _partition(1, 0, values[200:])})
 
     async with Preparer(TOPIC, max_bytes=MAX_BYTES, workers=0) as preparer:

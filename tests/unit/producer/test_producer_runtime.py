@@ -2,17 +2,20 @@
 
 from __future__ import annotations
 
+import asyncio
+from collections import Counter
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
 import structlog
+from aiokafka.errors import KafkaTimeoutError
 from aiokafka.partitioner import DefaultPartitioner
 
 from clickstream_producer.clock import simulated_start
 from clickstream_producer.main import _parser, settings_from
 from clickstream_producer.progress import Progress
-from clickstream_producer.publisher import Publisher
+from clickstream_producer.publisher import DeliveryFailed, Publisher
 from clickstream_producer.settings import ProducerSettings
 from clickstream_producer.sizing import Sizing, size_for
 from clickstream_runtime.settings import SettingsError, load
@@ -147,6 +150,9 @@ class _Batch:
     def record_count(self) -> int:
         return len(self.records)
 
+    def size(self) -> int:
+        return sum(len(value) for _, _, value in self.records)
+
     def close(self) -> None:
         self._closed = True
 
@@ -159,8 +165,6 @@ class _FakeProducer:
         return _Batch(capacity=3)
 
     async def send_batch(self, batch: _Batch, topic: str, *, partition: int) -> Any:
-        import asyncio
-
         self.sent.append((partition, batch))
         future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         future.set_result(None)
@@ -183,3 +187,105 @@ async def test_publisher_batches_by_the_java_partition_of_the_key() -> None:
         delivered += batch.record_count()
     assert delivered == 40
     assert sum(acked) == 40
+
+
+class _LeaderlessProducer(_FakeProducer):
+    """Like aiokafka: ``send_batch`` waits while the partition's previous batch is
+    queued, for ever on a partition without a leader (until ``elected``)."""
+
+    def __init__(self, leaderless: int) -> None:
+        super().__init__()
+        self.leaderless = leaderless
+        self.elected = asyncio.Event()
+        self.queued: set[int] = set()
+
+    async def send_batch(self, batch: _Batch, topic: str, *, partition: int) -> Any:
+        if partition == self.leaderless:
+            if partition in self.queued:
+                await self.elected.wait()
+            self.queued.add(partition)
+        return await super().send_batch(batch, topic, partition=partition)
+
+
+def _keys_by_partition(partitions: int) -> dict[int, list[bytes]]:
+    partitioner = DefaultPartitioner()
+    keys: dict[int, list[bytes]] = {p: [] for p in range(partitions)}
+    for i in range(2000):
+        key = f"s-{i:016x}".encode()
+        keys[partitioner(key, list(range(partitions)), list(range(partitions)))].append(key)
+    return keys
+
+
+async def test_a_partition_without_a_leader_holds_back_only_itself() -> None:
+    producer = _LeaderlessProducer(leaderless=2)
+    acked: list[int] = []
+    publisher = Publisher(producer, "t", list(range(6)), on_acked=acked.append)  # type: ignore[arg-type]
+    keys = _keys_by_partition(6)
+    # Ten full batches for every partition: the leaderless one takes its first,
+    # then its lane waits for the election, as aiokafka's accumulator makes it.
+    for round_ in range(30):
+        for partition in range(6):
+            await asyncio.wait_for(
+                publisher.add(keys[partition][round_], b"v", 1_700_000_000_000), timeout=5
+            )
+    await asyncio.sleep(0)
+    await publisher.flush()
+    for _ in range(10):
+        await asyncio.sleep(0)
+    sent = Counter(partition for partition, _ in producer.sent)
+    assert sent[2] == 1
+    assert all(sent[p] == 10 for p in (0, 1, 3, 4, 5)), sent
+    assert publisher.unacknowledged() == 27  # nine batches of three wait in the lane
+    producer.elected.set()
+    await asyncio.wait_for(publisher.drain(), timeout=5)
+    assert sum(acked) == 180
+    assert [b.records[0][1] for p, b in producer.sent if p == 2] == [
+        keys[2][i] for i in range(0, 30, 3)
+    ]  # in order
+
+
+async def test_lanes_hold_a_bounded_amount_then_submit_waits() -> None:
+    producer = _LeaderlessProducer(leaderless=0)
+    publisher = Publisher(producer, "t", [0, 1], held_bytes_limit=10)  # type: ignore[arg-type]
+    keys = _keys_by_partition(2)[0]
+    # Batches of three 2-byte values (6 bytes each). The first goes out; the lane
+    # then waits with the second, and the third reaches the limit.
+    for key in keys[:6]:
+        await publisher.add(key, b"vv", 1)
+    await asyncio.sleep(0)
+    for key in keys[6:9]:
+        await publisher.add(key, b"vv", 1)
+    adding = asyncio.ensure_future(publisher.add(keys[9], b"vv", 1))
+    for _ in range(5):
+        await asyncio.sleep(0)
+    assert not adding.done()  # held: waits for room
+    producer.elected.set()
+    await asyncio.wait_for(adding, timeout=5)
+    await asyncio.wait_for(publisher.drain(), timeout=5)
+    assert sum(b.record_count() for _, b in producer.sent) == 10
+
+
+async def test_a_batch_the_client_refuses_ends_the_run_at_the_next_hand_over() -> None:
+    class Refusing(_FakeProducer):
+        async def send_batch(self, batch: _Batch, topic: str, *, partition: int) -> Any:
+            raise KafkaTimeoutError()
+
+    failed: list[int] = []
+    publisher = Publisher(
+        Refusing(),
+        "t",
+        [0],
+        on_failed=lambda n, _e: failed.append(n),  # type: ignore[arg-type]
+    )
+    for n in range(3):
+        await publisher.add(b"k", b"v%d" % n, 1)
+    await publisher.flush()
+    await asyncio.sleep(0)
+    await publisher.add(b"k", b"v", 1)
+    with pytest.raises(DeliveryFailed):
+        await publisher.flush()  # hands over the next batch: refused
+    assert failed == [3]
+    assert publisher.unacknowledged() == 4
+    with pytest.raises(DeliveryFailed):
+        await publisher.drain()
+    await publisher.close()

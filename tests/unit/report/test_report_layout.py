@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import io
 import re
+from dataclasses import replace
+from decimal import Decimal as D
 
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -12,7 +14,7 @@ from rich.console import Console
 
 from clickstream_aggregator.report.main import parser
 from clickstream_aggregator.report.queries import Report
-from clickstream_aggregator.report.render import print_report
+from clickstream_aggregator.report.render import draw_frame, print_report
 
 CORE_TITLES = ("Clickstream report", "Events/min", "Freshness", "Funnel", "Dead letters pending")
 
@@ -100,3 +102,75 @@ def test_tables_cut_text_and_leave_columns_out_but_never_squeeze_a_number(width:
     narrow_tables = [line for line in lines if line.startswith("too narrow for: ")]
     if width < 90:
         assert narrow_tables  # the hourly table's nine columns need 97 here
+
+
+@settings(max_examples=5, deadline=None)
+@given(width=st.integers(min_value=80, max_value=120))
+def test_chart_summaries_keep_every_digit_of_big_numbers(width: int) -> None:
+    # At 80 columns "this min 20,123 · peak 20,145" once read "peak 20,1…".
+    base = sample_report()
+    busy = replace(
+        base,
+        events_per_minute=[
+            {**r, "events": 20_000 + i} for i, r in enumerate(base.events_per_minute)
+        ],
+        hourly_traffic=[
+            {**r, "sessions": 1_234_567, "revenue": D("98765432.10")} for r in base.hourly_traffic
+        ],
+    )
+    lines = screen(busy, width=width, height=300, fit=False)
+    text = "\n".join(lines)
+    assert not [line for line in lines if re.search(r"[0-9$%]…", line)]
+    assert "this min 20,059 · peak 20,059" in text
+    assert "peak 1,234,567" in text
+    assert re.search(r"total \$[0-9]{1,3}(,[0-9]{3})+\.[0-9]{2} *$", text, re.MULTILINE)
+    assert all(len(line) <= width for line in lines)
+
+
+def test_a_dead_letter_rate_above_a_trickle_is_in_the_header() -> None:
+    base = sample_report()  # 900 sessions of 11.1 events on average: 9,990 counted
+    trickle = replace(base, dead_letters=[{"reason": "schema", "messages": 10}])
+    assert not [line for line in screen(trickle, width=100, height=300, fit=False)[:5]
+                if "Dead-lettered" in line]  # fmt: skip
+    loud = replace(
+        base,
+        dead_letters=[
+            {"reason": "schema", "messages": 9_000},
+            {"reason": "not_json", "messages": 10},
+        ],
+    )
+    top = screen(loud, width=100, height=40, fit=True)[:5]
+    [line] = [line for line in top if line.startswith("Dead-lettered")]
+    assert line.startswith(
+        "Dead-lettered 9,010 of 19,000 messages (47.4%), not counted: schema 9,000, not_json 10"
+    )
+
+
+class _Writes(io.StringIO):
+    """A terminal that remembers each write: what a watcher can catch between two."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.writes: list[str] = []
+
+    def write(self, text: str) -> int:
+        self.writes.append(text)
+        return super().write(text)
+
+    def isatty(self) -> bool:
+        return True
+
+
+def test_a_watch_frame_is_drawn_over_the_last_in_one_write_never_blank() -> None:
+    # Clearing the screen and then printing showed blank frames (2 of 40 captures).
+    terminal = _Writes()
+    console = Console(file=terminal, width=100, height=40, force_terminal=True)
+    for _ in range(2):
+        draw_frame(console, sample_report(), fit_height=40)
+    frames = [w for w in terminal.writes if w]  # an empty write shows nothing
+    assert len(frames) == 2
+    for frame in frames:
+        assert frame.startswith("\x1b[H")  # home, no clear-screen (\x1b[2J) first
+        assert "\x1b[2J" not in frame
+        assert "Clickstream report" in frame
+        assert frame.endswith("\x1b[K\x1b[J")  # then erase what the last frame left below

@@ -1,12 +1,12 @@
-"""A stand-in for the Dockerfiles' pinned base image, built without a registry.
+"""A stand-in for the Dockerfile's pinned base image, built without a registry.
 
-The Dockerfiles start ``FROM python:3.11.<n>-slim-bookworm``, which cannot be
+The Dockerfile's stages start ``FROM python:3.11.<n>-slim-bookworm``, which cannot be
 pulled here. What that image provides is Debian bookworm with a CPython 3.11
 under ``/usr/local`` (``python``/``python3`` on PATH, ``venv`` and ``ensurepip``
 working, ``groupadd``/``useradd`` from ``passwd``). The stand-in is exactly that:
 ``debootstrap`` bookworm from Debian's mirror, plus the CPython 3.11 this
 process runs on copied to ``/usr/local``, imported into podman under the pinned
-name so the Dockerfiles build unchanged. An image already present under that
+name so the Dockerfile builds unchanged. An image already present under that
 name (a real pull) is used as it is.
 
 The root file system is kept as a tarball in the cache, so a wiped podman

@@ -1,4 +1,4 @@
-"""Build the three service images from their unchanged Dockerfiles, offline.
+"""Build the three service images from the Dockerfile's targets, unchanged, offline.
 
 ``podman build --network none --pull=never`` with the stand-in base image
 (:mod:`.base`) and the wheelhouse (:mod:`.wheelhouse`) bind-mounted into the
@@ -26,19 +26,23 @@ REPO = Path(__file__).resolve().parents[4]
 CACHE_VARIABLE = "CLICKSTREAM_IMAGES_CACHE"
 
 
+#: The one Dockerfile, at the repository root; each image is one of its targets.
+DOCKERFILE = "Dockerfile"
+
+
 @dataclass(frozen=True)
 class ImageSpec:
-    """One service image: its Dockerfile and the tag Compose gives it."""
+    """One service image: its target in the Dockerfile and the tag Compose gives it."""
 
     service: str
-    dockerfile: str
+    target: str
     tag: str
 
 
 IMAGES = (
-    ImageSpec("producer", "services/producer/Dockerfile", "clickstream-producer:1.0.0"),
-    ImageSpec("aggregator", "services/aggregator/Dockerfile", "clickstream-aggregator:1.0.0"),
-    ImageSpec("ops", "services/ops/Dockerfile", "clickstream-ops:1.0.0"),
+    ImageSpec("producer", "producer", "clickstream-producer:1.0.0"),
+    ImageSpec("aggregator", "aggregator", "clickstream-aggregator:1.0.0"),
+    ImageSpec("ops", "ops", "clickstream-ops:1.0.0"),
 )
 
 
@@ -67,11 +71,8 @@ def cache_dir() -> Path:
 def build_all(podman: Podman, *, repo: Path = REPO, cache: Path | None = None) -> BuildReport:
     """Base image, wheelhouse and the three images; each step reuses what is cached."""
     cache = cache or cache_dir()
-    bases = {pinned_base(repo / spec.dockerfile) for spec in IMAGES}
-    if len(bases) != 1:
-        raise ValueError(f"the Dockerfiles pin different base images: {sorted(bases)}")
+    base = pinned_base(repo / DOCKERFILE)
     started = time.monotonic()
-    base = bases.pop()
     how = ensure_base(podman, base, cache)
     base_s = time.monotonic() - started
     check_can_run(podman, base)
@@ -98,7 +99,7 @@ def check_can_run(podman: Podman, image: str) -> None:
 
 
 def build_image(podman: Podman, spec: ImageSpec, *, repo: Path, wheelhouse: Path) -> None:
-    log.info("image_build_started", image=spec.tag, dockerfile=spec.dockerfile)
+    log.info("image_build_started", image=spec.tag, target=spec.target)
     previous = _image_id(podman, spec.tag)
     podman.run(
         "build",
@@ -109,7 +110,8 @@ def build_image(podman: Podman, spec: ImageSpec, *, repo: Path, wheelhouse: Path
         *ulimit_options(),
         "--volume", f"{wheelhouse}:{MOUNT}:ro",
         "--volume", f"{wheelhouse / 'pip.conf'}:/etc/pip.conf:ro",
-        "--file", str(repo / spec.dockerfile),
+        "--file", str(repo / DOCKERFILE),
+        "--target", spec.target,
         "--tag", spec.tag,
         str(repo),
         timeout=1800,

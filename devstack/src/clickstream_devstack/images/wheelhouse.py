@@ -1,10 +1,10 @@
 """An offline wheelhouse for the image builds: the lock's wheels, downloaded once.
 
-The Dockerfiles' builder stage runs ``pip install -c constraints ./shared
-./runtime ./services/<name>``. Here the build has no network (``podman build
+The Dockerfile's builder stages run ``pip install -c constraints ./shared
+./runtime``, then ``./services/<name>``. Here the build has no network (``podman build
 --network none``), so the wheelhouse folder is bind-mounted at ``/wheelhouse``
 and a ``pip.conf`` saying ``no-index`` + ``find-links`` at ``/etc/pip.conf``;
-the Dockerfiles themselves stay unchanged. The folder is keyed by the lock and
+the Dockerfile itself stays unchanged. The folder is keyed by the lock and
 the packages' ``pyproject.toml``, so a change to either downloads afresh.
 """
 
@@ -39,7 +39,7 @@ _STAMP = ".complete"
 
 
 def constraints(lock: str) -> str:
-    """The lock's pinned lines, as the Dockerfiles' ``grep -E '^[A-Za-z0-9_.-]+=='`` keeps them."""
+    """The lock's pinned lines, as the Dockerfile's ``grep -E '^[A-Za-z0-9_.-]+=='`` keeps them."""
     return "".join(line + "\n" for line in lock.splitlines() if _PINNED.match(line))
 
 

@@ -38,10 +38,11 @@ class KafkaTls:
     key: Path
 
 
-def jvm_options(log_level: str = "info") -> list[str]:
-    """Options for any Kafka JVM (broker, Connect): heap and slf4j-simple's format."""
+def jvm_options(log_level: str = "info", sizing: Sequence[str] = HEAP) -> list[str]:
+    """Options for any Kafka JVM (broker, Connect): ``sizing`` (heap, compiler) and
+    slf4j-simple's format."""
     return [
-        *HEAP,
+        *sizing,
         "-Djava.awt.headless=true",
         f"-Dorg.slf4j.simpleLogger.defaultLogLevel={log_level}",
         "-Dorg.slf4j.simpleLogger.showDateTime=true",
@@ -55,7 +56,7 @@ def classpath(install: Path) -> str:
     return str(install / "libs" / "*")
 
 
-def _cluster_id() -> str:
+def cluster_id() -> str:
     """A random cluster id as Kafka writes them (base64url, 22 characters).
 
     Like Kafka's own ``Uuid.randomUuid()``, never one that starts with ``-``: the
@@ -68,7 +69,12 @@ def _cluster_id() -> str:
 
 
 class ApacheKafka(JvmServer):
-    """One KRaft node in ``work_dir``; its log is ``<work_dir>/kafka.log``."""
+    """One KRaft node in ``work_dir``; its log is ``<work_dir>/kafka.log``.
+
+    Alone by default (node 1, its own quorum); ``settings`` override any property,
+    which is how :class:`~clickstream_devstack.jvm.kafka_cluster.KafkaCluster`
+    makes it one node of several, all formatted with the same ``cluster_id``.
+    """
 
     name = "kafka"
 
@@ -81,11 +87,15 @@ class ApacheKafka(JvmServer):
         settings: Mapping[str, object] | None = None,
         ports: Mapping[str, int] | None = None,
         start_timeout: float = 120.0,
+        cluster_id: str | None = None,
+        sizing: Sequence[str] = HEAP,
     ) -> None:
         super().__init__(work_dir, ports=ports, start_timeout=start_timeout)
         self.version = version or artifacts.chosen_version("kafka")
         self.tls = tls
         self.settings = dict(settings or {})
+        self.cluster_id = cluster_id
+        self.sizing = tuple(sizing)
         self._install: Path | None = None
         self._java: artifacts.Java | None = None
 
@@ -210,7 +220,7 @@ class ApacheKafka(JvmServer):
         return path
 
     def _format(self, config: Path) -> None:
-        cluster_id = _cluster_id()
+        cluster = self.cluster_id or cluster_id()
         argv = [
             str(self.java.executable),
             *HEAP,
@@ -219,7 +229,7 @@ class ApacheKafka(JvmServer):
             "kafka.tools.StorageTool",
             "format",
             "--cluster-id",
-            cluster_id,
+            cluster,
             "--config",
             str(config),
             "--ignore-formatted",
@@ -233,7 +243,7 @@ class ApacheKafka(JvmServer):
     def argv(self, ports: Mapping[str, int]) -> list[str]:
         return [
             str(self.java.executable),
-            *jvm_options(),
+            *jvm_options(sizing=self.sizing),
             "-cp",
             classpath(self.install),
             "kafka.Kafka",

@@ -28,7 +28,7 @@ from operator import attrgetter
 from typing import Final
 
 from clickstream_aggregator.session_columns import DISTINCT_SETS, MAX_SEARCH_QUERIES
-from clickstream_schema import ClickEvent, EventType
+from clickstream_schema import UNKNOWN_DEVICE, ClickEvent, EventType
 
 _ZERO = Decimal("0.00")
 #: Readers of the event fields whose distinct values the sets keep, in DISTINCT_SETS order.
@@ -69,7 +69,7 @@ class SessionAggregate:
             ip_address=str(event.ip_address),
             entry_page=event.page_url,
             exit_page=event.page_url,
-            device_type=event.device_type.value,
+            device_type=_device(event),
             country=event.geo.country if event.geo else None,
         )
         aggregate._count(event)
@@ -84,7 +84,7 @@ class SessionAggregate:
             self.user_agent = event.user_agent
             self.ip_address = str(event.ip_address)
             self.entry_page = event.page_url
-            self.device_type = event.device_type.value
+            self.device_type = _device(event)
             self.country = event.geo.country if event.geo else None
         if ts >= self.last_ts:
             self.last_ts = ts
@@ -114,3 +114,8 @@ def aggregate(events: Iterable[ClickEvent]) -> dict[str, SessionAggregate]:
         else:
             current.add(event)
     return sessions
+
+
+def _device(event: ClickEvent) -> str:
+    # An event that did not say is stored as unknown, never guessed.
+    return UNKNOWN_DEVICE if event.device_type is None else event.device_type.value

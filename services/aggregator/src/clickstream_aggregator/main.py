@@ -127,7 +127,7 @@ class _Wiring:
     ) -> tuple[AIOKafkaConsumer, Ownership, Positions]:
         s = self.settings
         consumer = create_consumer(s)
-        positions = Positions(consumer, s.kafka_topic)
+        positions = Positions(consumer, s.kafka_topic, s.aggregator_log_end_wait_s)
         ownership = Ownership(
             s,
             consumer,
@@ -229,7 +229,12 @@ async def _serve(wiring: _Wiring, stack: AsyncExitStack, tasks: list[asyncio.Tas
     try:
         await aggregator.run(stop)
     except OffsetOutOfRange as error:
-        log.error("offset_out_of_range", reason=str(error), partition=error.partition)
+        log.error(
+            "offset_out_of_range",
+            reason=str(error),
+            partition=error.partition,
+            case=error.case.name,
+        )
         raise
     finally:
         stop.set()

@@ -19,6 +19,7 @@ class AggregatorMetrics:
     consumed: Counter
     applied: Counter
     deduplicated: Counter
+    derived_ids: Counter
     dead_lettered: Counter
     dead_letters_relayed: Counter
     dead_letters_cut: Counter
@@ -46,6 +47,11 @@ class AggregatorMetrics:
             ),
             deduplicated=Counter(
                 f"{_NS}_events_deduplicated", "Events skipped as already applied", registry=r
+            ),
+            derived_ids=Counter(
+                f"{_NS}_events_derived_id",
+                "Valid messages without an event_id, given the id derived from their bytes",
+                registry=r,
             ),
             dead_lettered=Counter(
                 f"{_NS}_events_dead_lettered",

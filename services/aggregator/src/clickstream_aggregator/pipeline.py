@@ -24,7 +24,7 @@ from aiokafka.errors import NoOffsetForPartitionError, OffsetOutOfRangeError
 from clickstream_aggregator.batch import Batch, Ready
 from clickstream_aggregator.metrics import AggregatorMetrics
 from clickstream_aggregator.mirror import OffsetMirror
-from clickstream_aggregator.positions import OffsetOutOfRange, Positions
+from clickstream_aggregator.positions import Positions
 from clickstream_aggregator.settings import AggregatorSettings
 from clickstream_aggregator.source import Ownership
 from clickstream_aggregator.transaction import Committed, Committer
@@ -91,8 +91,6 @@ class Aggregator:
                     committing = None
                 if ready is not None:
                     committing = asyncio.create_task(self._commit(ready, stop), name="commit")
-        except OffsetOutOfRangeError as error:
-            raise _out_of_range(error) from None
         finally:
             if committing is not None:
                 # On stop: finish the batch in flight, within the shutdown budget.
@@ -133,6 +131,12 @@ class Aggregator:
             # listener was still seeking to the stored one; the seek stands.
             log.debug("kafka_offset_missing", error=repr(error))
             return None
+        except OffsetOutOfRangeError as error:
+            # Kafka's answer to a fetch outside its log ({tp: offset}): a doubt, decided below.
+            for tp, offset in (dict(error.args[0]) if error.args else {}).items():
+                self._positions.refused(tp.partition, offset)
+            await self._positions.check_in_range(self._ownership.epochs)
+            return None
         self._ownership.raise_if_failed()
         topic = self._s.kafka_topic
         records = {
@@ -141,7 +145,7 @@ class Aggregator:
             if tp.topic == topic and tp.partition in self._ownership.epochs
         }
         raw = await self._positions.raw(records)
-        self._positions.check_in_range(self._ownership.epochs)
+        await self._positions.check_in_range(self._ownership.epochs)
         if not raw:
             return None
         epochs = self._ownership.epochs  # a partition revoked meanwhile is dropped at write
@@ -163,6 +167,7 @@ class Aggregator:
         m.consumed.inc(batch.size)
         m.applied.inc(committed.events)
         m.deduplicated.inc(committed.duplicates)
+        m.derived_ids.inc(committed.derived_ids)
         for reason, n in committed.dead_letters.items():
             m.dead_lettered.labels(reason=reason).inc(n)
         m.batches.inc()
@@ -185,14 +190,8 @@ class Aggregator:
             messages=batch.size,
             applied=committed.events,
             duplicates=committed.duplicates,
+            derived_ids=committed.derived_ids or None,
             dead_lettered=sum(committed.dead_letters.values()),
             replayed=committed.replayed or None,
             ms=round(elapsed * 1000, 1),
         )
-
-
-def _out_of_range(error: OffsetOutOfRangeError) -> OffsetOutOfRange:
-    # Kafka's own answer to a fetch outside the log: {tp: the offset asked for}.
-    offsets: dict[TopicPartition, int] = dict(error.args[0]) if error.args else {}
-    partition, offset = next(iter(offsets.items()), (TopicPartition("", -1), -1))
-    return OffsetOutOfRange(partition.partition, offset, None, None)

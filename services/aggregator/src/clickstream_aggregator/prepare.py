@@ -44,6 +44,8 @@ class Prepared:
     excluded: int
     #: Latest event time in the batch.
     newest: datetime | None
+    #: Valid messages without an event_id, given one derived from their bytes.
+    derived_ids: int = 0
 
     def event_ids(self) -> list[UUID]:
         """The ids of the events to apply, sorted."""
@@ -81,6 +83,7 @@ def prepare(
         duplicates=decoding.duplicates,
         excluded=decoding.excluded,
         newest=max((s.last_ts for s in sessions.values()), default=None),
+        derived_ids=decoding.derived_ids,
     )
 
 
@@ -113,4 +116,5 @@ def combine(parts: Sequence[Prepared]) -> Prepared | None:
         duplicates=sum(p.duplicates for p in parts),
         excluded=sum(p.excluded for p in parts),
         newest=max(newest, default=None),
+        derived_ids=sum(p.derived_ids for p in parts),
     )

@@ -37,6 +37,10 @@ class AggregatorSettings(
     aggregator_retry_initial_s: float = Field(0.2, gt=0)
     aggregator_retry_max_s: float = Field(15.0, gt=0)
     aggregator_ready_retry_threshold_s: float = Field(30.0, gt=0)
+    # A stored offset beyond a fetch's high watermark is doubted this long
+    # (high watermarks trail after a leader election) before the partition's
+    # leader is asked whether it is really outside the log.
+    aggregator_log_end_wait_s: float = Field(30.0, gt=0)
     aggregator_replica_id: str = Field(default_factory=_default_replica_id, min_length=1)
     aggregator_pool_size: int = Field(4, ge=2)
     aggregator_startup_timeout_s: float = Field(

@@ -3,7 +3,10 @@
 Both waits are the failure policy's retry loop (one ``*_retry`` event per
 attempt, readiness false meanwhile), for ever or for
 ``AGGREGATOR_STARTUP_TIMEOUT_S``; giving up is one :class:`StartupTimeout`
-line. Shutdown steps get :func:`bounded_later`, each bounded in a task of its own.
+line. A server that answers and refuses (a wrong password, an unknown
+database, TLS it does not offer) is not waited for: :class:`StartupRefused`,
+one line with the fix, at once. Shutdown steps get :func:`bounded_later`, each
+bounded in a task of its own.
 """
 
 from __future__ import annotations
@@ -20,9 +23,9 @@ from aiokafka import AIOKafkaConsumer
 
 from clickstream_aggregator.deadletters import RelayProducers
 from clickstream_aggregator.migrate import migrate
-from clickstream_aggregator.policy import Retrying, Stopping
+from clickstream_aggregator.policy import Retrying, Stopping, Verdict, verdict
 from clickstream_aggregator.settings import AggregatorSettings
-from clickstream_runtime.entrypoint import bounded
+from clickstream_runtime.entrypoint import Explained, bounded
 from clickstream_runtime.kafka_tls import explain_kafka_tls_failure
 from clickstream_runtime.tls import TlsFileError
 
@@ -39,8 +42,15 @@ async def bounded_later(close: Callable[[], Awaitable[object]], seconds: float, 
     await bounded(close(), seconds, what)
 
 
-class StartupTimeout(RuntimeError):
+class StartupTimeout(Explained, RuntimeError):
     """A dependency did not answer within ``AGGREGATOR_STARTUP_TIMEOUT_S``."""
+
+
+class StartupRefused(Explained, RuntimeError):
+    """A dependency answered and refused (a password, a database name, TLS): said at once.
+
+    Waiting cannot help, so it is not retried, and the message names the fix.
+    """
 
 
 def _startup_deadline(settings: AggregatorSettings) -> float | None:
@@ -51,16 +61,24 @@ async def connect(
     settings: AggregatorSettings, stop: asyncio.Event, retrying: Retrying
 ) -> asyncpg.Pool:
     """Create the pool and migrate, waiting (with backoff) while PostgreSQL is unreachable."""
+    where = f"PostgreSQL at {settings.postgres_host}:{settings.postgres_port}"
 
     async def connect() -> asyncpg.Pool:
-        pool: asyncpg.Pool = await asyncpg.create_pool(
-            **settings.postgres_connect_options(),
-            min_size=1,
-            max_size=settings.aggregator_pool_size,
-            server_settings={
-                "application_name": f"clickstream-aggregator/{settings.aggregator_replica_id}"
-            },
-        )
+        try:
+            pool: asyncpg.Pool = await asyncpg.create_pool(
+                **settings.postgres_connect_options(),
+                min_size=1,
+                max_size=settings.aggregator_pool_size,
+                server_settings={
+                    "application_name": f"clickstream-aggregator/{settings.aggregator_replica_id}"
+                },
+            )
+        except ConnectionError as error:
+            # An OSError, which the policy waits out; but no TLS is a refusal.
+            refusal = postgres_refusal(error, settings)
+            if refusal is None:
+                raise
+            raise StartupRefused(f"{where} {refusal}") from None
         try:
             async with pool.acquire() as conn:
                 await migrate(conn)
@@ -78,10 +96,34 @@ async def connect(
             f"PostgreSQL's certificate does not verify against it ({error.verify_message})",
         ) from None
     except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as error:
+        refusal = postgres_refusal(error, settings)
+        if refusal is not None:
+            raise StartupRefused(f"{where} {refusal}") from None
+        if verdict(error) is not Verdict.RETRY:  # not waited for: it answered, and said no
+            raise StartupRefused(f"{where}: {type(error).__name__}: {error}") from None
         raise StartupTimeout(
-            f"PostgreSQL at {settings.postgres_host}:{settings.postgres_port} did not answer "
-            f"within {settings.aggregator_startup_timeout_s:g}s: {error!r}"
+            f"{where} did not answer within {settings.aggregator_startup_timeout_s:g}s "
+            f"(AGGREGATOR_STARTUP_TIMEOUT_S): {type(error).__name__}: {error}"
         ) from None
+
+
+def postgres_refusal(error: BaseException, settings: AggregatorSettings) -> str | None:
+    """What PostgreSQL refused and the fix, in words; None when it is not a refusal."""
+    if isinstance(
+        error, asyncpg.InvalidPasswordError | asyncpg.InvalidAuthorizationSpecificationError
+    ):
+        return (
+            f"refused the login of {settings.postgres_user}: {error} "
+            "(check POSTGRES_USER and POSTGRES_PASSWORD; Aiven: the avnadmin password)"
+        )
+    if isinstance(error, asyncpg.InvalidCatalogNameError):
+        return f"refused: {error} (check POSTGRES_DATABASE; Aiven: defaultdb)"
+    if isinstance(error, ConnectionError) and "rejected SSL upgrade" in str(error):
+        return (
+            f"offers no TLS, but POSTGRES_SSLMODE={settings.postgres_sslmode} requires it "
+            "(enable ssl on the server, or POSTGRES_SSLMODE=prefer for a local one)"
+        )
+    return None
 
 
 async def start_consumer(
@@ -105,9 +147,12 @@ async def start_consumer(
     except Stopping:
         raise
     except Exception as error:
+        where = f"Kafka at {settings.kafka_bootstrap_servers}"
+        if verdict(error) is not Verdict.RETRY:
+            raise StartupRefused(f"{where}: {type(error).__name__}: {error}") from None
         raise StartupTimeout(
-            f"Kafka at {settings.kafka_bootstrap_servers} did not answer within "
-            f"{settings.aggregator_startup_timeout_s:g}s: {error!r}"
+            f"{where} did not answer within {settings.aggregator_startup_timeout_s:g}s "
+            f"(AGGREGATOR_STARTUP_TIMEOUT_S): {type(error).__name__}: {error}"
         ) from None
 
 

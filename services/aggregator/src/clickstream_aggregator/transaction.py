@@ -57,6 +57,8 @@ class Committed:
     dead_letters: dict[str, int] = field(default_factory=dict)
     newest: datetime | None = None
     replayed: bool = False
+    #: Events given an id derived from their bytes (their message had none).
+    derived_ids: int = 0
 
     @classmethod
     def of(cls, batch: Batch, prepared: Prepared, *, replayed: bool = False) -> Committed:
@@ -70,6 +72,7 @@ class Committed:
             reasons,
             prepared.newest,
             replayed,
+            prepared.derived_ids,
         )
 
 

@@ -1,6 +1,7 @@
 """Kafka records → valid events and dead letters, partition by partition in offset order.
 
-Decoding is the contract's ``decode`` (one pydantic call per message). A message
+Decoding is the contract's ``decode`` (one pydantic call per message; a message
+without ``event_id`` gets the contract's derived id, and is counted). A message
 that is not a valid event becomes a :class:`DeadLetter` carrying the original
 bytes and the reason. So does a message the caller names in ``reject``, never
 decoded then: a valid event whose effect PostgreSQL refused (found by
@@ -18,7 +19,7 @@ from dataclasses import dataclass
 from typing import Final, Protocol
 from uuid import UUID
 
-from clickstream_schema import ClickEvent, InvalidEvent, decode
+from clickstream_schema import UNSENT_EVENT_ID, ClickEvent, InvalidEvent, parse, with_derived_id
 from clickstream_schema.codec import Reason
 
 
@@ -169,6 +170,8 @@ class Decoding:
         self.dead_letters: list[DeadLetter] = []
         #: Same event_id twice in the batch (the first is kept).
         self.duplicates = 0
+        #: Valid events whose message had no event_id (given one derived from its bytes).
+        self.derived_ids = 0
         self.excluded = 0
 
     def events(self) -> Iterator[ClickEvent]:
@@ -180,10 +183,13 @@ class Decoding:
                     self.dead_letters.append(_refused(self._topic, raw, index, refusal))
                     continue
                 try:
-                    event = decode(value, max_bytes=max_bytes)
+                    event = parse(value, max_bytes=max_bytes)
                 except InvalidEvent as error:
                     self.dead_letters.append(_dead_letter(self._topic, raw, index, error))
                     continue
+                if event.event_id is UNSENT_EVENT_ID:
+                    event = with_derived_id(event, value)  # type: ignore[arg-type]
+                    self.derived_ids += 1
                 event_id = event.event_id
                 if event_id in seen:
                     self.duplicates += 1

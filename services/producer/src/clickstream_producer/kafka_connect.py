@@ -18,11 +18,16 @@ from typing import Final
 
 import structlog
 from aiokafka import AIOKafkaProducer
-from aiokafka.errors import KafkaConnectionError, KafkaTimeoutError, NodeNotReadyError
+from aiokafka.errors import (
+    KafkaConnectionError,
+    KafkaTimeoutError,
+    NodeNotReadyError,
+    UnknownError,
+)
 
 from clickstream_producer.metrics import KAFKA
 from clickstream_producer.settings import ProducerSettings
-from clickstream_runtime.entrypoint import bounded
+from clickstream_runtime.entrypoint import Explained, bounded
 from clickstream_runtime.health import Readiness
 from clickstream_runtime.kafka_tls import explain_kafka_tls_failure
 from clickstream_runtime.probes import describe
@@ -44,6 +49,10 @@ _UNREACHABLE: Final = (
 
 class KafkaUnreachable(Exception):
     """Kafka did not answer within ``PRODUCER_STARTUP_TIMEOUT_S``."""
+
+
+class IdempotenceUnavailable(Explained):
+    """``KAFKA_ENABLE_IDEMPOTENCE=true`` on a broker that cannot do it: say so, with the fix."""
 
 
 async def connect(
@@ -87,6 +96,17 @@ async def connect(
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(stop.wait(), timeout=delay)
             continue
+        except UnknownError as error:
+            await bounded(producer.stop(), _CLOSE_S, "kafka producer")
+            if not settings.kafka_enable_idempotence:
+                raise
+            # aiokafka only says "[Error -1] UnknownError" (the broker's answer to InitProducerId).
+            raise IdempotenceUnavailable(
+                f"Kafka at {settings.kafka_bootstrap_servers} refused an idempotent producer "
+                f"({type(error).__name__} to InitProducerId): this broker cannot do idempotence "
+                "(the embedded test broker cannot); set KAFKA_ENABLE_IDEMPOTENCE=false, or use "
+                "a broker that can (Apache Kafka, Aiven)"
+            ) from None
         except BaseException:
             await bounded(producer.stop(), _CLOSE_S, "kafka producer")
             raise

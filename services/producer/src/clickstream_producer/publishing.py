@@ -85,6 +85,7 @@ async def publish(
         await _drain(publisher, stop)
     finally:
         probing.set()
+        await publisher.close()
         await bounded(probe, _CLOSE_S, "kafka probe")
         await bounded(producer.stop(), _CLOSE_S, "kafka producer")
     unconfirmed = publisher.unacknowledged()
@@ -103,8 +104,8 @@ async def publish(
 async def _until_done_or_stopped(work: asyncio.Task[None], stop: asyncio.Event) -> None:
     """Await the generating loop; after a stop give it ``_LOOP_GRACE_S``, then cancel it.
 
-    The loop checks ``stop`` between events, but handing a batch to a client
-    whose broker is gone can block for the client's request timeout.
+    The loop checks ``stop`` between events, but it waits while the publisher's
+    lanes are full, which can last the client's request timeout when the broker is gone.
     """
     stopped = asyncio.ensure_future(stop.wait())
     try:

@@ -55,6 +55,8 @@ _IDLE_TIMEOUT = "15s"
 _LOCK_WAIT = "2s"
 _METADATA_S = 10.0
 _CANCEL_GRACE_S = 2.0
+#: Characters of the first error quoted in the ``dead_lettered`` line (the row keeps it all).
+_ERROR_QUOTED = 300
 
 
 @dataclass
@@ -67,6 +69,9 @@ class _Round:
     scanned_to: int | None = None  # where reconcile's read ended
     refused: dict[int, str] = field(default_factory=dict)
     error: BaseException | None = None
+    #: Why the sent rows were dead-lettered: {reason: rows}, and the first one's error.
+    reasons: dict[str, int] = field(default_factory=dict)
+    first_error: str | None = None
 
 
 class DeadLetterRelay:
@@ -246,6 +251,12 @@ class DeadLetterRelay:
             if offset in written.acked and copy.kind != "full":
                 self._metrics.dead_letters_cut.labels(kind=copy.kind).inc()
         done.sent = [offset for offset, _ in acked]
+        by_offset = {row["source_offset"]: row for row in rows}
+        for offset in done.sent:
+            reason = str(by_offset[offset]["reason"])
+            done.reasons[reason] = done.reasons.get(reason, 0) + 1
+        if done.sent:
+            done.first_error = str(by_offset[done.sent[0]]["error_message"])[:_ERROR_QUOTED]
         done.refused = dict(written.refused)
         done.error = written.outage
 
@@ -273,10 +284,14 @@ class DeadLetterRelay:
             )
         if done.sent:
             self._metrics.dead_letters_relayed.inc(len(done.sent))
-            log.info(
+            # A warning: these messages were not counted, and the reason says why
+            # (the design's producer without its fields once filled this silently).
+            log.warning(
                 "dead_lettered",
                 partition=partition,
                 rows=len(done.sent),
+                reasons=done.reasons,
+                first_error=done.first_error,
                 dlq_partition=dlq_partition,
                 first_offset=done.sent[0],
                 last_offset=done.sent[-1],

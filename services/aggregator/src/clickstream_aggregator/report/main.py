@@ -27,13 +27,14 @@ from clickstream_aggregator.report.queries import (
     fetch_report,
     prepare,
 )
-from clickstream_aggregator.report.render import print_report, to_json
+from clickstream_aggregator.report.render import draw_frame, print_report, to_json
 from clickstream_runtime import logs
 from clickstream_runtime.entrypoint import serve
 from clickstream_runtime.settings import (
     SETTINGS_CONFIG,
     ObservabilitySettings,
     PostgresSettings,
+    SettingsError,
     load,
 )
 
@@ -101,8 +102,7 @@ async def run(settings: ReportSettings, stop: asyncio.Event, options: Options) -
                 print(to_json(report), flush=True)
             elif options.watch_s is not None:
                 # Redrawn in place: a frame taller than the terminal would scroll.
-                console.clear()
-                print_report(console, report, fit_height=console.height)
+                draw_frame(console, report, fit_height=console.height)
             else:
                 print_report(console, report)
         if options.watch_s is None:
@@ -126,7 +126,8 @@ finished sessions; active sessions are shown apart.
 EPILOG = """\
 Reads the aggregator's PostgreSQL settings (POSTGRES_HOST, POSTGRES_PORT,
 POSTGRES_DATABASE, POSTGRES_USER, POSTGRES_PASSWORD, ...) from the environment
-or .env. Exit status 2 when the report cannot be produced.
+or .env. Exit status 2 when the report cannot be produced (invalid settings,
+PostgreSQL unreachable or refusing, no analytics views yet).
 """
 
 
@@ -183,6 +184,10 @@ def _parse(argv: list[str] | None) -> Options:
 
 def main(argv: list[str] | None = None) -> None:
     options = _parse(argv)
-    settings = load(ReportSettings)
+    try:
+        settings = load(ReportSettings)
+    except SettingsError as error:
+        # --help promises 2 when the report cannot be produced: settings included.
+        raise ReportError(str(error.code)) from None
     logs.configure("clickstream-report", level=settings.log_level, fmt=settings.log_format)
     serve(partial(run, options=options), settings)

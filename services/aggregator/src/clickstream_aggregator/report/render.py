@@ -42,6 +42,27 @@ def _jsonable(value: Any, key: str | None = None) -> Any:
     return value
 
 
+#: Cursor to the top-left corner; erase to the end of the line; erase below the cursor.
+_HOME, _ERASE_LINE, _ERASE_BELOW = "\x1b[H", "\x1b[K", "\x1b[J"
+
+
+def draw_frame(console: Console, report: Report, *, fit_height: int) -> None:
+    """One ``--watch`` frame over the last, in a single write and without clearing first.
+
+    Clearing and then printing leaves the screen blank while the frame is being
+    written (a watcher saw blank frames); drawing over the old one and erasing
+    only what it leaves behind (each line's tail, the lines below) never does.
+    """
+    if not console.is_terminal:  # a pipe or a file: frames one after another
+        print_report(console, report, fit_height=fit_height)
+        return
+    with console.capture() as captured:
+        print_report(console, report, fit_height=fit_height)
+    frame = captured.get().rstrip("\n").replace("\n", f"{_ERASE_LINE}\n")
+    console.file.write(f"{_HOME}{frame}{_ERASE_LINE}{_ERASE_BELOW}")
+    console.file.flush()
+
+
 def print_report(console: Console, report: Report, *, fit_height: int | None = None) -> None:
     """Print every section, or with ``fit_height`` only what fits in that many lines."""
     console.print(layout.build(console, report, fit_height=fit_height))

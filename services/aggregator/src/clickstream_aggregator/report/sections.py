@@ -21,6 +21,8 @@ from clickstream_aggregator.report.queries import ACTIVE_MINUTES, Report, Row
 # A dead letter not relayed after this long is worth a look: the relay sweeps
 # every few seconds and right after each batch that dead-letters.
 RELAY_OVERDUE_S = 60.0
+#: A dead-letter rate above this is more than a trickle: the header says so, in red.
+TRICKLE = 0.01
 _FUNNEL_BAR_WIDTH = 24
 
 
@@ -94,7 +96,33 @@ def header(report: Report, _width: int) -> RenderableType:
         f"  revenue so far {fmt.money(active.get('revenue'))}"
     )
     text.append("  (in progress: not in the KPIs)", style="dim")
+    loud = dead_letter_rate(report)
+    if loud is not None:
+        text.append("\n")
+        text.append(loud, style="bold red")
     return text
+
+
+def dead_letter_rate(report: Report) -> str | None:
+    """The header's warning line when more than a trickle of messages was dead-lettered.
+
+    The rate is over the messages the aggregator either counted into sessions or
+    dead-lettered (duplicates it skipped are in neither, so they are left out).
+    """
+    dead = sum(int(r.get("messages") or 0) for r in report.dead_letters)
+    sessions = int(report.totals.get("total_sessions") or 0)
+    average = report.totals.get("avg_events_per_session")
+    counted = round(float(average) * sessions) if average is not None else 0
+    if not dead or dead / (dead + counted) <= TRICKLE:
+        return None
+    reasons = ", ".join(
+        f"{r['reason']} {fmt.integer(r['messages'])}" for r in report.dead_letters[:3]
+    )
+    return (
+        f"Dead-lettered {fmt.integer(dead)} of {fmt.integer(dead + counted)} messages "
+        f"({fmt.rate(dead / (dead + counted))}), not counted: {reasons}"
+        " (the dead_letters table says why)"
+    )
 
 
 def funnel(report: Report, _width: int) -> RenderableType:

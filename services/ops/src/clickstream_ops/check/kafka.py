@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from collections.abc import Awaitable, Callable
 from typing import Any
 
 from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient
-from aiokafka.errors import KafkaError
+from aiokafka.errors import KafkaError, UnknownError
 
 from clickstream_ops.check.files import CertFile, check_files
 from clickstream_ops.check.network import check_dns, check_tcp, check_tls
@@ -19,6 +20,9 @@ from clickstream_runtime.tls import TlsFileError
 
 STEPS = ("settings", "certificates", "dns", "tcp", "tls", "auth", "topics", "group", "lag")
 VARIABLE = "KAFKA_BOOTSTRAP_SERVERS"
+
+#: A stored offset beyond the log end is read again after this long before it fails.
+_RECHECK_S = 2.0
 
 #: ``(group, topic) -> {partition: next offset}`` from the aggregator's table, or None.
 StoredOffsets = Callable[[str, str], Awaitable[dict[int, int] | None]]
@@ -120,10 +124,9 @@ async def _run(
 async def _topics(
     checks: ServiceChecks, admin: AIOKafkaAdminClient, settings: KafkaCheckSettings
 ) -> list[int]:
-    described = {
-        t["topic"]: t
-        for t in await admin.describe_topics([settings.kafka_topic, settings.kafka_dlq_topic])
-    }
+    # Every topic's metadata: a request naming the topics would create them on a
+    # broker that auto-creates topics (aiokafka allows it in named requests).
+    described = {t["topic"]: t for t in await admin.describe_topics()}
     counts: dict[str, int] = {}
     for name in (settings.kafka_topic, settings.kafka_dlq_topic):
         topic = described.get(name)
@@ -147,10 +150,8 @@ async def _group(
     wait_s: float,
 ) -> dict[int, int]:
     try:
-        async with asyncio.timeout(wait_s):
-            [response] = await admin.describe_consumer_groups([group])
-            # Explicit partitions: some brokers (Tansu) drop "all partitions" requests.
-            offsets = await admin.list_consumer_group_offsets(group, partitions=partitions)
+        async with asyncio.timeout(wait_s * 2):
+            response, offsets = await _describe_group(admin, group, partitions, wait_s)
     except (KafkaError, OSError, TimeoutError, ValueError) as exc:
         checks.fail(
             "group",
@@ -162,6 +163,28 @@ async def _group(
     note = "" if members else " (no aggregator connected)"
     checks.ok("group", f"{group}: state {state}, {members} member(s){note}")
     return {tp.partition: meta.offset for tp, meta in offsets.items() if meta.offset >= 0}
+
+
+async def _describe_group(
+    admin: AIOKafkaAdminClient, group: str, partitions: list[TopicPartition], wait_s: float
+) -> tuple[Any, dict[TopicPartition, Any]]:
+    """The group's description and committed offsets, asked again for up to ``wait_s``
+    while the broker is not ready to answer: Apache Kafka answers
+    COORDINATOR_NOT_AVAILABLE while it creates ``__consumer_offsets`` (at the first
+    group request it ever gets) and while a coordinator moves."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + wait_s
+    while True:
+        try:
+            [response] = await admin.describe_consumer_groups([group])
+            # Explicit partitions: some brokers (Tansu) drop "all partitions" requests.
+            offsets = await admin.list_consumer_group_offsets(group, partitions=partitions)
+        except KafkaError as error:
+            if not error.retriable or loop.time() + 0.2 > deadline:
+                raise
+            await asyncio.sleep(0.2)
+            continue
+        return response, offsets
 
 
 def _group_state(response: Any) -> tuple[str, int]:
@@ -198,7 +221,14 @@ async def _lag(
     # The aggregator's offsets in PostgreSQL are the truth (committed with the
     # metrics); the group's Kafka offsets are a mirror and may trail them.
     if from_table:
-        _judge_stored(checks, settings, judge(from_table, logs), "PostgreSQL consumer_offsets")
+        verdict = judge(from_table, logs)
+        if any(w.beyond_end for w in verdict.out_of_range):
+            # Right after a leader election the new leader's high watermark trails
+            # what was written: as the aggregator does, ask again after a wait.
+            await asyncio.sleep(min(wait_s, _RECHECK_S))
+            with contextlib.suppress(KafkaError, OSError, TimeoutError):  # else the first stands
+                verdict = judge(from_table, await log_ranges(options, tps, wait_s))
+        _judge_stored(checks, settings, verdict, "PostgreSQL consumer_offsets")
     elif committed:
         verdict = judge(committed, logs)
         # The aggregator does not read these (a claim starts from PostgreSQL, else
@@ -262,8 +292,7 @@ async def log_ranges(
     try:
         async with asyncio.timeout(wait_s * 2):
             await consumer.start()
-            starts = await consumer.beginning_offsets(tps)
-            listed = await consumer.end_offsets(tps)
+            starts, listed = await _listed(consumer, tps)
             consumer.assign(tps)
             for tp in tps:
                 consumer.seek(tp, starts[tp])
@@ -277,3 +306,21 @@ async def log_ranges(
             }
     finally:
         await consumer.stop()
+
+
+async def _listed(
+    consumer: AIOKafkaConsumer, tps: list[TopicPartition]
+) -> tuple[dict[TopicPartition, int], dict[TopicPartition, int]]:
+    """Log start and listed end from each partition's leader, asked until it answers.
+
+    A leader elected a moment ago answers OFFSET_NOT_AVAILABLE until its high
+    watermark is known (aiokafka raises it as an unknown error), one that moved
+    NOT_LEADER: both pass; the caller's timeout bounds the wait.
+    """
+    while True:
+        try:
+            return await consumer.beginning_offsets(tps), await consumer.end_offsets(tps)
+        except KafkaError as error:
+            if not (error.retriable or isinstance(error, UnknownError)):
+                raise
+            await asyncio.sleep(0.2)

@@ -4,8 +4,11 @@ For Kafka, PostgreSQL, OpenSearch and OpenSearch Dashboards, in that order:
 settings, certificate files, DNS, TCP, TLS, login, and what the service says.
 One line per check: OK, FAIL (with the likely cause and the fix) or SKIP,
 and nothing else (libraries' own log lines only with ``--debug``).
-A service whose settings are absent is "not configured" and skipped. The exit
-status is 1 when any configured service fails, else 0.
+A service whose settings are absent is "not configured" and skipped, except
+Kafka: without ``KAFKA_BOOTSTRAP_SERVERS`` the services quietly use
+``localhost:9092``, so a doctor that skipped the broker and said "all passed"
+would hide the first thing to fix. The exit status is 1 when any check fails
+(an unset ``KAFKA_BOOTSTRAP_SERVERS`` included), else 0.
 """
 
 from __future__ import annotations
@@ -18,6 +21,7 @@ import sys
 from dataclasses import asdict
 from functools import partial
 
+from pydantic import ValidationError
 from rich.console import Console
 from rich.markup import escape
 
@@ -25,7 +29,7 @@ from clickstream_ops.check.kafka import check_kafka
 from clickstream_ops.check.opensearch import check_dashboards, check_opensearch
 from clickstream_ops.check.postgres import check_postgres, stored_offsets
 from clickstream_ops.check.results import Result, Verdict, not_configured
-from clickstream_ops.check.settings import CheckSettings, load_all
+from clickstream_ops.check.settings import CheckSettings, KafkaCheckSettings, load_all
 from clickstream_runtime import logs
 
 _STYLE = {Verdict.OK: "green", Verdict.FAIL: "bold red", Verdict.SKIP: "yellow"}
@@ -39,9 +43,13 @@ async def run_checks(settings: CheckSettings, wait_s: float) -> list[Result]:
         stored = partial(stored_offsets, postgres, wait_s)
         results += await check_kafka(kafka, wait_s, stored)
     else:
-        results.append(not_configured("kafka", kafka.variable))
+        results.append(kafka_unset(kafka.variable))
     if postgres.configured:
-        results += await check_postgres(postgres, wait_s)
+        # The aggregator's group and topic (their defaults when Kafka is not configured).
+        source = kafka.settings or _group_settings()
+        results += await check_postgres(
+            postgres, wait_s, group=source.kafka_group_id, topic=source.kafka_topic
+        )
     else:
         results.append(not_configured("postgres", postgres.variable))
     for service, section, check in (
@@ -53,6 +61,24 @@ async def run_checks(settings: CheckSettings, wait_s: float) -> list[Result]:
         else:
             results.append(not_configured(service, section.variable))
     return results
+
+
+def _group_settings() -> KafkaCheckSettings:
+    try:
+        return KafkaCheckSettings()
+    except ValidationError:  # already a FAIL line for Kafka: fall back to the defaults
+        return KafkaCheckSettings.model_construct()
+
+
+def kafka_unset(variable: str) -> Result:
+    default = KafkaCheckSettings.model_fields["kafka_bootstrap_servers"].default
+    return Result(
+        "kafka",
+        "settings",
+        Verdict.FAIL,
+        f"{variable} is not set: the aggregator and the producer would use {default}",
+        f"set {variable}=host:port in the environment or .env (Aiven: the Kafka service URI)",
+    )
 
 
 def line(result: Result) -> str:

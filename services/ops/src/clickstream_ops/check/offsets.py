@@ -6,7 +6,10 @@ The aggregator stores the next offset to apply per partition in PostgreSQL
 
 * beyond the log end: the topic was deleted and recreated, or
   ``KAFKA_BOOTSTRAP_SERVERS`` points at another cluster. The aggregator will not
-  consume that partition (``offset_out_of_range``); nothing it sees is applied.
+  consume that partition: it stops (``offset_out_of_range``) once the
+  partition's leader confirms it, after ``AGGREGATOR_LOG_END_WAIT_S``.
+  A high watermark trails for a moment after a leader election, so the check
+  reads the log again after a short wait before it fails (``check.kafka``).
 * before the log start: retention deleted messages the aggregator had not
   applied yet; they are lost to the metrics.
 

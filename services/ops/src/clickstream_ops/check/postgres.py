@@ -7,6 +7,7 @@ import contextlib
 
 import asyncpg
 
+from clickstream_ops.check.counting import check_recent_dead_letters
 from clickstream_ops.check.dead_letters import check_dead_letters
 from clickstream_ops.check.files import CertFile, check_files
 from clickstream_ops.check.network import (
@@ -18,8 +19,11 @@ from clickstream_ops.check.network import (
 from clickstream_ops.check.results import Result, ServiceChecks
 from clickstream_ops.check.settings import PostgresCheckSettings, Section
 from clickstream_runtime.tls import TlsFileError, postgres_ssl_context
+from clickstream_schema import CONSUMER_GROUP, EVENTS_TOPIC
 
-STEPS = ("settings", "certificates", "dns", "tcp", "tls", "auth", "schema", "dead_letters")
+STEPS = (
+    "settings", "certificates", "dns", "tcp", "tls", "auth", "schema", "dead_letters", "counting",
+)  # fmt: skip
 VARIABLE = "POSTGRES_HOST"
 _VERIFYING = ("verify-ca", "verify-full")
 _TLS_REQUIRED = ("require", *_VERIFYING)
@@ -42,14 +46,25 @@ def _where(s: PostgresCheckSettings) -> str:
     return f"{s.postgres_host}:{s.postgres_port}/{s.postgres_database}"
 
 
-async def check_postgres(section: Section[PostgresCheckSettings], wait_s: float) -> list[Result]:
+async def check_postgres(
+    section: Section[PostgresCheckSettings],
+    wait_s: float,
+    *,
+    group: str = CONSUMER_GROUP,
+    topic: str = EVENTS_TOPIC,
+) -> list[Result]:
+    """The steps of :data:`STEPS`; ``group``/``topic``: the aggregator's, for ``counting``."""
     checks = ServiceChecks("postgres", STEPS)
-    await _run(checks, section, wait_s)
+    await _run(checks, section, wait_s, group, topic)
     return checks.results()
 
 
 async def _run(
-    checks: ServiceChecks, section: Section[PostgresCheckSettings], wait_s: float
+    checks: ServiceChecks,
+    section: Section[PostgresCheckSettings],
+    wait_s: float,
+    group: str,
+    topic: str,
 ) -> None:
     s = section.settings
     if s is None:
@@ -69,6 +84,7 @@ async def _run(
         await _schema(checks, conn, wait_s)
         if not checks.blocked:
             await check_dead_letters(checks, conn, wait_s)
+            await check_recent_dead_letters(checks, conn, wait_s, group, topic)
     finally:
         await conn.close()
 

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import datetime
+from decimal import Decimal
 from typing import Any
 
 from clickstream_ops.verify.fold import COLUMNS
@@ -58,4 +60,14 @@ def describe(
 ) -> str:
     first = columns[0]
     more = f" (and {len(columns) - 1} more: {', '.join(columns[1:4])})" if len(columns) > 1 else ""
-    return f"{session_id}: {first} expected {want[first]!r}, stored {got[first]!r}{more}"
+    shown_want, shown_got = shown(want[first]), shown(got[first])
+    return f"{session_id}: {first} expected {shown_want}, stored {shown_got}{more}"
+
+
+def shown(value: Any) -> str:
+    """A value as a person reads it: money as ``$1,234.50``, times in ISO 8601."""
+    if isinstance(value, Decimal):  # the only Decimal column is total_revenue
+        return f"${value:,.2f}"
+    if isinstance(value, datetime):
+        return value.isoformat()
+    return repr(value)

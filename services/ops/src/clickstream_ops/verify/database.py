@@ -29,6 +29,8 @@ class NotAggregatedError(RuntimeError):
 class DeadLetterRow:
     reason: str
     relayed: bool
+    #: Why, for the reasons this tool cannot see by decoding (unstorable, crashed_decoder).
+    error: str = ""
 
 
 async def begin_snapshot(conn: asyncpg.Connection) -> None:
@@ -67,13 +69,15 @@ async def dead_letter_rows(
     conn: asyncpg.Connection, topic: str
 ) -> dict[tuple[int, int], DeadLetterRow]:
     rows = await conn.fetch(
-        "SELECT source_partition, source_offset, reason, relayed_at IS NOT NULL AS relayed "
+        "SELECT source_partition, source_offset, reason, relayed_at IS NOT NULL AS relayed, "
+        "CASE WHEN reason IN ('unstorable', 'crashed_decoder') "
+        "THEN left(error_message, 300) ELSE '' END AS error "
         "FROM dead_letters WHERE source_topic = $1",
         topic,
     )
     return {
         (int(r["source_partition"]), int(r["source_offset"])): DeadLetterRow(
-            str(r["reason"]), bool(r["relayed"])
+            str(r["reason"]), bool(r["relayed"]), str(r["error"])
         )
         for r in rows
     }

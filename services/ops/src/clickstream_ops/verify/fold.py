@@ -21,6 +21,9 @@ from typing import Any, Final
 
 from clickstream_schema import ClickEvent
 
+#: README: a session whose earliest event has no device_type is stored as this.
+UNKNOWN_DEVICE: Final = "unknown"
+
 #: ``search_queries`` keeps the first this many queries of a session, in consumption order.
 MAX_SEARCH_QUERIES: Final = 100
 
@@ -71,7 +74,7 @@ class SessionFold:
             user_agent=event.user_agent,
             ip_address=event.ip_address,
             entry_page=event.page_url,
-            device_type=event.device_type.value,
+            device_type=_device(event),
             country=event.geo.country if event.geo else None,
             exit_page=event.page_url,
         )
@@ -88,7 +91,7 @@ class SessionFold:
             self.user_agent = event.user_agent
             self.ip_address = event.ip_address
             self.entry_page = event.page_url
-            self.device_type = event.device_type.value
+            self.device_type = _device(event)
             self.country = event.geo.country if event.geo else None
         if event.timestamp >= self.last_at:
             self.last_at = event.timestamp
@@ -131,3 +134,7 @@ class SessionFold:
             "device_type": self.device_type,
             "country": self.country,
         }
+
+
+def _device(event: ClickEvent) -> str:
+    return UNKNOWN_DEVICE if event.device_type is None else event.device_type.value

@@ -13,7 +13,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import sys
-from datetime import datetime
+from datetime import UTC, datetime
 
 import orjson
 from aiokafka.errors import KafkaError
@@ -26,16 +26,19 @@ from clickstream_ops.verify.database import NotAggregatedError
 from clickstream_ops.verify.render import render
 from clickstream_ops.verify.run import Scope, verify
 from clickstream_ops.verify.settings import VerifySettings
+from clickstream_ops.verify.times import TimeError, parse_time
 from clickstream_ops.verify.topic import TopicReadError
 from clickstream_runtime import logs
 from clickstream_runtime.settings import SettingsError, load
 
 
 def _time(text: str) -> datetime:
-    value = datetime.fromisoformat(text)
-    if value.tzinfo is None:
-        raise argparse.ArgumentTypeError(f"{text!r} has no UTC offset (e.g. 2026-12-01T10:00Z)")
-    return value
+    # An ArgumentTypeError, so that argparse names the flag and prints this message
+    # (a ValueError would read "invalid _time value").
+    try:
+        return parse_time(text, datetime.now(UTC))
+    except TimeError as error:
+        raise argparse.ArgumentTypeError(str(error)) from None
 
 
 def _parse(argv: list[str] | None) -> argparse.Namespace:
@@ -49,12 +52,13 @@ def _parse(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument(
         "--since",
         type=_time,
-        help="only records whose Kafka timestamp is at or after this time (ISO 8601 with offset)",
+        help="only records whose Kafka timestamp is at or after this time: 2026-12-01T10:00Z, "
+        "2026-12-01 (UTC), today, yesterday, or an age such as 2h or 3d",
     )
     parser.add_argument(
         "--until",
         type=_time,
-        help="only records whose Kafka timestamp is before this time",
+        help="only records whose Kafka timestamp is before this time (the same forms)",
     )
     parser.add_argument("--json", action="store_true", help="print the report as JSON")
     return parser.parse_args(argv)

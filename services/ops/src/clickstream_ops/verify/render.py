@@ -42,6 +42,24 @@ def verdict_line(report: Report) -> str:
     return ", ".join(parts)
 
 
+def dead_letter_line(report: Report) -> str | None:
+    """``75 of 75 messages (100%) dead-lettered, not counted: schema 75; first schema error: …``."""
+    c = report.counts
+    if not c.dead_lettered or not c.messages:
+        return None
+    share = c.dead_lettered / c.messages
+    percent = f"{share:.0%}" if share >= 0.01 else f"{share:.2%}"
+    top = report.top_dead_letter_reasons()
+    reasons = ", ".join(f"{reason} {n:,}" for reason, n in top)
+    more = len(report.dead_letter_reasons) - len(top)
+    text = (
+        f"{c.dead_lettered:,} of {c.messages:,} messages ({percent}) dead-lettered, not counted: "
+        f"{reasons}{f' and {more} more reason(s)' if more > 0 else ''}"
+    )
+    first = report.first_dead_letter_errors.get(top[0][0])
+    return f"{text}; first {top[0][0]} error: {first}" if first else text
+
+
 def render(report: Report, console: Console) -> None:
     c = report.counts
     table = Table.grid(padding=(0, 2))
@@ -55,6 +73,10 @@ def render(report: Report, console: Console) -> None:
     )
     table.add_row("  events applied", f"{c.applied:,}", "valid, first copy of their event_id")
     table.add_row("  duplicates", f"{c.deduplicated:,}", "event_id seen before: counted zero times")
+    if c.derived_ids:
+        table.add_row(
+            "  ids derived", f"{c.derived_ids:,}", "sent without event_id: uuid5 of the bytes"
+        )
     unstorable = f", {c.unstorable:,} refused by PostgreSQL" if c.unstorable else ""
     crashed = f", {c.crashed_decoder:,} killed the decoder" if c.crashed_decoder else ""
     table.add_row(
@@ -84,6 +106,15 @@ def render(report: Report, console: Console) -> None:
     style = "bold green" if report.ok else "bold red"
     scope = "" if report.exact else " (partial)"
     console.print(f"[{style}]{escape(verdict_line(report))}[/]{scope}", highlight=False)
+    dead = dead_letter_line(report)
+    if dead is not None:
+        # Beside the verdict: nothing lost can still mean nothing counted.
+        loud = report.counts.dead_lettered * 2 > report.counts.messages
+        console.print(
+            f"[{'bold red' if loud else 'yellow'}]{escape(dead)}[/]",
+            highlight=False,
+            soft_wrap=True,
+        )
     for name, finding in report.findings.items():
         console.print(f"[red]{_counted(name, finding.count)}[/], e.g.", highlight=False)
         for example in finding.examples:

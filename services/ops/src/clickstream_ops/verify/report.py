@@ -28,6 +28,8 @@ class Counts:
     valid: int = 0  #: decoded as events
     applied: int = 0  #: valid and first of their event_id: what session_metrics must count
     deduplicated: int = 0  #: valid, but their event_id came earlier
+    #: valid messages without an event_id (given the id derived from their bytes)
+    derived_ids: int = 0
     dead_lettered: int = 0  #: not events (decode fails), plus PostgreSQL-refused events
     unstorable: int = 0  #: of which valid events whose effect PostgreSQL refused
     #: of which messages that killed the aggregator's decode worker (not decoded here)
@@ -81,12 +83,24 @@ class Report:
     lost: int = 0
     counted_twice: int = 0
     notes: list[str] = field(default_factory=list)
+    #: dead-lettered messages read, by reason, and the first error of each reason
+    dead_letter_reasons: dict[str, int] = field(default_factory=dict)
+    first_dead_letter_errors: dict[str, str] = field(default_factory=dict)
     #: wall time of the whole verification
     seconds: float = 0.0
 
     @property
     def ok(self) -> bool:
         return not self.findings.items() and self.lost == 0 and self.counted_twice == 0
+
+    def dead_lettered(self, reason: str, error: str) -> None:
+        """Count one dead-lettered message read (``error``: why, kept for the first of a reason)."""
+        self.counts.dead_lettered += 1
+        self.dead_letter_reasons[reason] = self.dead_letter_reasons.get(reason, 0) + 1
+        self.first_dead_letter_errors.setdefault(reason, " ".join(error.split())[:300])
+
+    def top_dead_letter_reasons(self, n: int = 3) -> list[tuple[str, int]]:
+        return sorted(self.dead_letter_reasons.items(), key=lambda kv: (-kv[1], kv[0]))[:n]
 
     def as_json(self) -> dict[str, Any]:
         out = asdict(self)

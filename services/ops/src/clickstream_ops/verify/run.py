@@ -17,6 +17,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
+from uuid import uuid5
 
 import asyncpg
 from aiokafka import AIOKafkaConsumer
@@ -28,7 +29,13 @@ from clickstream_ops.verify.fold import SessionFold
 from clickstream_ops.verify.report import Report
 from clickstream_ops.verify.seen import SeenIds
 from clickstream_ops.verify.settings import VerifySettings
-from clickstream_schema import ClickEvent, InvalidEvent, decode
+from clickstream_schema import (
+    DERIVED_ID_NAMESPACE,
+    UNSENT_EVENT_ID,
+    ClickEvent,
+    InvalidEvent,
+    parse,
+)
 
 #: called with (messages read, messages to read)
 Progress = Callable[[int, int], None]
@@ -60,7 +67,14 @@ async def verify(
     started = time.monotonic()
     conn = await asyncpg.connect(**settings.postgres_connect_options())
     reader = topic.consumer(settings.kafka_client_options())
-    await reader.start()
+    try:
+        await reader.start()
+    except BaseException:
+        # A consumer whose start failed (a wrong port) still holds a client:
+        # closed here, or Python warns "Unclosed AIOKafkaConsumer" at exit.
+        await reader.stop()
+        await conn.close()
+        raise
     try:
         await database.begin_snapshot(conn)
         committed = await database.committed_offsets(
@@ -138,7 +152,13 @@ async def _fold_topic(
             if event is None:
                 continue
             counts.valid += 1
-            if not seen.first(event.event_id, message.partition):
+            event_id = event.event_id
+            if event_id is UNSENT_EVENT_ID:
+                # README's rule, computed here with the standard library rather than
+                # the contract's code: uuid5 of the message text in the namespace.
+                event_id = uuid5(DERIVED_ID_NAMESPACE, (message.value or b"").decode("utf-8"))
+                counts.derived_ids += 1
+            if not seen.first(event_id, message.partition):
                 counts.deduplicated += 1
                 continue
             counts.applied += 1
@@ -173,13 +193,13 @@ def _admit(
         # The aggregator's decode worker died on this message, every time it was
         # alone: decoding it here could end this process the same way, so it is
         # counted as the aggregator recorded it, not checked.
-        counts.dead_lettered += 1
+        report.dead_lettered(row.reason, row.error)
         counts.crashed_decoder += 1
         return None
     try:
-        event = decode(message.value, max_bytes=settings.aggregator_max_message_bytes)
+        event = parse(message.value, max_bytes=settings.aggregator_max_message_bytes)
     except InvalidEvent as error:
-        counts.dead_lettered += 1
+        report.dead_lettered(error.reason, str(error))
         if row is None:
             findings.dead_letters_missing.add(f"{where} ({error.reason})")
         elif row.reason != error.reason:
@@ -189,7 +209,7 @@ def _admit(
         return None
     if row is None:
         return event
-    counts.dead_lettered += 1
+    report.dead_lettered(row.reason, row.error)
     if row.reason == "unstorable":
         # PostgreSQL refused its effect; the row is the record of that, not a loss.
         counts.unstorable += 1

@@ -45,13 +45,21 @@ def consumer(options: Mapping[str, Any]) -> AIOKafkaConsumer:
         enable_auto_commit=False,
         auto_offset_reset="earliest",
         fetch_max_wait_ms=200,
+        # As the aggregator reads: the relay writes dead-letter copies in
+        # transactions where the broker has them, and an aborted copy is none.
+        isolation_level="read_committed",
     )
 
 
 async def partitions(reader: AIOKafkaConsumer, topic: str) -> list[int]:
-    """The topic's partitions; ``reader`` must be fresh (no assignment yet): once a
-    consumer is assigned partitions its metadata covers only their topic."""
-    found = reader.partitions_for_topic(topic)
+    """The topic's partitions, from metadata asked for here.
+
+    A consumer's own metadata covers only the topics it tracks (Tansu happens to
+    send every topic, Apache Kafka does not). The request asks for every topic:
+    one naming this topic would create it on a broker that auto-creates topics.
+    """
+    cluster = await reader._client.fetch_all_metadata()
+    found = cluster.partitions_for_topic(topic)
     if not found:
         raise TopicReadError(f"topic {topic!r} does not exist (or has no partitions)")
     return sorted(found)
