@@ -19,12 +19,12 @@ import asyncpg
 import pytest
 from structlog.testing import capture_logs
 
-from clickstream_aggregator.commit import BatchWriter, Committed
+from clickstream_aggregator.batch import Batch
 from clickstream_aggregator.main import run
 from clickstream_aggregator.migrate import migrate
 from clickstream_aggregator.positions import OffsetOutOfRange
-from clickstream_aggregator.prepare import Batch
 from clickstream_aggregator.startup import StartupTimeout
+from clickstream_aggregator.transaction import BatchTransaction, Committed
 from clickstream_aggregator.validate import RawPartition
 from clickstream_aggregator.workers import Preparer
 from clickstream_devstack.broker import EmbeddedKafka
@@ -166,11 +166,6 @@ async def test_a_device_clock_days_ahead_does_not_forget_ids_duplicates_need(
     assert remembered[0]["n"] == len(events) + 1
 
 
-async def _writer(pool: asyncpg.Pool, topics: KafkaTopics) -> tuple[BatchWriter, Preparer]:
-    preparer = Preparer(topics.events, max_bytes=1 << 20, workers=0)
-    return BatchWriter(pool, preparer, topics.group, 1 << 20), preparer
-
-
 async def test_a_batch_whose_commit_reply_was_lost_counts_as_committed(
     topics: KafkaTopics, database: Database
 ) -> None:
@@ -193,10 +188,12 @@ async def test_a_batch_whose_commit_reply_was_lost_counts_as_committed(
                 topics.group,
                 topics.events,
             )
-        writer, _ = await _writer(pool, topics)
-        first = await writer.write(Batch(topics.events, {0: raw}), {0: 1})
+        transaction = BatchTransaction(pool, topics.group, 1 << 20)
+        async with Preparer(topics.events, max_bytes=1 << 20, workers=0) as preparer:
+            ready = await preparer.prepare(Batch(topics.events, {0: raw}))
+        first = await transaction.attempt(ready, {0: 1})
         # The same batch again, as a retry after a connection lost during COMMIT does it.
-        again = await writer.write(Batch(topics.events, {0: raw}), {0: 1})
+        again = await transaction.attempt(ready, {0: 1})
     finally:
         await pool.close()
     assert isinstance(first, Committed)

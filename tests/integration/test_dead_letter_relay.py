@@ -24,7 +24,6 @@ from aiokafka.errors import (
 )
 from structlog.testing import capture_logs
 
-from clickstream_aggregator import repository as repo
 from clickstream_aggregator.deadletters import DeadLetterRelay, RelayProducers
 from clickstream_aggregator.deadletters import reconcile as reconcile_module
 from clickstream_aggregator.deadletters.copies import (
@@ -42,6 +41,7 @@ from clickstream_aggregator.settings import AggregatorSettings
 from clickstream_devstack.broker import EmbeddedKafka
 from clickstream_devstack.environment import Database, KafkaTopics
 from clickstream_runtime.health import Readiness
+from clickstream_schema.dead_letters import RELAY_MAX_REFUSALS
 from support.aggregator import settings_from_env
 from support.feed import publish, read_all
 
@@ -223,7 +223,7 @@ async def test_a_row_kafka_refuses_is_set_aside_and_does_not_block_its_partition
 
     rows = {r["source_offset"]: r for r in await world.rows(1)}
     assert rows[1]["relayed_at"] is None
-    assert rows[1]["relay_attempts"] == repo.RELAY_MAX_REFUSALS
+    assert rows[1]["relay_attempts"] == RELAY_MAX_REFUSALS
     assert "refused by the test" in rows[1]["relay_error"]
     assert rows[2]["relayed_at"] is not None
     assert rows[2]["relay_attempts"] == 1

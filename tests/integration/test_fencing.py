@@ -1,4 +1,4 @@
-"""Fencing at the repository level: a newer claim refuses the older owner's writes."""
+"""Fencing at the database level: a newer claim refuses the older owner's writes."""
 
 from __future__ import annotations
 
@@ -6,6 +6,7 @@ import asyncpg
 
 from clickstream_aggregator import repository as repo
 from clickstream_aggregator.migrate import migrate
+from clickstream_aggregator.transaction import check_offsets
 from clickstream_aggregator.validate import PartitionRange
 from clickstream_devstack.environment import Database
 
@@ -20,7 +21,8 @@ async def test_a_newer_claim_fences_the_previous_owner(database: Database) -> No
         zombie = {p: c.epoch for p, c in first.items()}
         ranges = {p: PartitionRange(p, 0, 10) for p in (0, 1)}
         async with conn.transaction():
-            check = await repo.lock_offsets(conn, "g", "t", zombie, ranges)
+            stored = await repo.lock_offsets(conn, "g", "t", list(ranges))
+        check = check_offsets(stored, zombie, ranges)
         assert check.fenced == {1}
         assert check.unclaimed == set()
         assert check.stale == {}
@@ -35,10 +37,10 @@ async def test_a_lost_claim_and_a_stale_batch_are_told_apart(database: Database)
         claims = await repo.claim_partitions(conn, "g", "t", {0: 0, 1: 0}, "me")
         epochs = {p: c.epoch + (1 if p == 0 else 0) for p, c in claims.items()}
         await repo.advance_offsets(conn, "g", "t", [PartitionRange(1, 0, 5)])
+        ranges = {0: PartitionRange(0, 0, 3), 1: PartitionRange(1, 0, 3)}
         async with conn.transaction():
-            check = await repo.lock_offsets(
-                conn, "g", "t", epochs, {0: PartitionRange(0, 0, 3), 1: PartitionRange(1, 0, 3)}
-            )
+            stored = await repo.lock_offsets(conn, "g", "t", list(ranges))
+        check = check_offsets(stored, epochs, ranges)
         # Partition 0: the stored claim is older than ours (the database lost it).
         assert check.unclaimed == {0}
         # Partition 1: already applied up to 5, the batch starting at 0 is stale.

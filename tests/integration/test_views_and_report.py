@@ -24,7 +24,7 @@ import asyncpg
 import pytest
 
 from clickstream_aggregator.migrate import migrate
-from clickstream_aggregator.rows import COUNTED_TYPES
+from clickstream_aggregator.session_columns import COUNTED_TYPES
 from clickstream_ops.report.main import Options, ReportSettings, run
 from clickstream_runtime.settings import load
 

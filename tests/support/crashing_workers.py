@@ -85,14 +85,18 @@ class WorkerHooks:
         """Workers started from now on die at once."""
         self.monkeypatch.setenv("CLICKSTREAM_TEST_WORKER_START", "die")
 
-    def kill_paused(self, timeout: float = 60.0) -> int:
-        """SIGKILL the worker that paused on :data:`PAUSE` (waiting for it); its pid."""
+    def paused_pid(self, timeout: float = 60.0) -> int:
+        """The pid of the worker that paused on :data:`PAUSE` (waiting for it)."""
         flag = self.directory / "paused"
         deadline = time.monotonic() + timeout
         while not flag.exists():
             assert time.monotonic() < deadline, "no worker paused"
             time.sleep(0.05)
-        pid = int(flag.read_text())
+        return int(flag.read_text())
+
+    def kill_paused(self, timeout: float = 60.0) -> int:
+        """SIGKILL the worker that paused on :data:`PAUSE` (waiting for it); its pid."""
+        pid = self.paused_pid(timeout)
         os.kill(pid, signal.SIGKILL)
         return pid
 

@@ -2,15 +2,17 @@
 
 from __future__ import annotations
 
-import random
 from collections import Counter
+from datetime import UTC, datetime
 from decimal import Decimal
 
 import pytest
 
-from clickstream_aggregator.aggregate import aggregate, merge
-from clickstream_aggregator.prepare import Batch, combine, prepare
-from clickstream_aggregator.rows import COUNTED_TYPES, session_columns
+from clickstream_aggregator import dedupe_rows, validate
+from clickstream_aggregator.aggregate import aggregate
+from clickstream_aggregator.batch import Batch
+from clickstream_aggregator.prepare import combine, prepare
+from clickstream_aggregator.session_columns import COUNTED_TYPES, UPSERT_COLUMNS, session_rows
 from clickstream_aggregator.validate import RawPartition
 from clickstream_aggregator.workers import Preparer
 from clickstream_schema import ClickEvent, encode
@@ -35,22 +37,12 @@ def _values(events: list[ClickEvent]) -> list[bytes | None]:
     return [encode(e)[1] for e in events]
 
 
+def _column(name: str) -> int:
+    return [c.name for c in UPSERT_COLUMNS].index(name)
+
+
 def _rows_by_session(columns: list[list[object]]) -> dict[str, tuple[object, ...]]:
     return {row[0]: row for row in zip(*columns, strict=True)}  # type: ignore[misc]
-
-
-def test_aggregating_in_two_parts_and_merging_equals_aggregating_at_once() -> None:
-    events = generate(3000, seed=11, sessions=300)
-    cut = random.Random(3).randrange(1, len(events))
-    first, second = aggregate(events[:cut]), aggregate(events[cut:])
-    whole = aggregate(events)
-    merged = dict(first)
-    for session_id, later in second.items():
-        earlier = merged.get(session_id)
-        merged[session_id] = later if earlier is None else merge(earlier, later)
-    # Sessions spanning the cut exist, so merge() is really exercised.
-    assert set(first) & set(second)
-    assert session_columns(merged.values()) == session_columns(whole.values())
 
 
 def test_prepare_counts_every_message_once_and_dead_letters_the_bad_ones() -> None:
@@ -67,9 +59,14 @@ def test_prepare_counts_every_message_once_and_dead_letters_the_bad_ones() -> No
     assert prepared.duplicates == 1
     assert prepared.excluded == 0
     # Sorted by id (the dedupe index's lock order), times aligned with their ids.
-    by_id = sorted(events, key=lambda e: e.event_id.hex)
-    assert prepared.event_ids == [e.event_id.hex for e in by_id]
-    assert prepared.event_times_ms == [int(e.timestamp.timestamp() * 1000) for e in by_id]
+    by_id = sorted(events, key=lambda e: e.event_id.bytes)
+    assert prepared.event_ids() == [e.event_id for e in by_id]
+    rows = dedupe_rows.split(prepared.event_rows)
+    pg_epoch = datetime(2000, 1, 1, tzinfo=UTC)
+    assert [dedupe_rows.ROW.unpack(r)[4] for r in rows] == [
+        (int(e.timestamp.timestamp() * 1000) * 1000) - int(pg_epoch.timestamp() * 1000) * 1000
+        for e in by_id
+    ]
     letters = prepared.dead_letters
     assert [(d.partition, d.offset, d.value) for d in letters] == [
         (1, 50 + 200 + i, value) for i, value in enumerate(POISON)
@@ -78,9 +75,11 @@ def test_prepare_counts_every_message_once_and_dead_letters_the_bad_ones() -> No
     assert letters[0].key == b"key-200"
     rows = _rows_by_session(prepared.session_rows)
     assert list(rows) == sorted({e.session_id for e in events})
-    assert sum(row[2] for row in rows.values()) == len(events)  # type: ignore[misc]
+    events_at = _column("total_events")
+    assert sum(row[events_at] for row in rows.values()) == len(events)  # type: ignore[misc]
     revenue = sum((e.price or Decimal(0)) for e in events if e.event_type == "purchase")
-    assert sum(row[6] for row in rows.values()) == revenue  # type: ignore[misc]
+    revenue_at = _column("total_revenue")
+    assert sum(row[revenue_at] for row in rows.values()) == revenue  # type: ignore[misc]
     assert batch.ranges[1].first == 50
     assert batch.ranges[1].next == 50 + len(left)
     assert batch.size == len(left) + len(right)
@@ -96,16 +95,16 @@ def test_prepare_without_ids_an_earlier_batch_applied() -> None:
 
     assert reduced.events == full.events - 2
     assert reduced.excluded == 2
-    assert not {i.hex for i in applied_before} & set(reduced.event_ids)
+    assert not applied_before & set(reduced.event_ids())
     kept = [e for e in events if e.event_id not in applied_before]
-    assert reduced.session_rows == session_columns(aggregate(kept).values())
+    assert reduced.session_rows == session_rows(aggregate(kept).values())
 
 
 def test_type_counters_follow_the_event_types() -> None:
     events = generate(500, seed=21)
     prepared = prepare(TOPIC, [_partition(0, 0, _values(events))], MAX_BYTES)
-    counters = prepared.session_rows[16:]
-    totals = {kind: sum(column) for kind, column in zip(COUNTED_TYPES, counters, strict=True)}
+    rows = prepared.session_rows
+    totals = {kind: sum(rows[_column(f"{kind}_count")]) for kind in COUNTED_TYPES}
     expected = Counter(e.event_type.value for e in events)
     assert totals == {kind: expected.get(kind, 0) for kind in COUNTED_TYPES}
 
@@ -114,11 +113,8 @@ def test_a_batch_without_some_partitions_must_be_prepared_again() -> None:
     events = generate(100, seed=2)
     values = _values(events)
     batch = Batch(TOPIC, {0: _partition(0, 0, values[:50]), 1: _partition(1, 7, values[50:])})
-    batch.prepared = prepare(TOPIC, batch.partitions(), MAX_BYTES)
-
     rest = batch.without_partitions({0})
 
-    assert rest.prepared is None
     assert list(rest.ranges) == [1]
     assert rest.ranges[1].first == 7
     assert prepare(TOPIC, rest.partitions(), MAX_BYTES).events == 50
@@ -133,7 +129,8 @@ async def test_a_worker_process_prepares_the_same_result_as_inline(workers: int)
     async with Preparer(TOPIC, max_bytes=MAX_BYTES, workers=workers, inline_below=0) as preparer:
         got = await preparer.prepare(batch, frozenset({events[5].event_id}))
 
-    assert got == expected
+    assert got.prepared == expected
+    assert got.exclude == frozenset({events[5].event_id})
 
 
 def test_results_of_disjoint_partitions_combine_into_the_whole_batch_result() -> None:
@@ -167,4 +164,41 @@ async def test_several_workers_fall_back_to_the_whole_batch_when_partitions_over
     async with Preparer(TOPIC, max_bytes=MAX_BYTES, workers=2, inline_below=0) as preparer:
         got = await preparer.prepare(batch)
 
-    assert got == prepare(TOPIC, batch.partitions(), MAX_BYTES)
+    assert got.prepared == prepare(TOPIC, batch.partitions(), MAX_BYTES)
+
+
+async def test_a_value_preparing_cannot_hold_inline_is_pinned_on_its_message(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # Decoding that fails with an error the policy pins (not InvalidEvent): what a
+    # value the aggregation cannot hold does. The rest of the batch is applied.
+    events = generate(300, seed=14)
+    values = _values(events)
+    culprits = {values[17], values[240]}
+    parse = validate.parse
+
+    def failing(value: bytes | None, **kwargs: int) -> ClickEvent:
+        if value in culprits:
+            raise OverflowError("a value preparing cannot hold")
+        return parse(value, **kwargs)
+
+    monkeypatch.setattr(validate, "parse", failing)
+    batch = Batch(TOPIC, {0: _partition(0, 100, values[:200]), 1: _partition(1, 0, values[200:])})
+
+    async with Preparer(TOPIC, max_bytes=MAX_BYTES, workers=0) as preparer:
+        ready = await preparer.prepare(batch)
+
+    assert {k: r.reason for k, r in ready.batch.rejects.items()} == {
+        (0, 117): "unstorable",
+        (1, 40): "unstorable",
+    }
+    assert ready.batch.rejects[(0, 117)].error_class == "builtins.OverflowError"
+    assert batch.rejects == {}  # the batch fetched is never written
+    prepared = ready.prepared
+    assert prepared.events == len(events) - 2
+    assert [(d.partition, d.offset, d.reason) for d in prepared.dead_letters] == [
+        (0, 117, "unstorable"),
+        (1, 40, "unstorable"),
+    ]
+    kept = [e for i, e in enumerate(events) if i not in (17, 240)]
+    assert prepared.session_rows == session_rows(aggregate(kept).values())

@@ -11,14 +11,17 @@ from pathlib import Path
 from typing import Any
 from uuid import UUID
 
+import psutil
 import pytest
 from prometheus_client import CollectorRegistry, Counter
 from structlog.testing import capture_logs
 
+from clickstream_aggregator.batch import Batch
 from clickstream_aggregator.crash_pinning import CRASHED_DECODER, MAX_CULPRITS, DecodeWorkersFailed
-from clickstream_aggregator.prepare import Batch, prepare
+from clickstream_aggregator.prepare import Prepared, prepare
 from clickstream_aggregator.validate import UNSTORABLE, RawPartition
 from clickstream_aggregator.workers import Preparer
+from clickstream_runtime.entrypoint import bounded
 from clickstream_schema import ClickEvent, encode
 from support.crashing_workers import (
     IN_WORKER,
@@ -52,6 +55,12 @@ def _partition(partition: int, first: int, values: list[bytes | None]) -> RawPar
     )
 
 
+async def _prepared(preparer: Preparer, batch: Batch) -> tuple[Batch, Prepared]:
+    """The batch with the rejects preparing found, and what it prepared."""
+    ready = await preparer.prepare(batch)
+    return ready.batch, ready.prepared
+
+
 def _events_of(logs: list[dict[str, Any]], name: str) -> list[dict[str, Any]]:
     return [entry for entry in logs if entry["event"] == name]
 
@@ -68,7 +77,7 @@ async def test_a_message_that_kills_its_worker_is_dead_lettered_and_the_rest_pre
 
     with capture_logs() as logs:
         async with Preparer(TOPIC, max_bytes=MAX_BYTES, workers=1, inline_below=0) as preparer:
-            got = await preparer.prepare(batch)
+            batch, got = await _prepared(preparer, batch)
 
     assert list(batch.rejects) == [(0, 1137)]
     refusal = batch.rejects[(0, 1137)]
@@ -78,8 +87,8 @@ async def test_a_message_that_kills_its_worker_is_dead_lettered_and_the_rest_pre
     assert letters == [(0, 1137, CRASHED_DECODER, killer)]
     # Every other event exactly as if the killer had never been in the batch.
     clean = prepare(TOPIC, [*without, batch.raw[1]], MAX_BYTES)
-    assert (got.event_ids, got.session_rows, got.events) == (
-        clean.event_ids,
+    assert (got.event_rows, got.session_rows, got.events) == (
+        clean.event_rows,
         clean.session_rows,
         clean.events,
     )
@@ -107,7 +116,7 @@ async def test_killers_on_several_partitions_are_all_found_with_parallel_workers
     batch = Batch(TOPIC, {0: _partition(0, 0, values[:60]), 5: _partition(5, 0, values[60:])})
 
     async with Preparer(TOPIC, max_bytes=MAX_BYTES, workers=2, inline_below=0) as preparer:
-        got = await preparer.prepare(batch)
+        batch, got = await _prepared(preparer, batch)
 
     assert sorted(batch.rejects) == [(0, 3), (5, 59)]
     assert got == prepare(TOPIC, batch.partitions(), MAX_BYTES, reject=batch.rejects)
@@ -128,9 +137,10 @@ async def test_a_worker_killed_from_outside_mid_batch_costs_nothing(hooks: Worke
         ) as preparer:
             preparing = asyncio.create_task(preparer.prepare(batch))
             await asyncio.to_thread(hooks.kill_paused)
-            got = await preparing
+            ready = await preparing
 
-    assert batch.rejects == {}
+    assert ready.batch.rejects == {}
+    got = ready.prepared
     assert got == prepare(TOPIC, batch.partitions(), MAX_BYTES)
     assert got.events == len(events)
     died = _events_of(logs, "decode_worker_died")
@@ -176,7 +186,6 @@ async def test_workers_that_cannot_start_again_after_a_death_stop_the_service(
         hooks.fail_starts()
         with pytest.raises(DecodeWorkersFailed, match="cannot start"):
             await preparer.prepare(batch)
-    assert batch.rejects == {}
 
 
 async def test_the_first_records_of_each_claim_go_to_a_worker_whatever_the_batch_size(
@@ -189,8 +198,8 @@ async def test_the_first_records_of_each_claim_go_to_a_worker_whatever_the_batch
     small = 20  # inline_below
     window = 100 + small  # batch_max_records + inline_below
 
-    def prepared_in_a_worker(batch: Batch) -> bool:
-        return [d.reason for d in batch.prepared.dead_letters] == ["schema"]  # type: ignore[union-attr]
+    def prepared_in_a_worker(prepared: Prepared) -> bool:
+        return [d.reason for d in prepared.dead_letters] == ["schema"]
 
     def batch(first: int, count: int, epoch: int) -> Batch:
         part = list(values[first : first + count])
@@ -202,8 +211,7 @@ async def test_the_first_records_of_each_claim_go_to_a_worker_whatever_the_batch
     ) as preparer:
 
         async def run(b: Batch, exclude: frozenset[UUID] = frozenset()) -> bool:
-            b.prepared = await preparer.prepare(b, exclude)
-            return prepared_in_a_worker(b)
+            return prepared_in_a_worker((await preparer.prepare(b, exclude)).prepared)
 
         # The claim's first records, up to the window, go to a worker in small batches.
         start, seen = 0, []
@@ -222,7 +230,7 @@ async def test_the_first_records_of_each_claim_go_to_a_worker_whatever_the_batch
         assert await run(batch(start + 10 + small, 10, epoch=2))
         # And a small batch of a killer in a fresh claim is pinned, not run inline.
         killer = Batch(TOPIC, {1: _partition(1, 0, [_marked(events[0], KILL)])}, claims={1: 3})
-        await preparer.prepare(killer)
+        killer = (await preparer.prepare(killer)).batch
         assert [r.reason for r in killer.rejects.values()] == [CRASHED_DECODER]
 
 
@@ -241,9 +249,9 @@ async def test_a_batch_whose_worker_another_batch_killed_is_not_blamed(
             # The guilty batch goes first, so the death finds the other one queued.
             got = await asyncio.gather(preparer.prepare(guilty), preparer.prepare(innocent))
 
-    assert list(guilty.rejects) == [(0, 0)]
-    assert innocent.rejects == {}
-    assert got[1] == prepare(TOPIC, innocent.partitions(), MAX_BYTES)
+    assert list(got[0].batch.rejects) == [(0, 0)]
+    assert got[1].batch.rejects == {}
+    assert got[1].prepared == prepare(TOPIC, innocent.partitions(), MAX_BYTES)
     innocent_deaths = [
         d["action"] for d in _events_of(logs, "decode_worker_died") if d.get("partitions") == [1]
     ]
@@ -262,7 +270,7 @@ async def test_a_value_preparing_cannot_hold_is_searched_for_in_workers_too(
     batch = Batch(TOPIC, {0: _partition(0, 0, values)})
 
     async with Preparer(TOPIC, max_bytes=MAX_BYTES, workers=1, inline_below=0) as preparer:
-        got = await preparer.prepare(batch)
+        batch, got = await _prepared(preparer, batch)
 
     assert {k: r.reason for k, r in batch.rejects.items()} == {
         (0, 10): UNSTORABLE,
@@ -274,3 +282,22 @@ async def test_a_value_preparing_cannot_hold_is_searched_for_in_workers_too(
         (10, UNSTORABLE),
         (50, CRASHED_DECODER),
     ]
+
+
+async def test_closing_the_workers_cut_short_kills_the_busy_ones(hooks: WorkerHooks) -> None:
+    # At shutdown the decode workers get their step of the budget; a worker deep
+    # in a batch (here: paused) must not hold the exit for the rest of its work.
+    events = generate(50, seed=69)
+    values: list[bytes | None] = [encode(e)[1] for e in events]
+    values[20] = _marked(events[20], PAUSE)
+    preparer = Preparer(TOPIC, max_bytes=MAX_BYTES, workers=1, inline_below=0)
+    await preparer.start()
+    preparing = asyncio.create_task(preparer.prepare(Batch(TOPIC, {0: _partition(0, 0, values)})))
+    pid = await asyncio.to_thread(hooks.paused_pid)
+    preparing.cancel()  # what the batch loop does with a batch being prepared at a stop
+
+    finished = await bounded(preparer.close(), 0.5, "decode workers")
+
+    assert not finished
+    gone = await asyncio.to_thread(psutil.wait_procs, [psutil.Process(pid)], 10)
+    assert [p.pid for p in gone[0]] == [pid]

@@ -1,16 +1,16 @@
 """Pure session aggregation: fold events into per-session partial aggregates.
 
-A partial aggregate holds exactly what the ``session_metrics`` row needs, and
-``merge(earlier, later)`` combines two of them the way the repository's SQL
-upsert combines a batch with the stored row. ``earlier``/``later`` refer to
-consumption order (partition offset order), which breaks ties:
+A partial aggregate holds exactly what the ``session_metrics`` row needs; the
+repository's SQL upsert merges it into the stored row by the same rules.
+Consumption order (partition offset order) breaks ties:
 
 * first/last timestamps are min/max of event time, so arrival order does not
   matter; the attributes of the earliest event (user, user agent, IP, entry
   page, device, country) come from the event with the smallest timestamp, the
   first consumed on a tie; the exit page from the largest, the last consumed on
   a tie;
-* distinct values (pages, products, referrers) are kept sorted by code point;
+* distinct values (:data:`~clickstream_aggregator.session_columns.DISTINCT_SETS`:
+  pages, products, referrers) are kept as sets, stored sorted by code point;
 * ``search_queries`` keeps the first :data:`MAX_SEARCH_QUERIES` queries in
   consumption order; ``search_count`` still counts every search. One abusive
   session must not grow a row without bound.
@@ -24,14 +24,19 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import datetime
 from decimal import Decimal
+from operator import attrgetter
 from typing import Final
 
+from clickstream_aggregator.session_columns import DISTINCT_SETS, MAX_SEARCH_QUERIES
 from clickstream_schema import UNKNOWN_DEVICE, ClickEvent, EventType
 
 _ZERO = Decimal("0.00")
+#: Readers of the event fields whose distinct values the sets keep, in DISTINCT_SETS order.
+_SET_FIELDS: Final = tuple(attrgetter(field) for _, field in DISTINCT_SETS)
 
-#: Queries kept per session in ``search_queries`` (the rest are only counted).
-MAX_SEARCH_QUERIES: Final = 100
+
+def _no_sets() -> tuple[set[str], ...]:
+    return tuple(set() for _ in _SET_FIELDS)
 
 
 @dataclass(slots=True)
@@ -47,12 +52,10 @@ class SessionAggregate:
     device_type: str
     country: str | None
     total_events: int = 0
-    page_views: int = 0
     revenue: Decimal = _ZERO
     type_counts: dict[str, int] = field(default_factory=dict)
-    pages: set[str] = field(default_factory=set)
-    products: set[str] = field(default_factory=set)
-    referrers: set[str] = field(default_factory=set)
+    #: One set per entry of DISTINCT_SETS.
+    sets: tuple[set[str], ...] = field(default_factory=_no_sets)
     search_queries: list[str] = field(default_factory=list)
 
     @classmethod
@@ -92,29 +95,13 @@ class SessionAggregate:
         kind = event.event_type
         self.total_events += 1
         self.type_counts[kind.value] = self.type_counts.get(kind.value, 0) + 1
-        self.pages.add(event.page_url)
-        if event.product_id is not None:
-            self.products.add(event.product_id)
-        if event.referrer is not None:
-            self.referrers.add(event.referrer)
+        for values, read in zip(self.sets, _SET_FIELDS, strict=True):
+            if (value := read(event)) is not None:
+                values.add(value)
         if event.search_query is not None and len(self.search_queries) < MAX_SEARCH_QUERIES:
             self.search_queries.append(event.search_query)
-        if kind is EventType.PAGE_VIEW:
-            self.page_views += 1
-        elif kind is EventType.PURCHASE and event.price is not None:
+        if kind is EventType.PURCHASE and event.price is not None:
             self.revenue += event.price
-
-    @property
-    def converted(self) -> bool:
-        return EventType.PURCHASE.value in self.type_counts
-
-    @property
-    def bounced(self) -> bool:
-        return self.page_views <= 1
-
-    @property
-    def duration_minutes(self) -> float:
-        return (self.last_ts - self.first_ts).total_seconds() / 60.0
 
 
 def aggregate(events: Iterable[ClickEvent]) -> dict[str, SessionAggregate]:
@@ -127,37 +114,6 @@ def aggregate(events: Iterable[ClickEvent]) -> dict[str, SessionAggregate]:
         else:
             current.add(event)
     return sessions
-
-
-def merge(earlier: SessionAggregate, later: SessionAggregate) -> SessionAggregate:
-    """Combine two partial aggregates of one session; ``later`` was consumed after ``earlier``."""
-    if earlier.session_id != later.session_id:
-        raise ValueError("cannot merge aggregates of different sessions")
-    first = later if later.first_ts < earlier.first_ts else earlier
-    last = later if later.last_ts >= earlier.last_ts else earlier
-    counts = dict(earlier.type_counts)
-    for kind, n in later.type_counts.items():
-        counts[kind] = counts.get(kind, 0) + n
-    return SessionAggregate(
-        session_id=earlier.session_id,
-        user_id=first.user_id,
-        first_ts=first.first_ts,
-        last_ts=last.last_ts,
-        user_agent=first.user_agent,
-        ip_address=first.ip_address,
-        entry_page=first.entry_page,
-        exit_page=last.exit_page,
-        device_type=first.device_type,
-        country=first.country,
-        total_events=earlier.total_events + later.total_events,
-        page_views=earlier.page_views + later.page_views,
-        revenue=earlier.revenue + later.revenue,
-        type_counts=counts,
-        pages=earlier.pages | later.pages,
-        products=earlier.products | later.products,
-        referrers=earlier.referrers | later.referrers,
-        search_queries=(earlier.search_queries + later.search_queries)[:MAX_SEARCH_QUERIES],
-    )
 
 
 def _device(event: ClickEvent) -> str:

@@ -29,8 +29,8 @@ from typing import Final
 
 import structlog
 
+from clickstream_aggregator.batch import Batch
 from clickstream_aggregator.policy import Verdict, verdict
-from clickstream_aggregator.prepare import Batch
 from clickstream_aggregator.validate import MessageKey, RawPartition, Refusal
 from clickstream_runtime.workers import WorkerDied
 

@@ -3,41 +3,36 @@
 After start-up (``startup``: PostgreSQL and Kafka are waited for the same
 way), the batch loop runs beside its helpers
 (dead-letter relay, Kafka offset mirror, dedupe pruning, readiness probes);
-any of them failing stops the service. Every step of the shutdown is bounded,
-so SIGTERM ends the process in time whatever the servers are doing.
+any of them failing stops the service. Every step of the shutdown is bounded
+by its entry in :data:`SHUTDOWN_BUDGET_S`, whose sum fits the watchdog's
+deadline, so SIGTERM ends the process in time whatever the servers are doing.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
-import contextlib
-from collections.abc import Coroutine
+import functools
+from collections.abc import Awaitable, Callable, Coroutine, Mapping
 from contextlib import AsyncExitStack
-from typing import Any
+from typing import Any, Final
 
 import asyncpg
 import structlog
 from aiokafka import AIOKafkaConsumer
 
-from clickstream_aggregator.commit import BatchWriter
 from clickstream_aggregator.deadletters import DeadLetterRelay
 from clickstream_aggregator.dedupe_window import DedupeWindow
+from clickstream_aggregator.gc_tuning import tune_gc
 from clickstream_aggregator.metrics import AggregatorMetrics
 from clickstream_aggregator.mirror import OffsetMirror
 from clickstream_aggregator.pipeline import Aggregator
 from clickstream_aggregator.policy import Resource, Retrying, Stopping
 from clickstream_aggregator.positions import OffsetOutOfRange, Positions
-from clickstream_aggregator.prepare import tune_gc
 from clickstream_aggregator.settings import AggregatorSettings
 from clickstream_aggregator.source import Ownership, create_consumer
-from clickstream_aggregator.startup import (
-    CLOSE_S,
-    bounded_later,
-    connect,
-    relay_clients,
-    start_consumer,
-)
+from clickstream_aggregator.startup import connect, relay_clients, start_consumer
+from clickstream_aggregator.transaction import BatchTransaction, Committer
 from clickstream_aggregator.workers import Preparer
 from clickstream_runtime import logs
 from clickstream_runtime.entrypoint import bounded, serve
@@ -47,10 +42,43 @@ from clickstream_runtime.settings import load
 
 log = structlog.get_logger()
 
-# Shutdown budget (the process must be gone within 10 s of SIGTERM): the batch
-# in flight (pipeline), a last relay sweep, leaving the group, the other clients.
-_FINAL_DRAIN_S = 2.0
-_LEAVE_GROUP_S = 1.5
+#: The shutdown, step by step in the order the steps run once ``stop`` is set,
+#: and the seconds each may take at most, a cut-off step's grace included
+#: (:func:`_step`). The watchdog ends the process ``SHUTDOWN_DEADLINE_S`` (9 s)
+#: after ``stop``: the sum leaves at least :data:`EXIT_RESERVE_S` for the
+#: interpreter's exit.
+SHUTDOWN_BUDGET_S: Final[Mapping[str, float]] = {
+    # A claim or the preparing of a fetched batch is cut short (the next owner
+    # applies the batch); the transaction in flight commits, or rolls back.
+    "claim or preparing cut short": 0.2,
+    "batch in flight": 2.7,
+    "helper tasks": 0.5,  # relay, offset mirror, pruning, probes see the stop
+    "dead-letter drain": 1.2,  # a last relay sweep, so a clean stop leaves little pending
+    "probe pool": 0.3,
+    "decode workers": 0.8,  # then the ones still busy are killed
+    "dead-letter clients": 1.0,  # the relay's producers and tail reader
+    "consumer": 1.0,  # leaving the group lets the others take over at once
+    "postgres pool": 0.4,
+    "health server": 0.2,
+    "helper tasks cancelled": 0.2,  # what did not see the stop in time
+}
+#: What the interpreter's exit has left at least (a test checks the sum).
+EXIT_RESERVE_S: Final = 0.5
+
+
+async def _step(work: Awaitable[object], what: str) -> bool:
+    """``work`` within its budget: ``bounded``'s timeout plus its grace for a cut-off step."""
+    total = SHUTDOWN_BUDGET_S[what]
+    return await bounded(work, total - min(0.5, total / 2), what)
+
+
+async def _step_later(close: Callable[[], Awaitable[object]], what: str) -> None:
+    """A shutdown step for an exit stack, in a task of its own (see ``bounded``).
+
+    Its own task, so that a client whose close leaks a cancellation (aiokafka's
+    consumer does when its broker is gone) cannot cancel the rest of the shutdown.
+    """
+    await _step(close(), what)
 
 
 def _supervised(
@@ -114,7 +142,7 @@ class _Wiring:
         await start_consumer(consumer, s, self.stop, self.retrying("kafka_connect", "kafka"))
         # Leaving the group lets the others take over at once; bounded, since a
         # dead coordinator never answers.
-        stack.push_async_callback(bounded_later, consumer.stop, _LEAVE_GROUP_S, "consumer")
+        stack.push_async_callback(_step_later, consumer.stop, "consumer")
         return consumer, ownership, positions
 
     async def helpers(
@@ -130,7 +158,7 @@ class _Wiring:
         probe_pool: asyncpg.Pool = await asyncpg.create_pool(
             **s.postgres_connect_options(), min_size=0, max_size=1
         )
-        stack.push_async_callback(bounded_later, probe_pool.close, CLOSE_S, "probe pool")
+        stack.push_async_callback(_step_later, probe_pool.close, "probe pool")
         dedupe = DedupeWindow(
             pool, s.aggregator_dedupe_retention_hours, s.aggregator_prune_interval_s
         )
@@ -150,9 +178,12 @@ class _Wiring:
 async def _serve(wiring: _Wiring, stack: AsyncExitStack, tasks: list[asyncio.Task[None]]) -> None:
     s, stop = wiring.settings, wiring.stop
     pool = await connect(s, stop, wiring.retrying("postgres_connect", "postgres"))
-    stack.push_async_callback(bounded_later, pool.close, CLOSE_S, "postgres pool")
+    stack.push_async_callback(_step_later, pool.close, "postgres pool")
     consumer, ownership, positions = await wiring.consumer(stack, pool)
-    producers, tail_reader = await relay_clients(stack, s)
+    # Bounded as one step: the clients' own bounds (startup.CLOSE_S each) are longer.
+    relay_stack = AsyncExitStack()
+    stack.push_async_callback(_step_later, relay_stack.aclose, "dead-letter clients")
+    producers, tail_reader = await relay_clients(relay_stack, s)
     relay = DeadLetterRelay(
         s,
         pool,
@@ -163,27 +194,36 @@ async def _serve(wiring: _Wiring, stack: AsyncExitStack, tasks: list[asyncio.Tas
         wiring.readiness,
         wiring.dead_letters,
     )
-    preparer = await stack.enter_async_context(
-        Preparer(
-            s.kafka_topic,
-            max_bytes=s.aggregator_max_message_bytes,
-            workers=s.aggregator_decode_workers,
-            batch_max_records=s.aggregator_batch_max_records,
-            deaths=wiring.metrics.decode_worker_deaths,
-        )
+    preparer = Preparer(
+        s.kafka_topic,
+        max_bytes=s.aggregator_max_message_bytes,
+        workers=s.aggregator_decode_workers,
+        batch_max_records=s.aggregator_batch_max_records,
+        deaths=wiring.metrics.decode_worker_deaths,
     )
+    await preparer.start()
+    stack.push_async_callback(_step_later, preparer.close, "decode workers")
     mirror = OffsetMirror(consumer, s.kafka_topic)
+    committer = Committer(
+        BatchTransaction(pool, s.kafka_group_id, s.aggregator_max_message_bytes),
+        preparer,
+        ownership,
+        positions,
+        wiring.retrying("batch", "postgres"),
+        wiring.metrics,
+    )
     aggregator = Aggregator(
         s,
         consumer,
-        BatchWriter(pool, preparer, s.kafka_group_id, s.aggregator_max_message_bytes),
+        committer,
         ownership,
         positions,
         mirror,
-        wiring.retrying("batch", "postgres"),
         wiring.in_flight,
         wiring.metrics,
         wiring.dead_letters,
+        functools.partial(_step, what="batch in flight"),
+        SHUTDOWN_BUDGET_S["claim or preparing cut short"],
     )
     tasks.extend(await wiring.helpers(stack, pool, consumer, relay, mirror))
     try:
@@ -199,10 +239,8 @@ async def _serve(wiring: _Wiring, stack: AsyncExitStack, tasks: list[asyncio.Tas
     finally:
         stop.set()
         wiring.dead_letters.set()  # wake the relay so it sees the stop at once
-        await asyncio.wait(tasks, timeout=CLOSE_S)
-        # Drain the outbox once more so a clean stop leaves little pending,
-        # bounded so that SIGTERM still exits promptly if a server is down.
-        await bounded(relay.sweep(asyncio.Event()), _FINAL_DRAIN_S, "dead-letter drain")
+        await asyncio.wait(tasks, timeout=SHUTDOWN_BUDGET_S["helper tasks"])
+        await _step(relay.sweep(asyncio.Event()), "dead-letter drain")
 
 
 async def run(settings: AggregatorSettings, stop: asyncio.Event) -> None:
@@ -222,10 +260,12 @@ async def run(settings: AggregatorSettings, stop: asyncio.Event) -> None:
     tasks: list[asyncio.Task[None]] = []
     try:
         async with AsyncExitStack() as stack:
-            await stack.enter_async_context(
-                serve_health(
-                    settings.metrics_host, settings.metrics_port, metrics.registry, readiness
-                )
+            health = serve_health(
+                settings.metrics_host, settings.metrics_port, metrics.registry, readiness
+            )
+            await health.__aenter__()
+            stack.push_async_callback(
+                _step_later, functools.partial(health.__aexit__, None, None, None), "health server"
             )
             await _serve(_Wiring(settings, stop, readiness, metrics), stack, tasks)
     except Stopping:
@@ -233,11 +273,10 @@ async def run(settings: AggregatorSettings, stop: asyncio.Event) -> None:
     finally:
         for task in tasks:
             task.cancel()
-        for task in tasks:
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await task
+        if tasks:
+            await asyncio.wait(tasks, timeout=SHUTDOWN_BUDGET_S["helper tasks cancelled"])
     for task in tasks:
-        failure = None if task.cancelled() else task.exception()
+        failure = None if not task.done() or task.cancelled() else task.exception()
         if failure is not None:
             raise failure
     log.info("aggregator_stopped")

@@ -22,28 +22,23 @@ import asyncpg
 import structlog
 
 from clickstream_aggregator import repository as repo
+from clickstream_aggregator.batch import Batch
 from clickstream_aggregator.policy import Verdict, verdict
-from clickstream_aggregator.prepare import Batch, Prepared, prepare
+from clickstream_aggregator.prepare import Prepared, prepare
 from clickstream_aggregator.validate import MessageKey, Refusal
 from clickstream_schema import InvalidEvent, decode
 
 log = structlog.get_logger()
 
 
-def unpreparable(batch: Batch, max_bytes: int) -> dict[MessageKey, Refusal]:
-    """The messages that make :func:`prepare` itself fail, each found alone (and logged).
+def find_unpreparable(batch: Batch, max_bytes: int) -> dict[MessageKey, Refusal]:
+    """The messages that make :func:`prepare` itself fail, each found alone.
 
     Preparing is pure and per message (aggregating two valid events cannot fail
-    where each alone passes), so halving until one message is left finds them all.
-    The batch's ``rejects`` are included.
+    where each alone passes), so halving until one message is left finds them
+    all. The batch's ``rejects`` are included. Pure, so a worker process can run
+    it (the caller logs what it found: :func:`log_unstorable`).
     """
-    culprits = find_unpreparable(batch, max_bytes)
-    log_unstorable({k: r for k, r in culprits.items() if k not in batch.rejects})
-    return culprits
-
-
-def find_unpreparable(batch: Batch, max_bytes: int) -> dict[MessageKey, Refusal]:
-    """:func:`unpreparable` without the logging: pure, so a worker process can run it."""
     culprits: dict[MessageKey, Refusal] = dict(batch.rejects)
 
     def search(keys: list[MessageKey]) -> None:
@@ -92,20 +87,17 @@ class SequentialApply:
         self._applied_before = applied_before
         self._culprits: dict[MessageKey, Refusal] = dict(batch.rejects)
 
-    async def run(self) -> Prepared:
-        """Apply every message that can be applied; return what the batch committed."""
+    async def run(self) -> tuple[Batch, Prepared]:
+        """Apply what can be applied; the batch with its culprits, and what it committed."""
         await self._apply(self._batch.message_keys())
         new = {k: r for k, r in self._culprits.items() if k not in self._batch.rejects}
         await self._forget(new)
-        self._batch.rejects.update(new)
+        batch = self._batch.with_rejects(new)
         # Counts, dead letters and ids of what was applied, without writing rows again.
-        return prepare(
-            self._batch.topic,
-            self._batch.partitions(),
-            self._max_bytes,
-            self._applied_before,
-            self._batch.rejects,
+        prepared = prepare(
+            batch.topic, batch.partitions(), self._max_bytes, self._applied_before, batch.rejects
         )
+        return batch, prepared
 
     async def _apply(self, keys: list[MessageKey]) -> None:
         if not keys:
@@ -130,7 +122,7 @@ class SequentialApply:
             await self._apply(keys[:middle])
             await self._apply(keys[middle:])
             return
-        self._applied.update(UUID(hex=i) for i in chunk.event_ids)
+        self._applied.update(chunk.event_ids())
 
     async def _forget(self, culprits: dict[MessageKey, Refusal]) -> None:
         # A refused event was not applied: its id must not make a later copy a
@@ -142,9 +134,7 @@ class SequentialApply:
             and event_id not in self._applied
         }
         if ids:
-            await self._conn.execute(
-                "DELETE FROM processed_events WHERE event_id = ANY($1::uuid[])", sorted(ids)
-            )
+            await repo.forget_event_ids(self._conn, sorted(ids))
 
 
 def _event_id(batch: Batch, key: MessageKey) -> UUID | None:

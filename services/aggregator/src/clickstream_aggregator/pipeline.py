@@ -1,40 +1,40 @@
 """The batch loop: fetch → prepare → one PostgreSQL transaction, pipelined.
 
 Batch N+1 is fetched and prepared while batch N's transaction runs; one
-transaction at a time, in fetch order, so offsets stay contiguous. Only after a
-transaction commits does anything else happen (metrics, the Kafka offset
-mirror, waking the dead-letter relay). A failure before the commit leaves no
-trace, and the same records are applied again by whoever owns the partition
-next. What to do with each failure is :mod:`clickstream_aggregator.policy`'s.
+transaction at a time, in fetch order, so offsets stay contiguous. Whether and
+how a batch commits is :mod:`clickstream_aggregator.transaction`'s decision.
+Only after a transaction commits does anything else happen (metrics, the Kafka
+offset mirror, waking the dead-letter relay). A failure before the commit
+leaves no trace, and the same records are applied again by whoever owns the
+partition next. What to do with each failure is :mod:`clickstream_aggregator.policy`'s.
 """
 
 from __future__ import annotations
 
 import asyncio
-import functools
 import time
+from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
+from typing import TypeVar
 
 import structlog
 from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.errors import NoOffsetForPartitionError, OffsetOutOfRangeError
 
-from clickstream_aggregator.commit import BatchWriter, Committed, Rejected
+from clickstream_aggregator.batch import Batch, Ready
 from clickstream_aggregator.metrics import AggregatorMetrics
 from clickstream_aggregator.mirror import OffsetMirror
-from clickstream_aggregator.policy import Retrying, Stopping
 from clickstream_aggregator.positions import Positions
-from clickstream_aggregator.prepare import Batch
 from clickstream_aggregator.settings import AggregatorSettings
 from clickstream_aggregator.source import Ownership
-from clickstream_runtime.entrypoint import bounded
+from clickstream_aggregator.transaction import Committed, Committer
 
 log = structlog.get_logger()
 
+T = TypeVar("T")
+
 #: How long the batch loop spends claiming partitions left pending by a rebalance.
 _CLAIM_BUDGET_S = 2.0
-#: How long a stop waits for the batch in flight (part of the 10 s shutdown budget).
-_BATCH_IN_FLIGHT_S = 3.0
 
 
 class Aggregator:
@@ -42,25 +42,29 @@ class Aggregator:
         self,
         settings: AggregatorSettings,
         consumer: AIOKafkaConsumer,
-        writer: BatchWriter,
+        committer: Committer,
         ownership: Ownership,
         positions: Positions,
         mirror: OffsetMirror,
-        retrying: Retrying,
         in_flight: asyncio.Lock,
         metrics: AggregatorMetrics,
         on_dead_letters: asyncio.Event,
+        finish_in_flight: Callable[[Awaitable[object]], Awaitable[bool]],
+        cut_short_s: float,
     ) -> None:
+        """``finish_in_flight`` awaits the batch in flight at a stop, within its budget;
+        a claim or a batch being prepared when the stop comes gets ``cut_short_s`` to end."""
         self._s = settings
         self._consumer = consumer
-        self._writer = writer
+        self._committer = committer
         self._ownership = ownership
         self._positions = positions
         self._mirror = mirror
-        self._retrying = retrying
         self._in_flight = in_flight
         self._metrics = metrics
         self._on_dead_letters = on_dead_letters
+        self._finish_in_flight = finish_in_flight
+        self._cut_short_s = cut_short_s
         self._newest: datetime | None = None
         metrics.freshness.set_function(self._freshness)
 
@@ -74,21 +78,36 @@ class Aggregator:
         try:
             while not stop.is_set():
                 self._ownership.raise_if_failed()
-                await self._ownership.claim_pending(_CLAIM_BUDGET_S)
+                await self._unless_stopped(self._ownership.claim_pending(_CLAIM_BUDGET_S), stop)
                 batch = await self._fetch(stop)
-                if batch is not None:
-                    await self._writer.prepare(batch)
+                if batch is None:
+                    ready = None
+                else:
+                    # Cut short by a stop, the batch is left to the next owner.
+                    ready = await self._unless_stopped(self._committer.prepare(batch), stop)
                 if committing is not None:
                     # One transaction at a time, in fetch order: offsets stay contiguous.
                     await committing
                     committing = None
-                if batch is not None:
-                    committing = asyncio.create_task(self._commit(batch, stop), name="commit")
+                if ready is not None:
+                    committing = asyncio.create_task(self._commit(ready, stop), name="commit")
         finally:
             if committing is not None:
                 # On stop: finish the batch in flight, within the shutdown budget.
                 # Cut short, its transaction rolls back and the next owner applies it.
-                await bounded(committing, _BATCH_IN_FLIGHT_S, "batch in flight")
+                await self._finish_in_flight(committing)
+
+    async def _unless_stopped(self, work: Awaitable[T], stop: asyncio.Event) -> T | None:
+        """``work``'s result, or None once ``stop`` is set first (``work`` is then cancelled)."""
+        task = asyncio.ensure_future(work)
+        stopping = asyncio.ensure_future(stop.wait())
+        await asyncio.wait((task, stopping), return_when=asyncio.FIRST_COMPLETED)
+        stopping.cancel()
+        if task.done():
+            return task.result()
+        task.cancel()
+        await asyncio.wait({task}, timeout=self._cut_short_s)
+        return None
 
     async def _fetch(self, stop: asyncio.Event) -> Batch | None:
         # getmany() ignores its timeout while a rebalance is in progress, which
@@ -132,55 +151,13 @@ class Aggregator:
         epochs = self._ownership.epochs  # a partition revoked meanwhile is dropped at write
         return Batch(topic, raw, claims={p: epochs[p] for p in raw if p in epochs})
 
-    async def _commit(self, batch: Batch, stop: asyncio.Event) -> None:
+    async def _commit(self, ready: Ready, stop: asyncio.Event) -> None:
         async with self._in_flight:
             started = time.perf_counter()
-            committed = await self._write(batch, stop)
+            committed = await self._committer.commit(ready, stop)
             elapsed = time.perf_counter() - started
         if committed is not None:
             self._after_commit(committed, elapsed)
-
-    async def _write(self, batch: Batch, stop: asyncio.Event) -> Committed | None:
-        """Write ``batch`` (retrying what the policy retries) minus partitions it may not write."""
-        while True:
-            # Revoked, fenced or known stale since the fetch: not ours to write as fetched.
-            gone = {p for p in batch.ranges if p not in self._ownership.epochs}
-            gone |= self._positions.outdated(batch.ranges)
-            if gone:
-                batch = batch.without_partitions(gone)
-            if not batch.ranges:
-                return None
-            epochs = dict(self._ownership.epochs)
-            write = functools.partial(self._writer.write, batch, epochs)
-            try:
-                outcome = await self._retrying.run(write, stop)
-            except Stopping:
-                log.info("batch_abandoned", reason="stopping", partitions=sorted(batch.ranges))
-                return None
-            if isinstance(outcome, Committed):
-                return outcome
-            await self._reject(batch, outcome, epochs)
-
-    async def _reject(self, batch: Batch, rejected: Rejected, epochs: dict[int, int]) -> None:
-        check = rejected.check
-        # A claim of our own since the batch was fetched also "fences" it: the
-        # partition stays ours, only the batch is old (dropped by the loop above).
-        fenced = {p for p in check.fenced if self._ownership.epochs.get(p) == epochs[p]}
-        if fenced:
-            self._metrics.fenced.inc(len(fenced))
-            log.warning("fenced", partitions=sorted(fenced), action="dropped")
-            self._ownership.drop(fenced)
-        if check.unclaimed:
-            log.warning("claim_lost", partitions=sorted(check.unclaimed), action="reclaimed")
-            await self._ownership.reclaim(check.unclaimed)
-        for partition, stored in check.stale.items():
-            self._positions.stale(partition, stored)
-            log.info(
-                "stale_batch_discarded",
-                partition=partition,
-                batch_first=batch.ranges[partition].first,
-                stored_offset=stored,
-            )
 
     def _after_commit(self, committed: Committed, elapsed: float) -> None:
         batch = committed.batch

@@ -1,4 +1,4 @@
-"""The failure policy, in this one place: what to do with each kind of error.
+"""The failure policy: what to do with each kind of error (:func:`verdict`).
 
 Every failure gets one of three verdicts:
 
@@ -27,7 +27,13 @@ explain, or a batch that kills its worker only as a whole are ``STOP``
 error it does not know). The Preparer applies this itself: a worker death never
 reaches the retry loop.
 
-:class:`Retrying` is the one retry loop every retrying caller uses.
+:class:`Retrying` is the retry loop of the batch transaction, the start-up
+waits and the partition claims. The dead-letter relay keeps a loop of its own
+(``deadletters.relay``: on an outage it moves on to its next partition instead
+of waiting on one) with this module's :class:`Backoff`, metrics label
+(:func:`cause`) and verdict; its classifier (``deadletters.sender.retriable``)
+adds what only a producer meets: a record Kafka refuses is pinned to its outbox
+row, and a round PostgreSQL ended for idling on Kafka is retried.
 """
 
 from __future__ import annotations

@@ -40,10 +40,12 @@ from uuid import UUID
 import structlog
 from prometheus_client import Counter
 
+from clickstream_aggregator.batch import Batch, Ready
 from clickstream_aggregator.crash_pinning import DecodeWorkersFailed, crashing
+from clickstream_aggregator.gc_tuning import tune_gc
 from clickstream_aggregator.pinning import find_unpreparable, log_unstorable
 from clickstream_aggregator.policy import Verdict, verdict
-from clickstream_aggregator.prepare import Batch, Prepared, combine, prepare, tune_gc
+from clickstream_aggregator.prepare import Prepared, combine, prepare
 from clickstream_aggregator.validate import MessageKey, RawPartition, Refusal
 from clickstream_runtime.workers import WorkerDied, call, process_pool, shut_down
 
@@ -89,7 +91,8 @@ class Preparer:
         self._pool: _Workers | None = None
         self._claims: dict[int, _Claim] = {}
 
-    async def __aenter__(self) -> Self:
+    async def start(self) -> None:
+        """Start the worker processes (none when ``workers`` is 0)."""
         if self._workers > 0:
             started = time.monotonic()
             self._pool = _Workers(self._topic, self._max_bytes, self._workers, self._deaths)
@@ -99,6 +102,19 @@ class Preparer:
                 workers=self._workers,
                 ms=round((time.monotonic() - started) * 1000),
             )
+
+    async def close(self) -> None:
+        """Stop the workers; a caller that bounds this and cuts it short kills them."""
+        if self._pool is not None:
+            pool, self._pool = self._pool, None
+            try:
+                await pool.close()
+            except asyncio.CancelledError:
+                pool.kill()
+                raise
+
+    async def __aenter__(self) -> Self:
+        await self.start()
         return self
 
     async def __aexit__(
@@ -107,23 +123,22 @@ class Preparer:
         exc: BaseException | None,
         tb: TracebackType | None,
     ) -> None:
-        if self._pool is not None:
-            pool, self._pool = self._pool, None
-            await pool.close()
+        await self.close()
 
-    async def prepare(self, batch: Batch, exclude: frozenset[UUID] = frozenset()) -> Prepared:
+    async def prepare(self, batch: Batch, exclude: frozenset[UUID] = frozenset()) -> Ready:
         """Prepare ``batch`` without the events whose ids are in ``exclude``.
 
         With several workers each partition is prepared on its own, in parallel,
         and the results combined; a batch whose partitions share sessions or
         event ids is prepared as a whole instead. Messages found to kill the
-        worker are added to the batch's ``rejects``.
+        worker, or whose value preparing cannot hold (the policy's ``PIN``), are
+        added to the batch's ``rejects`` (in the returned batch).
         """
         fresh = self._count_fresh(batch)
         if self._pool is None or (batch.size < self._inline_below and not fresh):
             # A small batch means the consumer is caught up and latency is what
             # counts: the hand-over to a worker would take longer than the work.
-            return prepare(self._topic, batch.partitions(), self._max_bytes, exclude, batch.rejects)
+            return self._inline(batch, exclude)
         try:
             return await self._prepared_in(self._pool, batch, exclude)
         except WorkerDied as died:
@@ -135,7 +150,20 @@ class Preparer:
         finally:
             await isolated.close()
 
-    async def _recover(self, pool: _Workers, batch: Batch, exclude: frozenset[UUID]) -> Prepared:
+    def _inline(self, batch: Batch, exclude: frozenset[UUID]) -> Ready:
+        """``batch`` prepared in this process, a value preparing cannot hold pinned."""
+        try:
+            return Ready(batch, self._prepare(batch, exclude), exclude)
+        except Exception as error:
+            if verdict(error) is not Verdict.PIN:
+                raise
+        batch = batch.with_rejects(_found(batch, find_unpreparable(batch, self._max_bytes)))
+        return Ready(batch, self._prepare(batch, exclude), exclude)
+
+    def _prepare(self, batch: Batch, exclude: frozenset[UUID]) -> Prepared:
+        return prepare(self._topic, batch.partitions(), self._max_bytes, exclude, batch.rejects)
+
+    async def _recover(self, pool: _Workers, batch: Batch, exclude: frozenset[UUID]) -> Ready:
         """Prepare ``batch`` after a death, in ``pool``: one worker of its own."""
         try:
             return await self._prepared_in(pool, batch, exclude)
@@ -148,7 +176,7 @@ class Preparer:
         ) -> Prepared:
             return await pool.run(partitions, frozenset(), reject)
 
-        batch.rejects.update(await crashing(batch, attempt, second))
+        batch = batch.with_rejects(await crashing(batch, attempt, second))
         try:
             return await self._prepared_in(pool, batch, exclude)
         except WorkerDied as died:
@@ -174,9 +202,7 @@ class Preparer:
             claim.counted_to = max(claim.counted_to, raw.next)
         return fresh
 
-    async def _prepared_in(
-        self, pool: _Workers, batch: Batch, exclude: frozenset[UUID]
-    ) -> Prepared:
+    async def _prepared_in(self, pool: _Workers, batch: Batch, exclude: frozenset[UUID]) -> Ready:
         """``batch`` prepared in ``pool``'s workers, pinning included: never inline.
 
         A message whose value makes preparing fail (the policy's ``PIN``) is
@@ -184,16 +210,15 @@ class Preparer:
         not decoded yet, and one of them may kill the interpreter.
         """
         try:
-            return await self._in_workers(pool, batch, exclude)
+            return Ready(batch, await self._in_workers(pool, batch, exclude), exclude)
         except WorkerDied:
             raise
         except Exception as error:
             if verdict(error) is not Verdict.PIN:
                 raise
         found = await pool.call(find_unpreparable, batch, self._max_bytes)
-        log_unstorable({k: r for k, r in found.items() if k not in batch.rejects})
-        batch.rejects.update(found)
-        return await self._in_workers(pool, batch, exclude)
+        batch = batch.with_rejects(_found(batch, found))
+        return Ready(batch, await self._in_workers(pool, batch, exclude), exclude)
 
     async def _in_workers(self, pool: _Workers, batch: Batch, exclude: frozenset[UUID]) -> Prepared:
         partitions, reject = batch.partitions(), batch.rejects
@@ -230,6 +255,7 @@ class _Workers:
         self.size = size
         self._deaths = deaths
         self._pool: ProcessPoolExecutor | None = None
+        self._closing: ProcessPoolExecutor | None = None
         self._replacing = asyncio.Lock()
 
     async def run(
@@ -266,8 +292,15 @@ class _Workers:
 
     async def close(self) -> None:
         if self._pool is not None:
+            self._closing = self._pool
             pool, self._pool = self._pool, None
             await shut_down(pool)
+
+    def kill(self) -> None:
+        """End the worker processes at once (a close that ran out of time)."""
+        pool = self._pool or self._closing
+        for process in list((getattr(pool, "_processes", None) or {}).values()):
+            process.kill()
 
     async def _replace(self, broken: ProcessPoolExecutor) -> WorkerDied:
         """A started pool in place of ``broken``; the death, with the exit codes."""
@@ -279,6 +312,13 @@ class _Workers:
                 codes = await shut_down(broken)
                 await self.start()
         return WorkerDied(codes)
+
+
+def _found(batch: Batch, culprits: Mapping[MessageKey, Refusal]) -> Mapping[MessageKey, Refusal]:
+    """The culprits not known before, logged."""
+    new = {k: r for k, r in culprits.items() if k not in batch.rejects}
+    log_unstorable(new)
+    return new
 
 
 def _failed(reason: str) -> DecodeWorkersFailed:

@@ -139,8 +139,14 @@ class RelayProducers:
             await self.discard(partition)
 
     async def close(self) -> None:
-        for partition in list(self._fenced):
-            await self.discard(partition)
+        """Stop every producer, all at once: together within one ``_STOP_TIMEOUT_S``.
+
+        At shutdown the aggregator's budget for its dead-letter clients (shorter)
+        cuts this short.
+        """
+        held = [(f"dead-letter producer {p}", pair[1]) for p, pair in self._fenced.items()]
+        self._fenced.clear()
         if self._shared is not None:
-            shared, self._shared = self._shared, None
-            await stop_bounded(shared, "dead-letter producer")
+            held.append(("dead-letter producer", self._shared))
+            self._shared = None
+        await asyncio.gather(*(stop_bounded(producer, what) for what, producer in held))

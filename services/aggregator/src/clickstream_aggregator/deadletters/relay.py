@@ -170,8 +170,7 @@ class DeadLetterRelay:
         topic = self._s.kafka_topic
         done = _Round()
         async with self._pool.acquire() as conn, conn.transaction():
-            await conn.execute(f"SET LOCAL idle_in_transaction_session_timeout = '{_IDLE_TIMEOUT}'")
-            await conn.execute(f"SET LOCAL lock_timeout = '{_LOCK_WAIT}'")
+            await repo.limit_round(conn, _IDLE_TIMEOUT, _LOCK_WAIT)
             if not await repo.lock_relay_if_owner(
                 conn, self._s.kafka_group_id, topic, partition, epoch
             ):

@@ -3,6 +3,12 @@
 Written from README's column rules, not from the aggregator's code: one small
 mutable aggregate per session, fed events in consumption order (partition,
 offset). Only the aggregates are kept, never the events.
+
+Independent on purpose: a checker that shares the code it checks shares its
+bugs, so nothing here imports the aggregator's specification
+(``clickstream_aggregator.session_columns``), not even :data:`MAX_SEARCH_QUERIES`.
+``tests/unit/aggregator/test_session_columns.py`` fails when the two disagree
+on the column list or that limit.
 """
 
 from __future__ import annotations

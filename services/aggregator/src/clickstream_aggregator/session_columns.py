@@ -1,0 +1,177 @@
+"""The one specification of the ``session_metrics`` columns.
+
+Every column the aggregator writes is one :class:`Column` in :data:`UPSERT_COLUMNS`:
+how to read it off a session's aggregate (the row builder, :func:`session_rows`),
+the element type of its ``unnest`` array, and the SQL rule that merges a batch's
+value into the stored row (the repository builds its upsert from these). The
+counter columns derive from ``EventType``; the set-valued metrics from
+:data:`DISTINCT_SETS`, which the fold in :mod:`clickstream_aggregator.aggregate`
+reads too. The columns PostgreSQL computes itself are :data:`GENERATED_COLUMNS`.
+
+Adding a metric is one entry here plus one migration that adds its column (and
+the verifier's own fold, which is independent on purpose, plus tests and docs).
+A test checks this list against the verifier's columns.
+
+Pure (no database import) so that worker processes can build the rows.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from operator import attrgetter
+from typing import TYPE_CHECKING, Any, Final
+
+import orjson
+
+from clickstream_schema import EventType
+
+if TYPE_CHECKING:
+    from clickstream_aggregator.aggregate import SessionAggregate
+
+#: Queries kept per session in ``search_queries`` (the rest are only counted).
+MAX_SEARCH_QUERIES: Final = 100
+
+#: Event types with a counter column in ``session_metrics`` (``<type>_count``).
+COUNTED_TYPES: Final = tuple(t.value for t in EventType)
+
+#: Set-valued metrics: column → the event field whose distinct values it keeps
+#: (a ``None`` value is not kept). Stored as a JSON array sorted by code point.
+DISTINCT_SETS: Final = (
+    ("unique_pages", "page_url"),
+    ("products_viewed", "product_id"),
+    ("referrers", "referrer"),
+)
+
+#: Columns PostgreSQL derives from the stored ones (``GENERATED ALWAYS``, see the migrations).
+GENERATED_COLUMNS: Final = (
+    "event_type_counts",
+    "session_duration_minutes",
+    "unique_pages_count",
+    "products_viewed_count",
+    "unique_referrers_count",
+    "bounced",
+    "converted",
+)
+
+
+@dataclass(frozen=True, slots=True)
+class Column:
+    """One upserted column: its name, ``unnest`` element type, how to read it and merge it."""
+
+    name: str
+    #: Element type of the ``unnest`` array parameter.
+    array_type: str
+    value: Callable[[SessionAggregate], Any]
+    #: The merged value in SQL: ``s`` is the stored row, ``EXCLUDED`` the batch's.
+    merge: str
+    #: Cast from the parameter's type to the column's, when they differ (JSON text → jsonb).
+    cast: str | None = None
+
+
+def _earliest(column: str) -> str:
+    # Attributes of the earliest event: an equal timestamp keeps the stored
+    # value, which was consumed first.
+    return (
+        f"CASE WHEN EXCLUDED.first_event_timestamp < s.first_event_timestamp "
+        f"THEN EXCLUDED.{column} ELSE s.{column} END"
+    )
+
+
+def _union(column: str) -> str:
+    # Most batches add nothing new to a session's sets (same referrer, revisited
+    # pages): containment is a cheap C check that skips the merge.
+    return (
+        f"CASE WHEN s.{column} @> EXCLUDED.{column} THEN s.{column} "
+        f"ELSE clickstream_sorted_union(s.{column}, EXCLUDED.{column}) END"
+    )
+
+
+def _sum(column: str) -> str:
+    return f"s.{column} + EXCLUDED.{column}"
+
+
+def _sorted_json(values: Iterable[str]) -> str:
+    return orjson.dumps(sorted(values)).decode()
+
+
+def _attribute(name: str, field: str | None = None) -> Column:
+    """An attribute of the session's earliest event."""
+    return Column(name, "text", attrgetter(field or name), _earliest(name))
+
+
+def _distinct(index: int, name: str) -> Column:
+    def value(s: SessionAggregate) -> str:
+        return _sorted_json(s.sets[index])
+
+    return Column(name, "text", value, _union(name), "jsonb")
+
+
+def _counter(kind: str) -> Column:
+    name = f"{kind}_count"
+    return Column(name, "int", lambda s: s.type_counts.get(kind, 0), _sum(name))
+
+
+UPSERT_COLUMNS: Final[tuple[Column, ...]] = (
+    Column("session_id", "text", attrgetter("session_id"), "s.session_id"),
+    _attribute("user_id"),
+    Column("total_events", "int", attrgetter("total_events"), _sum("total_events")),
+    Column(
+        "first_event_timestamp",
+        "timestamptz",
+        attrgetter("first_ts"),
+        "LEAST(s.first_event_timestamp, EXCLUDED.first_event_timestamp)",
+    ),
+    Column(
+        "last_event_timestamp",
+        "timestamptz",
+        attrgetter("last_ts"),
+        "GREATEST(s.last_event_timestamp, EXCLUDED.last_event_timestamp)",
+    ),
+    Column("total_revenue", "numeric", attrgetter("revenue"), _sum("total_revenue")),
+    *(_distinct(i, name) for i, (name, _) in enumerate(DISTINCT_SETS)),
+    Column(
+        "search_queries",
+        "text",
+        lambda s: orjson.dumps(s.search_queries).decode(),
+        # The first MAX_SEARCH_QUERIES queries in consumption order; later ones
+        # are only counted (search_count).
+        f"CASE WHEN jsonb_array_length(s.search_queries) >= {MAX_SEARCH_QUERIES} "
+        "THEN s.search_queries ELSE jsonb_path_query_array("
+        f"s.search_queries || EXCLUDED.search_queries, '$[0 to {MAX_SEARCH_QUERIES - 1}]') END",
+        "jsonb",
+    ),
+    _attribute("user_agent"),
+    Column("ip_address", "text", attrgetter("ip_address"), _earliest("ip_address"), "inet"),
+    _attribute("entry_page"),
+    Column(
+        "exit_page",
+        "text",
+        attrgetter("exit_page"),
+        # the exit page is the latest event's; on a tie the later consumed one
+        "CASE WHEN EXCLUDED.last_event_timestamp >= s.last_event_timestamp "
+        "THEN EXCLUDED.exit_page ELSE s.exit_page END",
+    ),
+    _attribute("device_type"),
+    _attribute("country"),
+    *(_counter(kind) for kind in COUNTED_TYPES),
+)
+
+#: Every column of ``session_metrics``: upserted, generated, and the upsert's timestamp.
+TABLE_COLUMNS: Final = (*(c.name for c in UPSERT_COLUMNS), *GENERATED_COLUMNS, "updated_at")
+
+#: Column arrays of a batch: one list per entry of :data:`UPSERT_COLUMNS`, rows in session order.
+SessionRows = list[list[Any]]
+
+
+def session_rows(sessions: Iterable[SessionAggregate]) -> SessionRows:
+    """Column arrays for the upsert, one list per ``unnest`` argument, in session order.
+
+    Sorted by ``session_id`` so that concurrent transactions lock rows in the
+    same order and cannot deadlock.
+    """
+    ordered = sorted(sessions, key=_BY_ID)
+    return [list(map(column.value, ordered)) for column in UPSERT_COLUMNS]
+
+
+_BY_ID: Final = attrgetter("session_id")
