@@ -186,6 +186,10 @@ class ApacheKafka(JvmServer):
             "transaction.state.log.min.isr": 1,
             "transaction.state.log.num.partitions": 6,
             "group.initial.rebalance.delay.ms": 0,
+            # No time-based retention: the tests and the demo write events dated
+            # weeks back (record time = event time), and the retention check, every
+            # 5 minutes, would delete them under a test that runs across it.
+            "log.retention.ms": -1,
         }
         if self.tls is not None:
             ssl_listener = f"SSL://{host}:{ports['ssl']}"
