@@ -11,8 +11,8 @@ from collections.abc import Callable
 from rich.live import Live
 
 from clickstream_devstack.demo.options import POLL_S, DemoError, DemoOptions
+from clickstream_devstack.demo.progress import PipelineProgress, Snapshot
 from clickstream_devstack.demo.screen import screen
-from clickstream_devstack.demo_progress import PipelineProgress, Snapshot
 from clickstream_devstack.servers import processes
 from clickstream_devstack.services import Service, ServiceGroup
 
