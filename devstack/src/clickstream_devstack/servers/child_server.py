@@ -1,9 +1,13 @@
-"""What every server the dev stack runs shares once launched: its child process.
+"""The one way the dev stack launches a server, and what every server shares once launched.
 
-Tansu, PostgreSQL and the JVM servers differ in how they start and stop; once
-one runs, finding it (``pid``, ``running``), crashing it (``kill``), freezing
-it (``pause``/``resume``) and using it as a context manager are the same.
-Each is built on :mod:`clickstream_devstack.servers.processes`.
+Tansu, PostgreSQL and the JVM servers differ in their command line and their
+readiness probe. Launching is the same for all (:meth:`ChildServer._serve`: own
+session, log appended to ``log_path``, ready once the process itself listens and
+answers), and so is the retry of a launch whose free-picked port another process
+bound first (:meth:`ChildServer._start_on_ports`); so are finding it (``pid``,
+``running``), crashing it (``kill``), freezing it (``pause``/``resume``),
+stopping it and using it as a context manager. Built on
+:mod:`clickstream_devstack.servers.processes`.
 """
 
 from __future__ import annotations
@@ -11,19 +15,27 @@ from __future__ import annotations
 import abc
 import signal
 import subprocess
+from collections.abc import Callable, Mapping, Sequence
+from pathlib import Path
 from types import TracebackType
-from typing import Self
+from typing import Any, Self, TypeVar
 
 import structlog
 
 from clickstream_devstack.servers import processes
+from clickstream_devstack.servers.run_as import RunAs
 
 log = structlog.get_logger()
 
+#: Launches of a server on free-picked ports before a taken port is an error.
+PORT_ATTEMPTS = 3
+Ports = TypeVar("Ports")
+
 
 class ChildServer(abc.ABC):
-    #: The prefix of its log events (``<name>_killed``, …).
+    #: The prefix of its log events (``<name>_started``, ``<name>_killed``, …).
     name: str = "server"
+    log_path: Path
     _process: subprocess.Popen[bytes] | None = None
 
     @abc.abstractmethod
@@ -31,6 +43,59 @@ class ChildServer(abc.ABC):
 
     @abc.abstractmethod
     def stop(self) -> None: ...
+
+    def _start_on_ports(
+        self, pick: Callable[[], Ports], launch: Callable[[Ports], None], *, fixed: bool
+    ) -> None:
+        """``launch`` on the ports ``pick`` returns; retried on fresh ones if they were taken.
+
+        A free port is released before the server binds it, so another process
+        may take it in between: the server then exits saying so in its log.
+        Ports the caller fixed are not retried.
+        """
+        attempts = 1 if fixed else PORT_ATTEMPTS
+        for attempt in range(1, attempts + 1):
+            ports = pick()
+            log_start = processes.log_size(self.log_path)
+            try:
+                launch(ports)
+                return
+            except processes.ProcessExitedError:
+                if attempt == attempts or not processes.port_was_taken(self.log_path, log_start):
+                    raise
+                log.warning(f"{self.name}_retry", ports=ports, attempt=attempt)
+
+    def _serve(
+        self,
+        argv: Sequence[str],
+        port: int,
+        answers: Callable[[], bool],
+        *,
+        what: str,
+        timeout: float,
+        env: Mapping[str, str] | None = None,
+        cwd: Path | None = None,
+        run_as: RunAs | None = None,
+    ) -> float:
+        """Spawn ``argv`` and wait until it listens on ``port`` and ``answers``; the seconds taken.
+
+        A process that exits or does not become ready in ``timeout`` is killed and
+        the error raised (:func:`processes.wait_serving`).
+        """
+        process = processes.spawn(argv, log_path=self.log_path, env=env, cwd=cwd, run_as=run_as)
+        seconds = processes.wait_serving(
+            process, port, answers, what=what, timeout=timeout, log_path=self.log_path
+        )
+        self._process = process
+        return seconds
+
+    def _stop(self, *, timeout: float, signum: int = signal.SIGTERM, **fields: Any) -> None:
+        """Stop with ``signum``, SIGKILL the group after ``timeout`` s; always reaped."""
+        if self._process is None:
+            return
+        code = processes.stop(self._process, signum=signum, timeout=timeout)
+        log.info(f"{self.name}_stopped", pid=self._process.pid, exit_code=code, **fields)
+        self._process = None
 
     @property
     def pid(self) -> int | None:

@@ -2,7 +2,8 @@
 
 Built on :mod:`clickstream_devstack.servers.processes` like the embedded servers: the
 server runs in its own session with stdout and stderr appended to its log file;
-a start whose free-picked port was taken meanwhile is retried on fresh ports;
+a start whose free-picked port was taken meanwhile is retried on fresh ports
+(:class:`~clickstream_devstack.servers.child_server.ChildServer` does both);
 ``stop`` sends SIGTERM (the JVM runs its shutdown hooks) and SIGKILLs the group
 after a deadline; ``pause``/``resume`` freeze it the way a stalled host would.
 """
@@ -23,8 +24,6 @@ from clickstream_devstack.servers.ports import LOOPBACK, free_port
 from clickstream_devstack.servers.run_as import RunAs
 
 log = structlog.get_logger()
-
-_PORT_ATTEMPTS = 3
 
 
 class JvmServer(ChildServer):
@@ -98,52 +97,34 @@ class JvmServer(ChildServer):
         if self.running:
             return self
         self.work_dir.mkdir(parents=True, exist_ok=True)
-        for attempt in range(1, _PORT_ATTEMPTS + 1):
-            ports = self._ports or {
-                name: self._requested_ports.get(name) or free_port() for name in self.port_names
-            }
-            self._log_start = processes.log_size(self.log_path)
-            try:
-                self._launch(ports)
-            except processes.ProcessExitedError:
-                # Someone bound a free-picked port before the server did: try others.
-                taken = processes.port_was_taken(self.log_path, self._log_start)
-                fixed = self._ports is not None or self._requested_ports
-                if attempt == _PORT_ATTEMPTS or not taken or fixed:
-                    raise
-                log.warning(f"{self.name}_retry", ports=ports, attempt=attempt)
-                continue
-            return self
-        raise AssertionError("unreachable")  # pragma: no cover
+        requested, names = self._requested_ports, self.port_names
+        self._start_on_ports(
+            lambda: self._ports or {name: requested.get(name) or free_port() for name in names},
+            self._launch,
+            fixed=self._ports is not None or bool(requested),
+        )
+        return self
 
     def _launch(self, ports: dict[str, int]) -> None:
+        self._log_start = processes.log_size(self.log_path)
         self.prepare(ports)
-        process = processes.spawn(
+        seconds = self._serve(
             self.argv(ports),
-            log_path=self.log_path,
-            env=self.environment(),
-            cwd=self.work_dir,
-            run_as=self.run_as(),
-        )
-        seconds = processes.wait_serving(
-            process,
             ports[self.port_names[0]],
             lambda: self.answers(ports),
             what=self.name,
             timeout=self._start_timeout,
-            log_path=self.log_path,
+            env=self.environment(),
+            cwd=self.work_dir,
+            run_as=self.run_as(),
         )
-        self._process, self._ports = process, ports
-        log.info(f"{self.name}_started", ports=ports, pid=process.pid, seconds=round(seconds, 1))
+        self._ports = ports
+        log.info(f"{self.name}_started", ports=ports, pid=self.pid, seconds=round(seconds, 1))
 
     def stop(self, timeout: float = 30.0) -> None:
         """SIGTERM, SIGKILL after ``timeout``; the ports are kept for a restart."""
-        if self._process is None:
-            return
         self.resume()  # a frozen JVM cannot run its shutdown hooks
-        code = processes.stop(self._process, timeout=timeout)
-        log.info(f"{self.name}_stopped", pid=self._process.pid, exit_code=code)
-        self._process = None
+        self._stop(timeout=timeout)
 
 
 def java_properties(values: Mapping[str, object]) -> str:
