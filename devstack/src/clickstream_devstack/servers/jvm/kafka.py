@@ -20,6 +20,7 @@ from typing import Any
 
 from cryptography.hazmat.primitives import serialization
 
+from clickstream_devstack.servers import kafka_probe
 from clickstream_devstack.servers.jvm import artifacts
 from clickstream_devstack.servers.jvm.server import JvmServer, java_properties
 
@@ -119,12 +120,7 @@ class ApacheKafka(JvmServer):
 
     def client_options(self) -> dict[str, Any]:
         """The same keys as ``KafkaSettings.kafka_client_options()``, for aiokafka clients."""
-        return {
-            "bootstrap_servers": [self.bootstrap],
-            "client_id": "clickstream-devstack",
-            "security_protocol": "PLAINTEXT",
-            "ssl_context": None,
-        }
+        return kafka_probe.client_options(self.bootstrap)
 
     def ssl_client_options(self, client_cert: Path, client_key: Path) -> dict[str, Any]:
         """aiokafka options for the SSL listener with a client certificate."""
@@ -132,12 +128,7 @@ class ApacheKafka(JvmServer):
             raise RuntimeError("this broker was started without tls=")
         context = ssl.create_default_context(cafile=str(self.tls.ca))
         context.load_cert_chain(str(client_cert), str(client_key))
-        return {
-            "bootstrap_servers": [self.ssl_bootstrap],
-            "client_id": "clickstream-devstack",
-            "security_protocol": "SSL",
-            "ssl_context": context,
-        }
+        return kafka_probe.client_options(self.ssl_bootstrap, context)
 
     @property
     def env(self) -> dict[str, str]:

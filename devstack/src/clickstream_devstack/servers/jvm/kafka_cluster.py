@@ -31,6 +31,7 @@ import structlog
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.errors import TopicAlreadyExistsError, UnknownTopicOrPartitionError, for_code
 
+from clickstream_devstack.servers import kafka_probe
 from clickstream_devstack.servers.jvm.kafka import ApacheKafka, cluster_id
 from clickstream_devstack.servers.ports import LOOPBACK, free_port
 from clickstream_ops.setup.kafka import ensure_topics
@@ -130,12 +131,7 @@ class KafkaCluster:
 
     def client_options(self) -> dict[str, Any]:
         """The same keys as ``KafkaSettings.kafka_client_options()``, for aiokafka clients."""
-        return {
-            "bootstrap_servers": self.bootstrap.split(","),
-            "client_id": "clickstream-devstack",
-            "security_protocol": "PLAINTEXT",
-            "ssl_context": None,
-        }
+        return kafka_probe.client_options(self.bootstrap)
 
     @property
     def env(self) -> dict[str, str]:
