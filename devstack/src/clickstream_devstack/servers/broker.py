@@ -7,7 +7,6 @@ so a fresh broker is an empty cluster. Topics must be created explicitly
 
 from __future__ import annotations
 
-import subprocess
 from pathlib import Path
 from typing import Any, Self
 
@@ -16,7 +15,7 @@ import structlog
 
 from clickstream_devstack.servers import kafka_probe
 from clickstream_devstack.servers.child_server import ChildServer
-from clickstream_devstack.servers.ports import LOOPBACK, free_port
+from clickstream_devstack.servers.ports import free_port
 
 log = structlog.get_logger()
 
@@ -35,11 +34,9 @@ class EmbeddedKafka(ChildServer):
     ) -> None:
         self.work_dir = Path(work_dir)
         self.log_path = self.work_dir / "broker.log"
-        self.host = LOOPBACK
         self._requested_port = port
         self._port: int | None = None
         self._start_timeout = start_timeout
-        self._process: subprocess.Popen[bytes] | None = None
 
     @property
     def port(self) -> int:
@@ -76,7 +73,6 @@ class EmbeddedKafka(ChildServer):
             port,
             lambda: kafka_probe.answers_metadata(self.host, port),
             what="Kafka broker (Tansu)",
-            timeout=self._start_timeout,
             cwd=self.work_dir,
         )
         self._port = port

@@ -23,6 +23,7 @@ from typing import Any, Self, TypeVar
 import structlog
 
 from clickstream_devstack.servers import processes
+from clickstream_devstack.servers.ports import LOOPBACK
 from clickstream_devstack.servers.run_as import RunAs
 
 log = structlog.get_logger()
@@ -35,7 +36,9 @@ Ports = TypeVar("Ports")
 class ChildServer(abc.ABC):
     #: The prefix of its log events (``<name>_started``, ``<name>_killed``, …).
     name: str = "server"
+    host: str = LOOPBACK
     log_path: Path
+    _start_timeout: float
     _process: subprocess.Popen[bytes] | None = None
 
     @abc.abstractmethod
@@ -72,19 +75,18 @@ class ChildServer(abc.ABC):
         answers: Callable[[], bool],
         *,
         what: str,
-        timeout: float,
         env: Mapping[str, str] | None = None,
         cwd: Path | None = None,
         run_as: RunAs | None = None,
     ) -> float:
         """Spawn ``argv`` and wait until it listens on ``port`` and ``answers``; the seconds taken.
 
-        A process that exits or does not become ready in ``timeout`` is killed and
+        A process that exits or is not ready within the start timeout is killed and
         the error raised (:func:`processes.wait_serving`).
         """
         process = processes.spawn(argv, log_path=self.log_path, env=env, cwd=cwd, run_as=run_as)
         seconds = processes.wait_serving(
-            process, port, answers, what=what, timeout=timeout, log_path=self.log_path
+            process, port, answers, what=what, timeout=self._start_timeout, log_path=self.log_path
         )
         self._process = process
         return seconds

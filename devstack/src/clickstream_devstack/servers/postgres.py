@@ -20,7 +20,7 @@ import structlog
 
 from clickstream_devstack.servers import postgres_cluster as cluster
 from clickstream_devstack.servers.child_server import ChildServer
-from clickstream_devstack.servers.ports import LOOPBACK, free_port
+from clickstream_devstack.servers.ports import free_port
 from clickstream_devstack.servers.postgres_template import create_cluster
 from clickstream_devstack.servers.run_as import grant_traverse, make_world_readable, server_account
 
@@ -69,7 +69,6 @@ class EmbeddedPostgres(ChildServer):
             )
         self.data_dir = Path(data_dir).absolute()
         self.log_path = self.data_dir.with_name(self.data_dir.name + ".log")
-        self.host = LOOPBACK
         self.user = cluster.SUPERUSER
         self.password = password or ""
         self.durable = durable
@@ -78,7 +77,6 @@ class EmbeddedPostgres(ChildServer):
         self.max_connections = max_connections
         self._port: int | None = port
         self._start_timeout = start_timeout
-        self._process: subprocess.Popen[bytes] | None = None
         self._run_as = server_account()
 
     # -- connection details --------------------------------------------------
@@ -151,7 +149,6 @@ class EmbeddedPostgres(ChildServer):
             port,
             lambda: self._accepts_queries(port),
             what="PostgreSQL",
-            timeout=self._start_timeout,
             env=cluster.server_environment(),
             cwd=self.data_dir,
             run_as=self._run_as,

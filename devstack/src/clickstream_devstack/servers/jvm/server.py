@@ -11,7 +11,6 @@ after a deadline; ``pause``/``resume`` freeze it the way a stalled host would.
 from __future__ import annotations
 
 import abc
-import subprocess
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Self
@@ -20,7 +19,7 @@ import structlog
 
 from clickstream_devstack.servers import processes
 from clickstream_devstack.servers.child_server import ChildServer
-from clickstream_devstack.servers.ports import LOOPBACK, free_port
+from clickstream_devstack.servers.ports import free_port
 from clickstream_devstack.servers.run_as import RunAs
 
 log = structlog.get_logger()
@@ -42,9 +41,7 @@ class JvmServer(ChildServer):
         self.work_dir = Path(work_dir).absolute()
         self._requested_ports = dict(ports or {})
         self.log_path = self.work_dir / f"{self.name}.log"
-        self.host = LOOPBACK
         self._start_timeout = start_timeout
-        self._process: subprocess.Popen[bytes] | None = None
         self._ports: dict[str, int] | None = None
         self._log_start = 0
 
@@ -113,7 +110,6 @@ class JvmServer(ChildServer):
             ports[self.port_names[0]],
             lambda: self.answers(ports),
             what=self.name,
-            timeout=self._start_timeout,
             env=self.environment(),
             cwd=self.work_dir,
             run_as=self.run_as(),
