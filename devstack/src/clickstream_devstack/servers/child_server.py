@@ -39,6 +39,8 @@ class ChildServer(abc.ABC):
     host: str = LOOPBACK
     log_path: Path
     _start_timeout: float
+    #: Where the current launch's lines start in ``log_path``.
+    _log_start: int = 0
     _process: subprocess.Popen[bytes] | None = None
 
     @abc.abstractmethod
@@ -59,7 +61,7 @@ class ChildServer(abc.ABC):
         attempts = 1 if fixed else PORT_ATTEMPTS
         for attempt in range(1, attempts + 1):
             ports = pick()
-            log_start = processes.log_size(self.log_path)
+            self._log_start = log_start = processes.log_size(self.log_path)
             try:
                 launch(ports)
                 return
@@ -81,13 +83,22 @@ class ChildServer(abc.ABC):
     ) -> float:
         """Spawn ``argv`` and wait until it listens on ``port`` and ``answers``; the seconds taken.
 
-        A process that exits or is not ready within the start timeout is killed and
-        the error raised (:func:`processes.wait_serving`).
+        Listening is checked on the process itself, so that another server that had
+        the port cannot answer for it. A process that exits or is not ready within
+        the start timeout is killed and the error raised.
         """
         process = processes.spawn(argv, log_path=self.log_path, env=env, cwd=cwd, run_as=run_as)
-        seconds = processes.wait_serving(
-            process, port, answers, what=what, timeout=self._start_timeout, log_path=self.log_path
-        )
+        try:
+            seconds = processes.wait_until(
+                lambda: processes.listens_on(process, port) and answers(),
+                what=what,
+                timeout=self._start_timeout,
+                process=process,
+                log_path=self.log_path,
+            )
+        except BaseException:
+            processes.kill(process)
+            raise
         self._process = process
         return seconds
 

@@ -139,29 +139,6 @@ def wait_until(
         delay = min(delay * 2, 0.1)
 
 
-def wait_serving(
-    process: subprocess.Popen[bytes],
-    port: int,
-    answers: Callable[[], bool],
-    *,
-    what: str,
-    timeout: float,
-    log_path: Path,
-) -> float:
-    """Wait until a just-spawned server listens on ``port`` and ``answers``; kill it if not."""
-    try:
-        return wait_until(
-            lambda: listens_on(process, port) and answers(),
-            what=what,
-            timeout=timeout,
-            process=process,
-            log_path=log_path,
-        )
-    except BaseException:
-        kill(process)
-        raise
-
-
 def _log_hint(log_path: Path | None) -> str:
     if log_path is None:
         return ""

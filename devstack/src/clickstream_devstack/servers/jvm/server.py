@@ -1,11 +1,10 @@
 """One way to run a JVM server as a child: start, wait until ready, log, stop or kill.
 
-Built on :mod:`clickstream_devstack.servers.processes` like the embedded servers: the
-server runs in its own session with stdout and stderr appended to its log file;
-a start whose free-picked port was taken meanwhile is retried on fresh ports
-(:class:`~clickstream_devstack.servers.child_server.ChildServer` does both);
-``stop`` sends SIGTERM (the JVM runs its shutdown hooks) and SIGKILLs the group
-after a deadline; ``pause``/``resume`` freeze it the way a stalled host would.
+Launched like the embedded servers (:class:`..child_server.ChildServer`):
+its own session, stdout and stderr appended to its log file, a start whose
+free-picked port was taken meanwhile retried on fresh ports; ``stop`` sends
+SIGTERM (the JVM runs its shutdown hooks) and SIGKILLs the group after a
+deadline; ``pause``/``resume`` freeze it the way a stalled host would.
 """
 
 from __future__ import annotations
@@ -17,7 +16,6 @@ from typing import Self
 
 import structlog
 
-from clickstream_devstack.servers import processes
 from clickstream_devstack.servers.child_server import ChildServer
 from clickstream_devstack.servers.ports import free_port
 from clickstream_devstack.servers.run_as import RunAs
@@ -43,7 +41,6 @@ class JvmServer(ChildServer):
         self.log_path = self.work_dir / f"{self.name}.log"
         self._start_timeout = start_timeout
         self._ports: dict[str, int] | None = None
-        self._log_start = 0
 
     # -- what a subclass provides ---------------------------------------------
 
@@ -103,7 +100,6 @@ class JvmServer(ChildServer):
         return self
 
     def _launch(self, ports: dict[str, int]) -> None:
-        self._log_start = processes.log_size(self.log_path)
         self.prepare(ports)
         seconds = self._serve(
             self.argv(ports),
