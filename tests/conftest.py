@@ -16,8 +16,8 @@ from pathlib import Path
 import pytest
 from hypothesis import HealthCheck, settings
 
-from clickstream_devstack.broker import EmbeddedKafka
-from clickstream_devstack.postgres import EmbeddedPostgres
+from clickstream_devstack.servers.broker import EmbeddedKafka
+from clickstream_devstack.servers.postgres import EmbeddedPostgres
 
 # Hypothesis times each example (200 ms by default) and fails a test whose examples
 # are slow to run or to generate: on a loaded or slower machine that is a failure of

@@ -16,7 +16,7 @@ import pytest
 from clickstream_devstack.environment import Database
 from clickstream_devstack.images.build import BuildReport, build_all, cache_dir
 from clickstream_devstack.images.podman import Podman, PodmanUnavailableError
-from clickstream_devstack.postgres import EmbeddedPostgres
+from clickstream_devstack.servers.postgres import EmbeddedPostgres
 
 
 def pytest_report_header(config: pytest.Config) -> str:

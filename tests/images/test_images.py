@@ -20,12 +20,12 @@ from typing import Any
 import psutil
 import pytest
 
-from clickstream_devstack.broker import EmbeddedKafka
 from clickstream_devstack.environment import Database, KafkaTopics, create_topics, service_env
 from clickstream_devstack.images.build import IMAGES, BuildReport
 from clickstream_devstack.images.containers import Container, run_options, run_to_end, start
 from clickstream_devstack.images.podman import Podman
-from clickstream_devstack.ports import free_port
+from clickstream_devstack.servers.broker import EmbeddedKafka
+from clickstream_devstack.servers.ports import free_port
 from support.aggregator import wait_applied
 from support.feed import read_back, valid_events
 from support.reference import differences, expected_rows, stored_rows

@@ -24,7 +24,6 @@ from pathlib import Path
 
 import pytest
 
-from clickstream_devstack.broker import EmbeddedKafka
 from clickstream_devstack.environment import (
     EVENTS_PARTITIONS,
     Database,
@@ -34,9 +33,10 @@ from clickstream_devstack.environment import (
 from clickstream_devstack.environment import (
     service_env as build_service_env,
 )
-from clickstream_devstack.jvm.artifacts import JvmUnavailableError, find_java
-from clickstream_devstack.jvm.kafka import ApacheKafka
-from clickstream_devstack.postgres import EmbeddedPostgres
+from clickstream_devstack.servers.broker import EmbeddedKafka
+from clickstream_devstack.servers.jvm.artifacts import JvmUnavailableError, find_java
+from clickstream_devstack.servers.jvm.kafka import ApacheKafka
+from clickstream_devstack.servers.postgres import EmbeddedPostgres
 from clickstream_devstack.services import ServiceGroup
 
 #: What a test gets as ``kafka`` here.

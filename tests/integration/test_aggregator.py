@@ -10,8 +10,8 @@ from structlog.testing import capture_logs
 from structlog.typing import EventDict, WrappedLogger
 
 from clickstream_aggregator.main import run
-from clickstream_devstack.broker import EmbeddedKafka
 from clickstream_devstack.environment import Database, KafkaTopics
+from clickstream_devstack.servers.broker import EmbeddedKafka
 from support.aggregator import applied_offsets, running_aggregator, settings_from_env, wait_applied
 from support.feed import as_messages, generate, publish, read_back, valid_events
 from support.reference import differences, expected_rows, stored_rows

@@ -27,9 +27,9 @@ from clickstream_aggregator.startup import StartupTimeout
 from clickstream_aggregator.transaction import BatchTransaction, Committed
 from clickstream_aggregator.validate import RawPartition
 from clickstream_aggregator.workers import Preparer
-from clickstream_devstack.broker import EmbeddedKafka
 from clickstream_devstack.environment import Database, KafkaTopics
-from clickstream_devstack.ports import free_port
+from clickstream_devstack.servers.broker import EmbeddedKafka
+from clickstream_devstack.servers.ports import free_port
 from clickstream_schema import ClickEvent, EventType, encode
 from support.aggregator import (
     applied_offsets,

@@ -20,7 +20,7 @@ from structlog.testing import capture_logs
 
 from clickstream_aggregator.main import run
 from clickstream_aggregator.startup import StartupRefused
-from clickstream_devstack.postgres import EmbeddedPostgres
+from clickstream_devstack.servers.postgres import EmbeddedPostgres
 from clickstream_devstack.services import script_path
 from support.aggregator import settings_from_env
 

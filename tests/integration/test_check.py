@@ -17,9 +17,9 @@ import pytest
 from aiokafka import AIOKafkaProducer
 
 from clickstream_aggregator.migrate import migrate
-from clickstream_devstack.broker import EmbeddedKafka
 from clickstream_devstack.environment import Database, KafkaTopics
-from clickstream_devstack.postgres import EmbeddedPostgres
+from clickstream_devstack.servers.broker import EmbeddedKafka
+from clickstream_devstack.servers.postgres import EmbeddedPostgres
 from clickstream_ops.check.main import exit_status, line, run_checks
 from clickstream_ops.check.results import Result, Verdict
 from clickstream_ops.check.settings import load_all

@@ -18,8 +18,8 @@ import asyncpg
 import orjson
 import pytest
 
-from clickstream_devstack.broker import EmbeddedKafka
 from clickstream_devstack.environment import Database, KafkaTopics
+from clickstream_devstack.servers.broker import EmbeddedKafka
 from clickstream_devstack.services import ServiceGroup, script_path
 from clickstream_producer.kafka_connect import IdempotenceUnavailable, connect
 from clickstream_producer.metrics import ProducerMetrics

@@ -38,8 +38,8 @@ from clickstream_aggregator.main import run
 from clickstream_aggregator.metrics import AggregatorMetrics
 from clickstream_aggregator.migrate import migrate
 from clickstream_aggregator.settings import AggregatorSettings
-from clickstream_devstack.broker import EmbeddedKafka
 from clickstream_devstack.environment import Database, KafkaTopics
+from clickstream_devstack.servers.broker import EmbeddedKafka
 from clickstream_runtime.health import Readiness
 from clickstream_schema.dead_letters import RELAY_MAX_REFUSALS
 from support.aggregator import settings_from_env

@@ -18,8 +18,8 @@ import pytest
 from clickstream_aggregator.crash_pinning import CRASHED_DECODER, DecodeWorkersFailed
 from clickstream_aggregator.deadletters.copies import HEADER_REASON
 from clickstream_aggregator.main import run
-from clickstream_devstack.broker import EmbeddedKafka
 from clickstream_devstack.environment import Database, KafkaTopics
+from clickstream_devstack.servers.broker import EmbeddedKafka
 from clickstream_schema import ClickEvent, encode
 from support.aggregator import running_aggregator, settings_from_env, wait_applied
 from support.crashing_workers import KILL, PAUSE, WorkerHooks, install

@@ -23,8 +23,8 @@ from structlog.testing import capture_logs
 
 from clickstream_aggregator.dedupe_window import DedupeWindow
 from clickstream_aggregator.migrate import migrate
-from clickstream_devstack.broker import EmbeddedKafka
 from clickstream_devstack.environment import Database, KafkaTopics
+from clickstream_devstack.servers.broker import EmbeddedKafka
 from clickstream_schema import ClickEvent
 from support.aggregator import running_aggregator, settings_from_env, wait_applied
 from support.feed import as_messages, generate, publish

@@ -6,9 +6,9 @@ from datetime import UTC, datetime, timedelta
 
 import asyncpg
 
-from clickstream_devstack.broker import EmbeddedKafka
-from clickstream_devstack.demo_progress import RATE_WINDOW_S, PipelineProgress, Rates, Snapshot
+from clickstream_devstack.demo.progress import RATE_WINDOW_S, PipelineProgress, Rates, Snapshot
 from clickstream_devstack.environment import Database, KafkaTopics
+from clickstream_devstack.servers.broker import EmbeddedKafka
 from support.feed import as_messages, generate, publish
 
 _TABLES = """

@@ -18,11 +18,11 @@ import trustme
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient
 
-from clickstream_devstack.broker import EmbeddedKafka
 from clickstream_devstack.environment import Database, KafkaTopics, service_env
-from clickstream_devstack.postgres import EmbeddedPostgres
-from clickstream_devstack.postgres_cluster import find_ssl_capable
-from clickstream_devstack.processes import ProcessExitedError, wait_until
+from clickstream_devstack.servers.broker import EmbeddedKafka
+from clickstream_devstack.servers.postgres import EmbeddedPostgres
+from clickstream_devstack.servers.postgres_cluster import find_ssl_capable
+from clickstream_devstack.servers.processes import ProcessExitedError, wait_until
 from clickstream_devstack.services import ServiceDiedError, ServiceGroup, script_path
 from clickstream_ops.setup.kafka import ensure_topics
 

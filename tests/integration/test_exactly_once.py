@@ -24,14 +24,14 @@ from typing import Any
 import asyncpg
 import pytest
 
-from clickstream_devstack.broker import EmbeddedKafka
 from clickstream_devstack.environment import (
     Database,
     KafkaTopics,
     create_topics,
     service_env,
 )
-from clickstream_devstack.postgres import EmbeddedPostgres
+from clickstream_devstack.servers.broker import EmbeddedKafka
+from clickstream_devstack.servers.postgres import EmbeddedPostgres
 from clickstream_devstack.services import Service, ServiceGroup
 from clickstream_schema import InvalidEvent, decode
 from support.aggregator import applied_offsets

@@ -24,9 +24,9 @@ import pytest
 from hypothesis import HealthCheck, Phase, given, settings
 from hypothesis import strategies as st
 
-from clickstream_devstack.broker import EmbeddedKafka
 from clickstream_devstack.environment import Database, KafkaTopics, create_topics, service_env
-from clickstream_devstack.postgres import EmbeddedPostgres
+from clickstream_devstack.servers.broker import EmbeddedKafka
+from clickstream_devstack.servers.postgres import EmbeddedPostgres
 from support.aggregator import running_aggregator, settings_from_env, wait_applied
 from support.feed import Message, as_messages, generate, publish, read_back
 from support.hostile import extreme_messages, hostile_messages, session_keys

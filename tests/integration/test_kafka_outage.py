@@ -13,9 +13,9 @@ from pathlib import Path
 import orjson
 import pytest
 
-from clickstream_devstack.broker import EmbeddedKafka
 from clickstream_devstack.environment import Database, KafkaTopics, create_topics, service_env
-from clickstream_devstack.ports import LOOPBACK, free_port
+from clickstream_devstack.servers.broker import EmbeddedKafka
+from clickstream_devstack.servers.ports import LOOPBACK, free_port
 from clickstream_devstack.services import ServiceGroup
 from support.aggregator import applied_offsets
 from support.feed import as_messages, generate, publish

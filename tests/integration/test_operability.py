@@ -19,10 +19,10 @@ import pytest
 import structlog
 from prometheus_client.parser import text_string_to_metric_families
 
-from clickstream_devstack.broker import EmbeddedKafka
 from clickstream_devstack.environment import Database, KafkaTopics
-from clickstream_devstack.ports import free_port
-from clickstream_devstack.postgres import EmbeddedPostgres
+from clickstream_devstack.servers.broker import EmbeddedKafka
+from clickstream_devstack.servers.ports import free_port
+from clickstream_devstack.servers.postgres import EmbeddedPostgres
 from clickstream_devstack.services import Service, ServiceGroup
 from clickstream_producer.main import run as run_producer
 from clickstream_producer.metrics import ProducerMetrics

@@ -17,9 +17,9 @@ import pytest
 import structlog
 from aiokafka import AIOKafkaConsumer
 
-from clickstream_devstack.broker import EmbeddedKafka
 from clickstream_devstack.environment import Database, KafkaTopics, create_topics, service_env
-from clickstream_devstack.ports import LOOPBACK, free_port
+from clickstream_devstack.servers.broker import EmbeddedKafka
+from clickstream_devstack.servers.ports import LOOPBACK, free_port
 from clickstream_devstack.services import Service, ServiceGroup
 from clickstream_producer.exits import EXIT_KAFKA_UNREACHABLE, EXIT_UNACKNOWLEDGED
 from clickstream_producer.generator import EventGenerator

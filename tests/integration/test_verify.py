@@ -20,9 +20,9 @@ from pathlib import Path
 import asyncpg
 import pytest
 
-from clickstream_devstack.broker import EmbeddedKafka
 from clickstream_devstack.environment import Database, KafkaTopics, create_topics, service_env
-from clickstream_devstack.postgres import EmbeddedPostgres
+from clickstream_devstack.servers.broker import EmbeddedKafka
+from clickstream_devstack.servers.postgres import EmbeddedPostgres
 from clickstream_devstack.services import script_path
 from clickstream_ops.verify.run import verify
 from clickstream_ops.verify.settings import VerifySettings

@@ -18,11 +18,11 @@ from pathlib import Path
 
 import pytest
 
-from clickstream_devstack.jvm.artifacts import JvmUnavailableError, find_java
-from clickstream_devstack.jvm.connect import KafkaConnect
-from clickstream_devstack.jvm.kafka import ApacheKafka, KafkaTls
-from clickstream_devstack.jvm.kafka_cluster import KafkaCluster
-from clickstream_devstack.jvm.opensearch import OpenSearch
+from clickstream_devstack.servers.jvm.artifacts import JvmUnavailableError, find_java
+from clickstream_devstack.servers.jvm.connect import KafkaConnect
+from clickstream_devstack.servers.jvm.kafka import ApacheKafka, KafkaTls
+from clickstream_devstack.servers.jvm.kafka_cluster import KafkaCluster
+from clickstream_devstack.servers.jvm.opensearch import OpenSearch
 
 # The integration tier's per-test isolation, on the Apache Kafka ``kafka`` below.
 from integration.conftest import (  # noqa: F401 - fixtures, found by name

@@ -44,9 +44,9 @@ import pytest
 from aiokafka import AIOKafkaProducer
 
 from clickstream_devstack.environment import Database, KafkaTopics
-from clickstream_devstack.jvm.connect import ConnectRestError, KafkaConnect
-from clickstream_devstack.jvm.kafka import ApacheKafka
-from clickstream_devstack.jvm.opensearch import OpenSearch
+from clickstream_devstack.servers.jvm.connect import ConnectRestError, KafkaConnect
+from clickstream_devstack.servers.jvm.kafka import ApacheKafka
+from clickstream_devstack.servers.jvm.opensearch import OpenSearch
 from clickstream_producer.main import run as run_producer
 from clickstream_producer.settings import ProducerSettings
 from clickstream_runtime.settings import load

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from clickstream_devstack.jvm.opensearch import OpenSearch
+from clickstream_devstack.servers.jvm.opensearch import OpenSearch
 
 pytestmark = [pytest.mark.integration, pytest.mark.real]
 

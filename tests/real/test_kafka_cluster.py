@@ -34,7 +34,7 @@ from typing import Any
 import pytest
 
 from clickstream_devstack.environment import Database, KafkaTopics, service_env
-from clickstream_devstack.jvm.kafka_cluster import KafkaCluster
+from clickstream_devstack.servers.jvm.kafka_cluster import KafkaCluster
 from clickstream_devstack.services import Service, ServiceGroup, script_path
 from integration.test_exactly_once import Cluster
 from support.cluster_run import CpuLoad, Stamped, append_rates, longest_gap, read_stamped

@@ -30,7 +30,7 @@ import pytest
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 
 from clickstream_devstack.environment import Database, KafkaTopics, create_topics, service_env
-from clickstream_devstack.jvm.kafka import ApacheKafka
+from clickstream_devstack.servers.jvm.kafka import ApacheKafka
 from clickstream_devstack.services import ServiceGroup
 from clickstream_schema import InvalidEvent, decode, encode
 from integration.test_exactly_once import Cluster, FaultTopic

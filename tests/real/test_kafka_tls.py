@@ -17,7 +17,7 @@ from aiokafka import AIOKafkaProducer
 from aiokafka.errors import KafkaConnectionError
 
 from clickstream_devstack.environment import Database, KafkaTopics
-from clickstream_devstack.jvm.kafka import ApacheKafka
+from clickstream_devstack.servers.jvm.kafka import ApacheKafka
 from clickstream_ops.setup.kafka import ensure_topics
 from clickstream_producer.main import run as run_producer
 from clickstream_producer.settings import ProducerSettings

@@ -22,7 +22,7 @@ from typing import Any
 import pytest
 from pydantic import SecretStr
 
-from clickstream_devstack.jvm.opensearch import OpenSearch, OpenSearchError
+from clickstream_devstack.servers.jvm.opensearch import OpenSearch, OpenSearchError
 from clickstream_ops.setup import opensearch as setup
 from clickstream_ops.setup.assets import PIPELINE_ID, TEMPLATE_NAME, load_assets
 from clickstream_ops.setup.client import ApiClient, SetupError

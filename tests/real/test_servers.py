@@ -8,9 +8,9 @@ import time
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 
 from clickstream_devstack.environment import KafkaTopics
-from clickstream_devstack.jvm.connect import KafkaConnect
-from clickstream_devstack.jvm.kafka import ApacheKafka
-from clickstream_devstack.jvm.opensearch import OpenSearch
+from clickstream_devstack.servers.jvm.connect import KafkaConnect
+from clickstream_devstack.servers.jvm.kafka import ApacheKafka
+from clickstream_devstack.servers.jvm.opensearch import OpenSearch
 from support.tls_certs import TlsFiles
 
 

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import hcl2
 
-from clickstream_devstack.jvm.artifacts import POM, pom_version
+from clickstream_devstack.servers.jvm.artifacts import POM, pom_version
 
 TERRAFORM = Path(__file__).parents[2] / "terraform" / "variables.tf"
 

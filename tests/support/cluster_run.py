@@ -21,7 +21,7 @@ from typing import Self
 
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
-from clickstream_devstack import processes
+from clickstream_devstack.servers import processes
 
 #: ``ConsumerRecord.timestamp_type`` of a broker-set timestamp (0 is CreateTime).
 LOG_APPEND_TIME = 1

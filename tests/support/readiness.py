@@ -9,7 +9,7 @@ from typing import Any
 
 import orjson
 
-from clickstream_devstack.ports import LOOPBACK
+from clickstream_devstack.servers.ports import LOOPBACK
 
 
 async def readyz(port: int) -> tuple[int, dict[str, Any]]:

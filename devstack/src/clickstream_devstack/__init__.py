@@ -1,5 +1,7 @@
-"""Embedded Kafka-compatible broker (Tansu) and PostgreSQL, started without Docker.
+"""The servers and commands behind ``make demo``, ``make bench`` and the tests, without Docker.
 
-Used by ``make demo``, ``make bench`` and the integration tests; never imported
-by the services themselves.
+One folder per job: ``servers`` (Tansu, PostgreSQL and the JVM servers as child
+processes), ``demo``, ``bench``, ``images`` (podman) and ``terraform`` (the
+offline check). At the top, what they share: ``environment``, ``services``,
+``interrupts`` and ``stack`` (``clickstream-stack``). Never imported by the services.
 """

@@ -15,7 +15,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-from clickstream_devstack.postgres import EmbeddedPostgres
+from clickstream_devstack.servers.postgres import EmbeddedPostgres
 from clickstream_ops.setup.kafka import ensure_topics
 
 #: Variables a developer's shell may carry for a real deployment; scrubbed so a

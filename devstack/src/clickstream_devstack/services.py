@@ -21,7 +21,7 @@ from typing import Self
 
 import structlog
 
-from clickstream_devstack import processes
+from clickstream_devstack.servers import processes
 
 log = structlog.get_logger()
 

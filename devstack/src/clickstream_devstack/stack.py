@@ -21,16 +21,16 @@ import time
 from contextlib import ExitStack
 from pathlib import Path
 
-from clickstream_devstack.broker import EmbeddedKafka
 from clickstream_devstack.environment import EVENTS_PARTITIONS, Database, KafkaTopics
 from clickstream_devstack.interrupts import Interrupts
-from clickstream_devstack.jvm import kafka_tools
-from clickstream_devstack.jvm.artifacts import JvmUnavailableError
-from clickstream_devstack.jvm.connect import KafkaConnect
-from clickstream_devstack.jvm.kafka import ApacheKafka
-from clickstream_devstack.jvm.kafka_cluster import REPLICATION, KafkaCluster
-from clickstream_devstack.jvm.opensearch import OpenSearch
-from clickstream_devstack.postgres import EmbeddedPostgres
+from clickstream_devstack.servers.broker import EmbeddedKafka
+from clickstream_devstack.servers.jvm import kafka_tools
+from clickstream_devstack.servers.jvm.artifacts import JvmUnavailableError
+from clickstream_devstack.servers.jvm.connect import KafkaConnect
+from clickstream_devstack.servers.jvm.kafka import ApacheKafka
+from clickstream_devstack.servers.jvm.kafka_cluster import REPLICATION, KafkaCluster
+from clickstream_devstack.servers.jvm.opensearch import OpenSearch
+from clickstream_devstack.servers.postgres import EmbeddedPostgres
 from clickstream_ops.setup.kafka import ensure_topics
 from clickstream_runtime import logs
 from clickstream_schema import CONSUMER_GROUP, DLQ_TOPIC, EVENTS_TOPIC

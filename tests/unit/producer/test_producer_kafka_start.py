@@ -12,7 +12,7 @@ import pytest
 import structlog
 from aiokafka.errors import KafkaConnectionError
 
-from clickstream_devstack.ports import LOOPBACK, free_port
+from clickstream_devstack.servers.ports import LOOPBACK, free_port
 from clickstream_producer import kafka_connect
 from clickstream_producer.exits import EXIT_KAFKA_UNREACHABLE
 from clickstream_producer.main import run

@@ -15,8 +15,8 @@ import structlog
 from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.errors import KafkaError
 
-from clickstream_devstack.broker import EmbeddedKafka
 from clickstream_devstack.environment import KafkaTopics, create_topics
+from clickstream_devstack.servers.broker import EmbeddedKafka
 from clickstream_runtime import logs
 from clickstream_runtime.entrypoint import bounded
 

@@ -10,10 +10,10 @@ from pathlib import Path
 import asyncpg
 import pytest
 
-from clickstream_devstack.broker import EmbeddedKafka
 from clickstream_devstack.environment import KafkaTopics, create_topics
-from clickstream_devstack.ports import free_port
-from clickstream_devstack.postgres import EmbeddedPostgres
+from clickstream_devstack.servers.broker import EmbeddedKafka
+from clickstream_devstack.servers.ports import free_port
+from clickstream_devstack.servers.postgres import EmbeddedPostgres
 from clickstream_runtime.health import Readiness
 from clickstream_runtime.probes import (
     kafka_probe,

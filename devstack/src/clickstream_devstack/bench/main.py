@@ -38,8 +38,8 @@ from clickstream_devstack.bench.scenarios import (
 from clickstream_devstack.bench.table import render
 from clickstream_devstack.environment import KafkaTopics
 from clickstream_devstack.interrupts import Interrupts
-from clickstream_devstack.jvm.artifacts import JvmUnavailableError, find_java
-from clickstream_devstack.processes import ProcessExitedError
+from clickstream_devstack.servers.jvm.artifacts import JvmUnavailableError, find_java
+from clickstream_devstack.servers.processes import ProcessExitedError
 from clickstream_devstack.services import ServiceDiedError
 from clickstream_runtime import logs
 

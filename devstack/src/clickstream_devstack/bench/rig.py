@@ -18,7 +18,6 @@ import asyncpg
 import structlog
 
 from clickstream_devstack.bench.errors import BenchError
-from clickstream_devstack.broker import EmbeddedKafka
 from clickstream_devstack.environment import (
     EVENTS_PARTITIONS,
     Database,
@@ -26,8 +25,9 @@ from clickstream_devstack.environment import (
     create_topics,
     service_env,
 )
-from clickstream_devstack.jvm.kafka import ApacheKafka
-from clickstream_devstack.postgres import EmbeddedPostgres
+from clickstream_devstack.servers.broker import EmbeddedKafka
+from clickstream_devstack.servers.jvm.kafka import ApacheKafka
+from clickstream_devstack.servers.postgres import EmbeddedPostgres
 from clickstream_devstack.services import ServiceGroup
 
 #: The settings that decide what a commit costs; read from the server, never assumed.

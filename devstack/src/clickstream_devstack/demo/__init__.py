@@ -14,7 +14,9 @@ success unless ``--keep`` is given (kept after a failure, for its logs).
 Modules: ``cli`` (flags, summary, exit status), ``session`` (servers and
 services, start to report), ``phases`` (starting, producing, catching up,
 stopping), ``screen`` (the live display), ``verdict`` (the chaos verdict),
-``options`` (what they share).
+``options`` (what they share), ``progress`` (rates and lag read from the
+broker and the database), ``chaos`` and ``chaos_messages`` (the faults of
+``--chaos`` and the messages they inject).
 """
 
 from clickstream_devstack.demo.cli import main

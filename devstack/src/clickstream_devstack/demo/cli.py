@@ -11,8 +11,8 @@ from rich.console import Console
 from clickstream_devstack.demo.options import DemoError, DemoOptions, Outcome
 from clickstream_devstack.demo.session import run
 from clickstream_devstack.interrupts import Interrupts
-from clickstream_devstack.jvm.artifacts import JvmUnavailableError
-from clickstream_devstack.processes import ProcessExitedError
+from clickstream_devstack.servers.jvm.artifacts import JvmUnavailableError
+from clickstream_devstack.servers.processes import ProcessExitedError
 from clickstream_devstack.services import ServiceDiedError
 from clickstream_ops.verify.render import render, verdict_line
 from clickstream_runtime import logs

@@ -23,8 +23,8 @@ from rich.console import Console
 from rich.table import Table
 
 from clickstream_devstack.environment import Broker
-from clickstream_devstack.jvm.opensearch import OpenSearch
-from clickstream_devstack.jvm.rest import NdJson
+from clickstream_devstack.servers.jvm.opensearch import OpenSearch
+from clickstream_devstack.servers.jvm.rest import NdJson
 from clickstream_ops.setup.assets import find_assets_dir, load_assets
 from clickstream_ops.setup.client import ApiClient
 from clickstream_ops.setup.endpoint import Endpoint

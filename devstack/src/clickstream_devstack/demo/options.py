@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from clickstream_devstack.demo_progress import Snapshot
+from clickstream_devstack.demo.progress import Snapshot
 from clickstream_ops.verify.report import Report
 
 DATABASE = "clickstream"

@@ -10,10 +10,10 @@ from collections.abc import Callable
 
 from rich.live import Live
 
-from clickstream_devstack import processes
 from clickstream_devstack.demo.options import POLL_S, DemoError, DemoOptions
+from clickstream_devstack.demo.progress import PipelineProgress, Snapshot
 from clickstream_devstack.demo.screen import screen
-from clickstream_devstack.demo_progress import PipelineProgress, Snapshot
+from clickstream_devstack.servers import processes
 from clickstream_devstack.services import Service, ServiceGroup
 
 _START_TIMEOUT_S = 60.0

@@ -9,7 +9,7 @@ from rich.console import Console, Group, RenderableType
 from rich.live import Live
 from rich.text import Text
 
-from clickstream_devstack.demo_progress import Snapshot
+from clickstream_devstack.demo.progress import Snapshot
 
 
 def screen(phase: str, seconds: str, snap: Snapshot) -> RenderableType:

@@ -14,14 +14,13 @@ from pathlib import Path
 from rich.console import Console
 from rich.markup import escape
 
-from clickstream_devstack.broker import EmbeddedKafka
-from clickstream_devstack.chaos import CHAOS_ENV, Chaos, Replicas
 from clickstream_devstack.demo import opensearch_stage
+from clickstream_devstack.demo.chaos import CHAOS_ENV, Chaos, Replicas
 from clickstream_devstack.demo.options import DATABASE, DemoError, DemoOptions, Outcome
 from clickstream_devstack.demo.phases import catch_up, produce, stop_replicas, wait_started
+from clickstream_devstack.demo.progress import PipelineProgress, Snapshot
 from clickstream_devstack.demo.screen import live_display
 from clickstream_devstack.demo.verdict import closing_verdict, wait_relayed
-from clickstream_devstack.demo_progress import PipelineProgress, Snapshot
 from clickstream_devstack.environment import (
     Broker,
     Database,
@@ -29,9 +28,10 @@ from clickstream_devstack.environment import (
     create_topics,
     service_env,
 )
-from clickstream_devstack.jvm.kafka import ApacheKafka
-from clickstream_devstack.jvm.opensearch import OpenSearch
-from clickstream_devstack.postgres import EmbeddedPostgres
+from clickstream_devstack.servers.broker import EmbeddedKafka
+from clickstream_devstack.servers.jvm.kafka import ApacheKafka
+from clickstream_devstack.servers.jvm.opensearch import OpenSearch
+from clickstream_devstack.servers.postgres import EmbeddedPostgres
 from clickstream_devstack.services import Service, ServiceGroup, script_path
 from clickstream_schema import CONSUMER_GROUP, DLQ_TOPIC, EVENTS_TOPIC
 

@@ -9,7 +9,7 @@ from collections.abc import Mapping
 import asyncpg
 from rich.console import Console
 
-from clickstream_devstack.chaos import Chaos
+from clickstream_devstack.demo.chaos import Chaos
 from clickstream_devstack.demo.options import POLL_S
 from clickstream_ops.verify.report import Report
 from clickstream_ops.verify.run import verify

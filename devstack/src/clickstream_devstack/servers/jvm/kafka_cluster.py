@@ -2,7 +2,7 @@
 
 What production on a managed service looks like to a client: several brokers,
 topics with replication 3 and ``min.insync.replicas=2``, leaders that move. Each
-node is an :class:`~clickstream_devstack.jvm.kafka.ApacheKafka` (the same jars,
+node is an :class:`~clickstream_devstack.servers.jvm.kafka.ApacheKafka` (the same jars,
 the same launching) in ``<work_dir>/node<id>/`` with its own ``kafka.log``, all
 formatted with one cluster id and voting in one controller quorum. The ports are
 picked before any node starts, since every node's configuration names every
@@ -31,8 +31,9 @@ import structlog
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.errors import TopicAlreadyExistsError, UnknownTopicOrPartitionError, for_code
 
-from clickstream_devstack.jvm.kafka import ApacheKafka, cluster_id
-from clickstream_devstack.ports import LOOPBACK, free_port
+from clickstream_devstack.servers import kafka_probe
+from clickstream_devstack.servers.jvm.kafka import ApacheKafka, cluster_id
+from clickstream_devstack.servers.ports import LOOPBACK, free_port
 from clickstream_ops.setup.kafka import ensure_topics
 
 log = structlog.get_logger()
@@ -130,12 +131,7 @@ class KafkaCluster:
 
     def client_options(self) -> dict[str, Any]:
         """The same keys as ``KafkaSettings.kafka_client_options()``, for aiokafka clients."""
-        return {
-            "bootstrap_servers": self.bootstrap.split(","),
-            "client_id": "clickstream-devstack",
-            "security_protocol": "PLAINTEXT",
-            "ssl_context": None,
-        }
+        return kafka_probe.client_options(self.bootstrap)
 
     @property
     def env(self) -> dict[str, str]:

@@ -1,19 +1,31 @@
-"""A blocking Kafka Metadata request, for readiness checks.
+"""How the dev stack reaches its Kafka brokers: aiokafka options and a readiness probe.
 
-It is a few lines of the wire protocol rather than an aiokafka client so that it
-works the same from plain code, from sync pytest fixtures and from inside a
-running event loop (where ``asyncio.run`` is not allowed).
+The probe, a blocking Metadata request, is a few lines of the wire protocol
+rather than an aiokafka client so that it works the same from plain code, from
+sync pytest fixtures and inside a running event loop (no ``asyncio.run`` there).
 """
 
 from __future__ import annotations
 
 import socket
+import ssl
 import struct
+from typing import Any
 
 _METADATA = 3
 _VERSION = 0
 _CORRELATION_ID = 0x0C11C
 _CLIENT_ID = b"clickstream-devstack"
+
+
+def client_options(bootstrap: str, ssl_context: ssl.SSLContext | None = None) -> dict[str, Any]:
+    """The keys of ``KafkaSettings.kafka_client_options()`` for aiokafka clients of a broker."""
+    return {
+        "bootstrap_servers": bootstrap.split(","),
+        "client_id": _CLIENT_ID.decode(),
+        "security_protocol": "SSL" if ssl_context else "PLAINTEXT",
+        "ssl_context": ssl_context,
+    }
 
 
 def _request() -> bytes:

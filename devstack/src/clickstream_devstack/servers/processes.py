@@ -19,7 +19,7 @@ from pathlib import Path
 import psutil
 import structlog
 
-from clickstream_devstack.run_as import RunAs
+from clickstream_devstack.servers.run_as import RunAs
 
 log = structlog.get_logger()
 
@@ -137,29 +137,6 @@ def wait_until(
             raise TimeoutError(f"{what}: not ready after {timeout:.0f} s{_log_hint(log_path)}")
         time.sleep(delay)
         delay = min(delay * 2, 0.1)
-
-
-def wait_serving(
-    process: subprocess.Popen[bytes],
-    port: int,
-    answers: Callable[[], bool],
-    *,
-    what: str,
-    timeout: float,
-    log_path: Path,
-) -> float:
-    """Wait until a just-spawned server listens on ``port`` and ``answers``; kill it if not."""
-    try:
-        return wait_until(
-            lambda: listens_on(process, port) and answers(),
-            what=what,
-            timeout=timeout,
-            process=process,
-            log_path=log_path,
-        )
-    except BaseException:
-        kill(process)
-        raise
 
 
 def _log_hint(log_path: Path | None) -> str:

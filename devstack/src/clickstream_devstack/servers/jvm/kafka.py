@@ -20,8 +20,9 @@ from typing import Any
 
 from cryptography.hazmat.primitives import serialization
 
-from clickstream_devstack.jvm import artifacts
-from clickstream_devstack.jvm.server import JvmServer, java_properties
+from clickstream_devstack.servers import kafka_probe
+from clickstream_devstack.servers.jvm import artifacts
+from clickstream_devstack.servers.jvm.server import JvmServer, java_properties
 
 #: Small heap, default collector: tests and the bench share two cores with others.
 HEAP = ("-Xms256m", "-Xmx768m")
@@ -72,7 +73,7 @@ class ApacheKafka(JvmServer):
     """One KRaft node in ``work_dir``; its log is ``<work_dir>/kafka.log``.
 
     Alone by default (node 1, its own quorum); ``settings`` override any property,
-    which is how :class:`~clickstream_devstack.jvm.kafka_cluster.KafkaCluster`
+    which is how :class:`~clickstream_devstack.servers.jvm.kafka_cluster.KafkaCluster`
     makes it one node of several, all formatted with the same ``cluster_id``.
     """
 
@@ -119,12 +120,7 @@ class ApacheKafka(JvmServer):
 
     def client_options(self) -> dict[str, Any]:
         """The same keys as ``KafkaSettings.kafka_client_options()``, for aiokafka clients."""
-        return {
-            "bootstrap_servers": [self.bootstrap],
-            "client_id": "clickstream-devstack",
-            "security_protocol": "PLAINTEXT",
-            "ssl_context": None,
-        }
+        return kafka_probe.client_options(self.bootstrap)
 
     def ssl_client_options(self, client_cert: Path, client_key: Path) -> dict[str, Any]:
         """aiokafka options for the SSL listener with a client certificate."""
@@ -132,12 +128,7 @@ class ApacheKafka(JvmServer):
             raise RuntimeError("this broker was started without tls=")
         context = ssl.create_default_context(cafile=str(self.tls.ca))
         context.load_cert_chain(str(client_cert), str(client_key))
-        return {
-            "bootstrap_servers": [self.ssl_bootstrap],
-            "client_id": "clickstream-devstack",
-            "security_protocol": "SSL",
-            "ssl_context": context,
-        }
+        return kafka_probe.client_options(self.ssl_bootstrap, context)
 
     @property
     def env(self) -> dict[str, str]:

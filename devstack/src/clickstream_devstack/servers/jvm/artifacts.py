@@ -26,7 +26,7 @@ log = structlog.get_logger()
 Component = Literal["kafka", "opensearch"]
 
 #: devstack/maven/pom.xml, beside this package's source tree (editable install).
-POM = Path(__file__).resolve().parents[3] / "maven" / "pom.xml"
+POM = Path(__file__).resolve().parents[4] / "maven" / "pom.xml"
 CACHE_VARIABLE = "CLICKSTREAM_JVM_CACHE"
 _STAMP = ".complete"
 _NS = {"m": "http://maven.apache.org/POM/4.0.0"}

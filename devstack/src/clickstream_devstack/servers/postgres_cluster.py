@@ -16,7 +16,7 @@ import subprocess
 from dataclasses import dataclass
 from pathlib import Path
 
-from clickstream_devstack.run_as import RunAs, hand_over
+from clickstream_devstack.servers.run_as import RunAs, hand_over
 
 SUPERUSER = "postgres"
 SETTINGS_FILE = "devstack.conf"

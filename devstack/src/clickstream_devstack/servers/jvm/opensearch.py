@@ -17,11 +17,11 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from clickstream_devstack.jvm import artifacts
-from clickstream_devstack.jvm.opensearch_modules import install_modules
-from clickstream_devstack.jvm.rest import RestError, call
-from clickstream_devstack.jvm.server import JvmServer
-from clickstream_devstack.run_as import (
+from clickstream_devstack.servers.jvm import artifacts
+from clickstream_devstack.servers.jvm.opensearch_modules import install_modules
+from clickstream_devstack.servers.jvm.rest import RestError, call
+from clickstream_devstack.servers.jvm.server import JvmServer
+from clickstream_devstack.servers.run_as import (
     RunAs,
     grant_traverse,
     hand_over,

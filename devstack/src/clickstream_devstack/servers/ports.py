@@ -11,7 +11,7 @@ def free_port(host: str = LOOPBACK) -> int:
     """A port nothing listens on right now.
 
     The port is released before the server binds it, so another process may take
-    it in between; the launchers retry with a fresh port when a server exits early.
+    it in between; ``ChildServer._start_on_ports`` retries a launch that lost it.
     """
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
         sock.bind((host, 0))

@@ -18,9 +18,9 @@ import time
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 
-from clickstream_devstack import chaos_messages
+from clickstream_devstack.demo import chaos_messages
 from clickstream_devstack.environment import KafkaTopics
-from clickstream_devstack.postgres import EmbeddedPostgres
+from clickstream_devstack.servers.postgres import EmbeddedPostgres
 from clickstream_devstack.services import Service, ServiceGroup
 from clickstream_schema import decode
 

@@ -18,12 +18,11 @@ from urllib.parse import quote
 
 import structlog
 
-from clickstream_devstack import postgres_cluster as cluster
-from clickstream_devstack import processes
-from clickstream_devstack.child_server import ChildServer
-from clickstream_devstack.ports import LOOPBACK, free_port
-from clickstream_devstack.postgres_template import create_cluster
-from clickstream_devstack.run_as import grant_traverse, make_world_readable, server_account
+from clickstream_devstack.servers import postgres_cluster as cluster
+from clickstream_devstack.servers.child_server import ChildServer
+from clickstream_devstack.servers.ports import free_port
+from clickstream_devstack.servers.postgres_template import create_cluster
+from clickstream_devstack.servers.run_as import grant_traverse, make_world_readable, server_account
 
 log = structlog.get_logger()
 
@@ -43,6 +42,8 @@ class PostgresCommandError(RuntimeError):
 
 class EmbeddedPostgres(ChildServer):
     """One PostgreSQL cluster in ``data_dir``; its server log is ``<data_dir>.log``."""
+
+    name = "postgres"
 
     def __init__(
         self,
@@ -68,17 +69,14 @@ class EmbeddedPostgres(ChildServer):
             )
         self.data_dir = Path(data_dir).absolute()
         self.log_path = self.data_dir.with_name(self.data_dir.name + ".log")
-        self.host = LOOPBACK
         self.user = cluster.SUPERUSER
         self.password = password or ""
         self.durable = durable
         self.ssl_cert_file = ssl_cert_file
         self.ssl_key_file = ssl_key_file
         self.max_connections = max_connections
-        self._requested_port = port
         self._port: int | None = port
         self._start_timeout = start_timeout
-        self._process: subprocess.Popen[bytes] | None = None
         self._run_as = server_account()
 
     # -- connection details --------------------------------------------------
@@ -132,20 +130,10 @@ class EmbeddedPostgres(ChildServer):
             log.info("postgres_initialised", data_dir=str(self.data_dir))
         if self.ssl_cert_file is not None and self.ssl_key_file is not None:
             cluster.install_tls(self.data_dir, self.ssl_cert_file, self.ssl_key_file, self._run_as)
-        attempts = 1 if self._requested_port or self._port else 3
-        for attempt in range(1, attempts + 1):
-            port = self._port or free_port()
-            log_start = processes.log_size(self.log_path)
-            try:
-                self._launch(port)
-            except processes.ProcessExitedError:
-                # Someone bound the free port before the server did: try another one.
-                if attempt == attempts or not processes.port_was_taken(self.log_path, log_start):
-                    raise
-                log.warning("postgres_retry", port=port, attempt=attempt)
-                continue
-            return self
-        raise AssertionError("unreachable")  # pragma: no cover
+        self._start_on_ports(
+            lambda: self._port or free_port(), self._launch, fixed=bool(self._port)
+        )
+        return self
 
     def _launch(self, port: int) -> None:
         settings = cluster.ServerSettings(
@@ -156,27 +144,20 @@ class EmbeddedPostgres(ChildServer):
             tls=self.tls,
         )
         cluster.write_settings(self.data_dir, settings, self._run_as)
-        process = processes.spawn(
+        seconds = self._serve(
             [str(self.binaries.path("postgres")), "-D", str(self.data_dir)],
-            log_path=self.log_path,
+            port,
+            lambda: self._accepts_queries(port),
+            what="PostgreSQL",
             env=cluster.server_environment(),
             cwd=self.data_dir,
             run_as=self._run_as,
         )
-        seconds = processes.wait_serving(
-            process,
-            port,
-            lambda: self._accepts_queries(port),
-            what="PostgreSQL",
-            timeout=self._start_timeout,
-            log_path=self.log_path,
-        )
-        self._process = process
         self._port = port
         log.info(
             "postgres_started",
             port=port,
-            pid=process.pid,
+            pid=self.pid,
             durable=self.durable,
             tls=self.tls,
             seconds=round(seconds, 3),
@@ -188,11 +169,7 @@ class EmbeddedPostgres(ChildServer):
 
     def stop(self, mode: StopMode = "fast", timeout: float = 30.0) -> None:
         """Shut down in PostgreSQL's ``mode``; SIGKILL the group after ``timeout`` seconds."""
-        if self._process is None:
-            return
-        code = processes.stop(self._process, signum=_STOP_SIGNALS[mode], timeout=timeout)
-        log.info("postgres_stopped", pid=self._process.pid, mode=mode, exit_code=code)
-        self._process = None
+        self._stop(signum=_STOP_SIGNALS[mode], timeout=timeout, mode=mode)
 
     def restart(self, mode: StopMode = "fast") -> None:
         """Stop and start again on the same port, so existing DSNs stay valid."""

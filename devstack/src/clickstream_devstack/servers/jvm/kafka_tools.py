@@ -14,8 +14,8 @@ import subprocess
 from collections.abc import Sequence
 from pathlib import Path
 
-from clickstream_devstack.jvm import artifacts
-from clickstream_devstack.jvm.kafka import classpath
+from clickstream_devstack.servers.jvm import artifacts
+from clickstream_devstack.servers.jvm.kafka import classpath
 
 #: Shell script name -> main class (Kafka 3.9 and 4.x alike).
 TOOLS = {

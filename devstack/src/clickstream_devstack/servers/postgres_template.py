@@ -16,8 +16,8 @@ from pathlib import Path
 
 import structlog
 
-from clickstream_devstack.postgres_cluster import Binaries, initdb
-from clickstream_devstack.run_as import RunAs, hand_over
+from clickstream_devstack.servers.postgres_cluster import Binaries, initdb
+from clickstream_devstack.servers.run_as import RunAs, hand_over
 
 log = structlog.get_logger()
 

@@ -1,30 +1,26 @@
 """One way to run a JVM server as a child: start, wait until ready, log, stop or kill.
 
-Built on :mod:`clickstream_devstack.processes` like the embedded servers: the
-server runs in its own session with stdout and stderr appended to its log file;
-a start whose free-picked port was taken meanwhile is retried on fresh ports;
-``stop`` sends SIGTERM (the JVM runs its shutdown hooks) and SIGKILLs the group
-after a deadline; ``pause``/``resume`` freeze it the way a stalled host would.
+Launched like the embedded servers (:class:`..child_server.ChildServer`):
+its own session, stdout and stderr appended to its log file, a start whose
+free-picked port was taken meanwhile retried on fresh ports; ``stop`` sends
+SIGTERM (the JVM runs its shutdown hooks) and SIGKILLs the group after a
+deadline; ``pause``/``resume`` freeze it the way a stalled host would.
 """
 
 from __future__ import annotations
 
 import abc
-import subprocess
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Self
 
 import structlog
 
-from clickstream_devstack import processes
-from clickstream_devstack.child_server import ChildServer
-from clickstream_devstack.ports import LOOPBACK, free_port
-from clickstream_devstack.run_as import RunAs
+from clickstream_devstack.servers.child_server import ChildServer
+from clickstream_devstack.servers.ports import free_port
+from clickstream_devstack.servers.run_as import RunAs
 
 log = structlog.get_logger()
-
-_PORT_ATTEMPTS = 3
 
 
 class JvmServer(ChildServer):
@@ -43,11 +39,8 @@ class JvmServer(ChildServer):
         self.work_dir = Path(work_dir).absolute()
         self._requested_ports = dict(ports or {})
         self.log_path = self.work_dir / f"{self.name}.log"
-        self.host = LOOPBACK
         self._start_timeout = start_timeout
-        self._process: subprocess.Popen[bytes] | None = None
         self._ports: dict[str, int] | None = None
-        self._log_start = 0
 
     # -- what a subclass provides ---------------------------------------------
 
@@ -98,52 +91,32 @@ class JvmServer(ChildServer):
         if self.running:
             return self
         self.work_dir.mkdir(parents=True, exist_ok=True)
-        for attempt in range(1, _PORT_ATTEMPTS + 1):
-            ports = self._ports or {
-                name: self._requested_ports.get(name) or free_port() for name in self.port_names
-            }
-            self._log_start = processes.log_size(self.log_path)
-            try:
-                self._launch(ports)
-            except processes.ProcessExitedError:
-                # Someone bound a free-picked port before the server did: try others.
-                taken = processes.port_was_taken(self.log_path, self._log_start)
-                fixed = self._ports is not None or self._requested_ports
-                if attempt == _PORT_ATTEMPTS or not taken or fixed:
-                    raise
-                log.warning(f"{self.name}_retry", ports=ports, attempt=attempt)
-                continue
-            return self
-        raise AssertionError("unreachable")  # pragma: no cover
+        requested, names = self._requested_ports, self.port_names
+        self._start_on_ports(
+            lambda: self._ports or {name: requested.get(name) or free_port() for name in names},
+            self._launch,
+            fixed=self._ports is not None or bool(requested),
+        )
+        return self
 
     def _launch(self, ports: dict[str, int]) -> None:
         self.prepare(ports)
-        process = processes.spawn(
+        seconds = self._serve(
             self.argv(ports),
-            log_path=self.log_path,
+            ports[self.port_names[0]],
+            lambda: self.answers(ports),
+            what=self.name,
             env=self.environment(),
             cwd=self.work_dir,
             run_as=self.run_as(),
         )
-        seconds = processes.wait_serving(
-            process,
-            ports[self.port_names[0]],
-            lambda: self.answers(ports),
-            what=self.name,
-            timeout=self._start_timeout,
-            log_path=self.log_path,
-        )
-        self._process, self._ports = process, ports
-        log.info(f"{self.name}_started", ports=ports, pid=process.pid, seconds=round(seconds, 1))
+        self._ports = ports
+        log.info(f"{self.name}_started", ports=ports, pid=self.pid, seconds=round(seconds, 1))
 
     def stop(self, timeout: float = 30.0) -> None:
         """SIGTERM, SIGKILL after ``timeout``; the ports are kept for a restart."""
-        if self._process is None:
-            return
         self.resume()  # a frozen JVM cannot run its shutdown hooks
-        code = processes.stop(self._process, timeout=timeout)
-        log.info(f"{self.name}_stopped", pid=self._process.pid, exit_code=code)
-        self._process = None
+        self._stop(timeout=timeout)
 
 
 def java_properties(values: Mapping[str, object]) -> str:

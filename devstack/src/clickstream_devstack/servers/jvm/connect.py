@@ -1,6 +1,6 @@
 """Kafka Connect, one standalone worker with its REST API on a free port.
 
-The worker runs from the same jars as :class:`~clickstream_devstack.jvm.kafka.ApacheKafka`
+The worker runs from the same jars as :class:`~clickstream_devstack.servers.jvm.kafka.ApacheKafka`
 (connect-runtime, connect-transforms, connect-json, connect-file are on its class
 path, so the stock transforms and the file sink need no plugin.path); connectors
 are created and removed through the REST API, as on Aiven. Offsets are kept in a
@@ -15,9 +15,9 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from clickstream_devstack.jvm.kafka import ApacheKafka, classpath, jvm_options
-from clickstream_devstack.jvm.rest import RestError, call
-from clickstream_devstack.jvm.server import JvmServer, java_properties
+from clickstream_devstack.servers.jvm.kafka import ApacheKafka, classpath, jvm_options
+from clickstream_devstack.servers.jvm.rest import RestError, call
+from clickstream_devstack.servers.jvm.server import JvmServer, java_properties
 
 _STARTED = "Kafka Connect started"
 
