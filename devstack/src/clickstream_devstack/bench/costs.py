@@ -22,7 +22,6 @@ import asyncio
 import bisect
 import contextlib
 import math
-import threading
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -31,6 +30,8 @@ from typing import Self
 
 import asyncpg
 import psutil
+
+from clickstream_devstack.bench.sampling import ThreadSampler
 
 #: (wall-clock seconds since the epoch, cumulative value)
 Series = list[tuple[float, float]]
@@ -73,18 +74,14 @@ def tree_cpu_seconds(process: psutil.Process) -> float:
     return total
 
 
-class CpuSampler:
-    """Samples the CPU seconds of named process trees in a thread, with wall-clock stamps.
+class CpuSampler(ThreadSampler):
+    """Samples the CPU seconds of named process trees in a thread, with wall-clock stamps."""
 
-    A thread, like the RSS sampler: a blocking call in the bench's event loop
-    must not leave a gap at the window's edges.
-    """
+    sample_on_exit = True  # the last one after the window, whatever the interval
 
     def __init__(self, roots: Mapping[str, Sequence[int]], *, interval: float = 0.2) -> None:
+        super().__init__(name="cpu-sampler", interval=interval)
         self._roots = {name: [psutil.Process(pid) for pid in pids] for name, pids in roots.items()}
-        self._interval = interval
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._loop, name="cpu-sampler", daemon=True)
         self.series: dict[str, Series] = {name: [] for name in roots}
 
     def sample(self) -> None:
@@ -94,25 +91,6 @@ class CpuSampler:
                 with contextlib.suppress(psutil.NoSuchProcess, psutil.AccessDenied):
                     seconds += tree_cpu_seconds(process)
             self.series[name].append((time.time(), seconds))
-
-    def _loop(self) -> None:
-        while not self._stop.is_set():
-            self.sample()
-            self._stop.wait(self._interval)
-
-    def __enter__(self) -> Self:
-        self._thread.start()
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        traceback: TracebackType | None,
-    ) -> None:
-        self._stop.set()
-        self._thread.join(timeout=5)
-        self.sample()  # the last one after the window, whatever the interval
 
 
 class WalSampler:

@@ -10,13 +10,12 @@ from __future__ import annotations
 import contextlib
 import math
 import statistics
-import threading
 import time
 from collections.abc import Iterable, Sequence
-from types import TracebackType
-from typing import Self
 
 import psutil
+
+from clickstream_devstack.bench.sampling import ThreadSampler
 
 #: Decimal megabytes, the unit the targets are written in.
 MB = 1_000_000
@@ -54,7 +53,7 @@ def ratio(numerator: float, denominator: float) -> float:
     return numerator / denominator if denominator > 0 else math.nan
 
 
-class RssSampler:
+class RssSampler(ThreadSampler):
     """Peak and last resident set size of some processes (children included), every ``interval`` s.
 
     The figure is per process, not summed: with several replicas the question is
@@ -62,15 +61,13 @@ class RssSampler:
     """
 
     def __init__(self, pids: Sequence[int], *, interval: float = 0.2) -> None:
+        super().__init__(name="rss-sampler", interval=interval)
         self._processes = [psutil.Process(pid) for pid in pids]
-        self._interval = interval
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._loop, name="rss-sampler", daemon=True)
         self.peak_bytes = 0
         #: (monotonic time, bytes) of every sample, to tell growth from a one-off peak.
         self.series: list[tuple[float, int]] = []
 
-    def _sample(self) -> None:
+    def sample(self) -> None:
         largest = 0
         for process in self._processes:
             with contextlib.suppress(psutil.NoSuchProcess, psutil.AccessDenied):
@@ -83,24 +80,6 @@ class RssSampler:
         if largest:
             self.series.append((time.monotonic(), largest))
             self.peak_bytes = max(self.peak_bytes, largest)
-
-    def _loop(self) -> None:
-        while not self._stop.is_set():
-            self._sample()
-            self._stop.wait(self._interval)
-
-    def __enter__(self) -> Self:
-        self._thread.start()
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        traceback: TracebackType | None,
-    ) -> None:
-        self._stop.set()
-        self._thread.join(timeout=5)
 
     @property
     def peak_mb(self) -> float:
