@@ -1,8 +1,11 @@
-"""Test-suite wiring: markers, ``--run-soak`` and the session's embedded servers.
+"""Test-suite wiring: markers, ``--run-soak`` and the session's servers.
 
-The broker and PostgreSQL start at most once per session, and only when a test
-asks for them; the fixtures that hand out per-test topics and databases live in
-``tests/integration/conftest.py``.
+The broker, PostgreSQL and the Apache Kafka node start at most once per session,
+and only when a test asks for them; the fixtures that hand out per-test topics and
+databases live in ``tests/integration/conftest.py``. The Apache Kafka node is
+defined here so that the integration tier's ``[apache-kafka]`` variants and the
+real tier (``tests/real``) share one node in a session (a fixture imported into
+each tier's conftest would be a node per tier).
 """
 
 from __future__ import annotations
@@ -17,7 +20,10 @@ import pytest
 from hypothesis import HealthCheck, settings
 
 from clickstream_devstack.servers.broker import EmbeddedKafka
+from clickstream_devstack.servers.jvm.artifacts import JvmUnavailableError
+from clickstream_devstack.servers.jvm.kafka import ApacheKafka, KafkaTls
 from clickstream_devstack.servers.postgres import EmbeddedPostgres
+from support.tls_certs import TlsFiles, make_tls_files
 
 # Hypothesis times each example (200 ms by default) and fails a test whose examples
 # are slow to run or to generate: on a loaded or slower machine that is a failure of
@@ -72,6 +78,35 @@ def kafka(tmp_path_factory: pytest.TempPathFactory) -> Iterator[EmbeddedKafka]:
     """One Tansu broker for the session; tests isolate themselves with unique topics."""
     broker = EmbeddedKafka(tmp_path_factory.mktemp("kafka"))
     broker.start()
+    try:
+        yield broker
+    finally:
+        broker.stop()
+
+
+@pytest.fixture(scope="session")
+def kafka_tls_files(tmp_path_factory: pytest.TempPathFactory) -> TlsFiles:
+    """The CA, broker and client certificates of the Apache Kafka node's SSL listener."""
+    return make_tls_files(tmp_path_factory.mktemp("kafka-tls"))
+
+
+@pytest.fixture(scope="session")
+def apache_kafka_node(
+    tmp_path_factory: pytest.TempPathFactory, kafka_tls_files: TlsFiles
+) -> Iterator[ApacheKafka]:
+    """The session's one Apache Kafka node (KRaft): PLAINTEXT on ``bootstrap``, SSL with
+    a required client certificate on ``ssl_bootstrap``. Ask for it through a tier's
+    fixture (``apache_kafka_broker``, ``apache_kafka``), which says why when it skips."""
+    files = kafka_tls_files
+    broker = ApacheKafka(
+        tmp_path_factory.mktemp("apache-kafka"),
+        tls=KafkaTls(ca=files.ca, cert=files.server_cert, key=files.server_key),
+    )
+    try:
+        broker.start()
+    except JvmUnavailableError as error:
+        pytest.skip(f"Apache Kafka skipped: {error}")
+    print(f"\nApache Kafka {broker.version}: {broker.bootstrap}, log {broker.log_path}")
     try:
         yield broker
     finally:

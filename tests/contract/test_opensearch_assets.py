@@ -236,6 +236,17 @@ def test_ingest_pipeline_writes_only_mapped_fields(assets: Any, mapping: dict[st
         assert any(name == field or name.startswith(f"{field}.") for name in mapping), field
 
 
+def test_the_user_agent_parser_runs_only_on_a_user_agent_the_event_model_accepts() -> None:
+    """Its time grows with the square of the length (64 KiB: over a minute per document),
+    and the sink indexes whatever the topic holds: the bound is the model's."""
+    pipeline = json.loads((ASSETS_DIR / "ingest-pipeline.json").read_text())
+    (user_agent,) = [p["user_agent"] for p in pipeline["processors"] if "user_agent" in p]
+    limit = ClickEvent.model_json_schema()["properties"]["user_agent"]["maxLength"]
+    assert user_agent["if"] == (
+        f"ctx.user_agent instanceof String && ctx.user_agent.length() <= {limit}"
+    )
+
+
 def test_ism_policy_deletes_matching_indices_after_the_retention(assets: Any) -> None:
     policy = assets.policy["policy"]
     assert policy["ism_template"][0]["index_patterns"] == [INDEX_PATTERN]

@@ -89,20 +89,17 @@ def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
 
 
 @pytest.fixture(scope="session")
-def apache_kafka_broker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ApacheKafka]:
-    """One Apache Kafka node (KRaft, PLAINTEXT) for the integration tier's ``[apache-kafka]``."""
+def apache_kafka_broker(request: pytest.FixtureRequest) -> ApacheKafka:
+    """The session's Apache Kafka node (``tests/conftest.py``; the real tier's too)."""
     try:
         find_java()
-        broker = ApacheKafka(tmp_path_factory.mktemp("apache-kafka"))
-        broker.start()
     except JvmUnavailableError as error:
         _skipped.append(str(error))
         pytest.skip(f"Apache Kafka variant skipped: {error}")
-    print(f"\nApache Kafka {broker.version}: {broker.bootstrap}, log {broker.log_path}")
-    try:
-        yield broker
-    finally:
-        broker.stop()
+    broker: ApacheKafka = request.getfixturevalue("apache_kafka_node")
+    if not broker.running:
+        broker.start()  # a test that stopped it must not break the later ones
+    return broker
 
 
 @pytest.fixture(scope="session", params=BROKERS)

@@ -258,9 +258,6 @@ async def test_stop_while_waiting_for_kafka_returns_promptly(
         await asyncio.wait_for(task, timeout=8)
 
 
-@pytest.mark.tansu_only(
-    "PostgreSQL is its subject; on Apache Kafka it applied 14 of 40 batches in its 180 s here"
-)
 async def test_its_postgresql_sessions_terminated_at_any_moment_never_stop_it(
     kafka: EmbeddedKafka, topics: KafkaTopics, database: Database, service_env: dict[str, str]
 ) -> None:

@@ -20,7 +20,7 @@ import pytest
 
 from clickstream_devstack.servers.jvm.artifacts import JvmUnavailableError, find_java
 from clickstream_devstack.servers.jvm.connect import KafkaConnect
-from clickstream_devstack.servers.jvm.kafka import ApacheKafka, KafkaTls
+from clickstream_devstack.servers.jvm.kafka import ApacheKafka
 from clickstream_devstack.servers.jvm.kafka_cluster import KafkaCluster
 from clickstream_devstack.servers.jvm.opensearch import OpenSearch
 
@@ -33,7 +33,6 @@ from integration.conftest import (  # noqa: F401 - fixtures, found by name
     topic,
     topics,
 )
-from support.tls_certs import TlsFiles, make_tls_files
 
 REAL_DIR = Path(__file__).parent
 _skipped: dict[str, str] = {}
@@ -74,31 +73,12 @@ def real_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 @pytest.fixture(scope="session")
-def kafka_tls_files(real_dir: Path) -> TlsFiles:
-    """The CA, broker and client certificates of the SSL listener."""
-    return make_tls_files(real_dir / "tls")
-
-
-@pytest.fixture(scope="session")
-def apache_kafka(
-    java_available: None, real_dir: Path, kafka_tls_files: TlsFiles
-) -> Iterator[ApacheKafka]:
+def apache_kafka(java_available: None, request: pytest.FixtureRequest) -> ApacheKafka:
     """Apache Kafka (KRaft, one node): PLAINTEXT on ``bootstrap``, SSL with a required
-    client certificate on ``ssl_bootstrap``."""
-    files = kafka_tls_files
-    broker = ApacheKafka(
-        real_dir / "kafka",
-        tls=KafkaTls(ca=files.ca, cert=files.server_cert, key=files.server_key),
-    )
-    try:
-        broker.start()
-    except JvmUnavailableError as error:
-        _unavailable("Apache Kafka", error)
-    print(f"\nApache Kafka {broker.version}: {broker.bootstrap}, log {broker.log_path}")
-    try:
-        yield broker
-    finally:
-        broker.stop()
+    client certificate on ``ssl_bootstrap`` (``kafka_tls_files``). The session's one
+    node (``tests/conftest.py``), shared with the integration tier's variants."""
+    broker: ApacheKafka = request.getfixturevalue("apache_kafka_node")
+    return broker
 
 
 @pytest.fixture(scope="session")

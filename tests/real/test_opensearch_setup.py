@@ -165,3 +165,27 @@ async def test_indexed_documents_get_the_delay_and_the_browser_and_exact_cents(
         clean.request("PUT", f"/{index}/_doc/e-2", {"event_id": "e-2", "user_idd": "typo"})
     assert rejected.value.status == 400
     assert "strict_dynamic_mapping_exception" in str(rejected.value)
+
+
+async def test_a_user_agent_longer_than_the_event_model_allows_is_indexed_unparsed(
+    clean: OpenSearch,
+) -> None:
+    """The chaos demo's oversize event (64 KiB of user agent) cost the parser over a
+    minute (past the request's timeout); it is indexed as it is, without details."""
+    await _apply(clean.url)
+    index = "clickstream-events-2026.11.01"
+    clean.request(
+        "PUT",
+        f"/{index}/_doc/long?refresh=true",
+        {"event_id": "long", "user_agent": "x" * 65_536},
+    )
+    clean.request(
+        "PUT", f"/{index}/_doc/limit?refresh=true", {"event_id": "limit", "user_agent": CHROME}
+    )
+
+    long = clean.request("GET", f"/{index}/_doc/long")["_source"]
+    assert len(long["user_agent"]) == 65_536
+    assert "user_agent_details" not in long
+    assert "ingested_at" in long
+    parsed = clean.request("GET", f"/{index}/_doc/limit")["_source"]
+    assert parsed["user_agent_details"]["name"] == "Chrome"

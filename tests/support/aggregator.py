@@ -60,6 +60,34 @@ async def wait_applied(
         await asyncio.sleep(0.2)
 
 
+async def wait_relayed(
+    dsn: str, *, timeout: float = 120.0, running: asyncio.Task[None] | None = None
+) -> None:
+    """Poll until no dead letter is pending (the relay's copies are committed in Kafka).
+
+    Call it while the aggregator runs: its relay copies the rows a batch
+    dead-lettered only after that batch committed, and a stop drains the outbox
+    for a moment at most (whatever is left waits for the next owner).
+    """
+    deadline = time.monotonic() + timeout
+    while True:
+        conn = await asyncpg.connect(dsn)
+        try:
+            pending = await conn.fetchval(
+                "SELECT count(*) FROM dead_letters WHERE relayed_at IS NULL"
+            )
+        finally:
+            await conn.close()
+        if not pending:
+            return
+        if running is not None and running.done():
+            running.result()
+            raise AssertionError(f"aggregator stopped with {pending} dead letters pending")
+        if time.monotonic() > deadline:
+            raise AssertionError(f"{pending} dead letters not relayed after {timeout}s")
+        await asyncio.sleep(0.2)
+
+
 @contextlib.asynccontextmanager
 async def running_aggregator(settings: AggregatorSettings) -> AsyncIterator[asyncio.Task[None]]:
     """The real ``run(settings, stop)`` as a task; stopped (gracefully) on exit."""

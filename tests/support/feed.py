@@ -89,12 +89,19 @@ def valid_events(
 async def read_all(
     bootstrap: str, topic: str, partitions: int
 ) -> list[tuple[int, int, dict[str, bytes], bytes | None, bytes | None]]:
-    """Every message of a topic with its headers: (partition, offset, headers, key, value)."""
+    """Every committed message of a topic with its headers: (partition, offset, headers, key,
+    value).
+
+    Read ``read_committed``, as the dead-letter topic's contract asks its readers to:
+    a relay round Kafka refused part of is aborted as a whole and sent again, so the
+    log keeps copies of aborted rounds that a ``read_uncommitted`` reader would see.
+    """
     consumer = AIOKafkaConsumer(
         bootstrap_servers=bootstrap,
         enable_auto_commit=False,
         auto_offset_reset="earliest",
         fetch_max_wait_ms=100,
+        isolation_level="read_committed",
     )
     await consumer.start()
     try:
