@@ -75,10 +75,10 @@ def _json_lines(path: Path) -> list[dict[str, object]]:
     return [orjson.loads(line) for line in text.splitlines() if line.startswith("{")]
 
 
+@pytest.mark.tansu_only("its subject is a broker without idempotence (Apache Kafka has it)")
 async def test_idempotence_on_a_broker_without_it_says_so_and_what_to_set(
     kafka: EmbeddedKafka, topics: KafkaTopics
 ) -> None:
-    # On the embedded broker only (Apache Kafka does idempotence): tests/real does not import it.
     settings = load(
         ProducerSettings,
         kafka_bootstrap_servers=kafka.bootstrap,
@@ -96,6 +96,7 @@ async def test_idempotence_on_a_broker_without_it_says_so_and_what_to_set(
     assert "KAFKA_ENABLE_IDEMPOTENCE=false" in message
 
 
+@pytest.mark.tansu_only("its subject is a broker without idempotence (Apache Kafka has it)")
 def test_the_producer_command_says_it_in_one_line(
     kafka: EmbeddedKafka, topics: KafkaTopics, service_env: dict[str, str], tmp_path: Path
 ) -> None:
