@@ -23,9 +23,9 @@ from clickstream_aggregator.batch import Batch
 from clickstream_aggregator.main import run
 from clickstream_aggregator.migrate import migrate
 from clickstream_aggregator.positions import OffsetOutOfRange
+from clickstream_aggregator.records import RawPartition
 from clickstream_aggregator.startup import StartupTimeout
 from clickstream_aggregator.transaction import BatchTransaction, Committed
-from clickstream_aggregator.validate import RawPartition
 from clickstream_aggregator.workers import Preparer
 from clickstream_devstack.environment import Database, KafkaTopics
 from clickstream_devstack.servers.broker import EmbeddedKafka

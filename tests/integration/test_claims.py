@@ -13,10 +13,10 @@ from aiokafka.errors import KafkaConnectionError
 
 from clickstream_aggregator.metrics import AggregatorMetrics
 from clickstream_aggregator.migrate import migrate
+from clickstream_aggregator.ownership import Ownership
 from clickstream_aggregator.policy import Retrying
 from clickstream_aggregator.positions import Positions
 from clickstream_aggregator.settings import AggregatorSettings
-from clickstream_aggregator.source import Ownership
 from clickstream_devstack.environment import Database
 from clickstream_runtime.health import Readiness
 

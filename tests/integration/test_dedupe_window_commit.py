@@ -11,8 +11,8 @@ import asyncpg
 from clickstream_aggregator.batch import Batch, Ready
 from clickstream_aggregator.dedupe_window import DedupeWindow
 from clickstream_aggregator.migrate import migrate
+from clickstream_aggregator.records import RawPartition
 from clickstream_aggregator.transaction import AppliedBefore, BatchTransaction, Committed
-from clickstream_aggregator.validate import RawPartition
 from clickstream_aggregator.workers import Preparer
 from clickstream_devstack.environment import Database
 from support.feed import as_messages, generate

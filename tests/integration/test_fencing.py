@@ -6,8 +6,8 @@ import asyncpg
 
 from clickstream_aggregator import repository as repo
 from clickstream_aggregator.migrate import migrate
+from clickstream_aggregator.records import PartitionRange
 from clickstream_aggregator.transaction import check_offsets
-from clickstream_aggregator.validate import PartitionRange
 from clickstream_devstack.environment import Database
 
 

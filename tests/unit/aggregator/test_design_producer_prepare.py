@@ -14,8 +14,8 @@ from decimal import Decimal
 from aiokafka.partitioner import murmur2
 
 from clickstream_aggregator.prepare import prepare
+from clickstream_aggregator.records import RawPartition
 from clickstream_aggregator.session_columns import UPSERT_COLUMNS
-from clickstream_aggregator.validate import RawPartition
 from support.design_producer import design_messages, with_resends
 
 PARTITIONS = 4

@@ -14,7 +14,7 @@ from hypothesis import strategies as st
 from clickstream_aggregator.log_bounds import Case, LogBounds, place
 from clickstream_aggregator.mirror import OffsetMirror
 from clickstream_aggregator.positions import OffsetOutOfRange, Positions
-from clickstream_aggregator.validate import PartitionRange
+from clickstream_aggregator.records import PartitionRange
 
 TOPIC = "events"
 

@@ -8,12 +8,12 @@ from decimal import Decimal
 
 import pytest
 
-from clickstream_aggregator import dedupe_rows, validate
+from clickstream_aggregator import decoding, dedupe_rows
 from clickstream_aggregator.aggregate import aggregate
 from clickstream_aggregator.batch import Batch
 from clickstream_aggregator.prepare import combine, prepare
+from clickstream_aggregator.records import RawPartition
 from clickstream_aggregator.session_columns import COUNTED_TYPES, UPSERT_COLUMNS, session_rows
-from clickstream_aggregator.validate import RawPartition
 from clickstream_aggregator.workers import Preparer
 from clickstream_schema import ClickEvent, encode
 from support.feed import generate
@@ -175,14 +175,14 @@ async def test_a_value_preparing_cannot_hold_inline_is_pinned_on_its_message(
     events = generate(300, seed=14)
     values = _values(events)
     culprits = {values[17], values[240]}
-    parse = validate.parse
+    parse = decoding.parse
 
     def failing(value: bytes | None, **kwargs: int) -> ClickEvent:
         if value in culprits:
             raise OverflowError("a value preparing cannot hold")
         return parse(value, **kwargs)
 
-    monkeypatch.setattr(validate, "parse", failing)
+    monkeypatch.setattr(decoding, "parse", failing)
     batch = Batch(TOPIC, {0: _partition(0, 100, values[:200]), 1: _partition(1, 0, values[200:])})
 
     async with Preparer(TOPIC, max_bytes=MAX_BYTES, workers=0) as preparer:

@@ -19,7 +19,7 @@ from structlog.testing import capture_logs
 from clickstream_aggregator.batch import Batch
 from clickstream_aggregator.crash_pinning import CRASHED_DECODER, MAX_CULPRITS, DecodeWorkersFailed
 from clickstream_aggregator.prepare import Prepared, prepare
-from clickstream_aggregator.validate import UNSTORABLE, RawPartition
+from clickstream_aggregator.records import UNSTORABLE, RawPartition
 from clickstream_aggregator.workers import Preparer
 from clickstream_runtime.entrypoint import bounded
 from clickstream_schema import ClickEvent, encode

@@ -30,8 +30,8 @@ from clickstream_aggregator import repository as repo
 from clickstream_aggregator.batch import Batch, Ready
 from clickstream_aggregator.migrate import migrate
 from clickstream_aggregator.prepare import prepare
+from clickstream_aggregator.records import RawPartition
 from clickstream_aggregator.transaction import BatchTransaction, Committed
-from clickstream_aggregator.validate import RawPartition
 from clickstream_devstack.servers.postgres import EmbeddedPostgres
 from clickstream_producer.generator import EventGenerator
 from clickstream_schema import encode

@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from uuid import UUID
 
 from clickstream_aggregator.prepare import Prepared
-from clickstream_aggregator.validate import MessageKey, PartitionRange, RawPartition, Refusal
+from clickstream_aggregator.records import MessageKey, PartitionRange, RawPartition, Refusal
 
 
 @dataclass(frozen=True, slots=True)

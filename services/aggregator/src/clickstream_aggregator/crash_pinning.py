@@ -31,7 +31,7 @@ import structlog
 
 from clickstream_aggregator.batch import Batch
 from clickstream_aggregator.policy import Verdict, verdict
-from clickstream_aggregator.validate import MessageKey, RawPartition, Refusal
+from clickstream_aggregator.records import MessageKey, RawPartition, Refusal
 from clickstream_runtime.workers import WorkerDied
 
 log = structlog.get_logger()

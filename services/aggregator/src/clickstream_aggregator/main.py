@@ -26,11 +26,11 @@ from clickstream_aggregator.dedupe_window import DedupeWindow
 from clickstream_aggregator.gc_tuning import tune_gc
 from clickstream_aggregator.metrics import AggregatorMetrics
 from clickstream_aggregator.mirror import OffsetMirror
+from clickstream_aggregator.ownership import Ownership, create_consumer
 from clickstream_aggregator.pipeline import Aggregator
 from clickstream_aggregator.policy import Resource, Retrying, Stopping
 from clickstream_aggregator.positions import OffsetOutOfRange, Positions
 from clickstream_aggregator.settings import AggregatorSettings
-from clickstream_aggregator.source import Ownership, create_consumer
 from clickstream_aggregator.startup import connect, relay_clients, start_consumer
 from clickstream_aggregator.transaction import BatchTransaction, Committer
 from clickstream_aggregator.workers import Preparer

@@ -19,7 +19,7 @@ from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.errors import KafkaError
 from aiokafka.structs import OffsetAndMetadata
 
-from clickstream_aggregator.validate import PartitionRange
+from clickstream_aggregator.records import PartitionRange
 
 log = structlog.get_logger()
 

@@ -25,7 +25,7 @@ from clickstream_aggregator import repository as repo
 from clickstream_aggregator.batch import Batch
 from clickstream_aggregator.policy import Verdict, verdict
 from clickstream_aggregator.prepare import Prepared, prepare
-from clickstream_aggregator.validate import MessageKey, Refusal
+from clickstream_aggregator.records import MessageKey, Refusal
 from clickstream_schema import InvalidEvent, decode
 
 log = structlog.get_logger()

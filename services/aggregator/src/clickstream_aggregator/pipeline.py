@@ -24,9 +24,9 @@ from aiokafka.errors import NoOffsetForPartitionError, OffsetOutOfRangeError
 from clickstream_aggregator.batch import Batch, Ready
 from clickstream_aggregator.metrics import AggregatorMetrics
 from clickstream_aggregator.mirror import OffsetMirror
+from clickstream_aggregator.ownership import Ownership
 from clickstream_aggregator.positions import Positions
 from clickstream_aggregator.settings import AggregatorSettings
-from clickstream_aggregator.source import Ownership
 from clickstream_aggregator.transaction import Committed, Committer
 
 log = structlog.get_logger()

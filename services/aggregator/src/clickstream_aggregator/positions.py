@@ -31,7 +31,7 @@ from clickstream_aggregator.log_bounds import (
     leader_bounds,
     place,
 )
-from clickstream_aggregator.validate import PartitionRange, RawPartition, Record
+from clickstream_aggregator.records import PartitionRange, RawPartition, Record
 
 __all__ = ["OffsetOutOfRange", "Positions"]
 

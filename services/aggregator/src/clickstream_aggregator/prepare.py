@@ -17,14 +17,9 @@ from uuid import UUID
 
 from clickstream_aggregator import dedupe_rows
 from clickstream_aggregator.aggregate import aggregate
+from clickstream_aggregator.decoding import Decoding
+from clickstream_aggregator.records import DeadLetter, MessageKey, RawPartition, Refusal
 from clickstream_aggregator.session_columns import SessionRows, session_rows
-from clickstream_aggregator.validate import (
-    DeadLetter,
-    Decoding,
-    MessageKey,
-    RawPartition,
-    Refusal,
-)
 from clickstream_schema import ClickEvent
 
 

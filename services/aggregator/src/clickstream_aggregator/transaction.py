@@ -36,12 +36,12 @@ import structlog
 from clickstream_aggregator import repository as repo
 from clickstream_aggregator.batch import Batch, Ready
 from clickstream_aggregator.metrics import AggregatorMetrics
+from clickstream_aggregator.ownership import Ownership
 from clickstream_aggregator.pinning import SequentialApply
 from clickstream_aggregator.policy import Retrying, Stopping, Verdict, verdict
 from clickstream_aggregator.positions import Positions
 from clickstream_aggregator.prepare import Prepared
-from clickstream_aggregator.source import Ownership
-from clickstream_aggregator.validate import PartitionRange
+from clickstream_aggregator.records import PartitionRange
 from clickstream_aggregator.workers import Preparer
 
 log = structlog.get_logger()

@@ -46,7 +46,7 @@ from clickstream_aggregator.gc_tuning import tune_gc
 from clickstream_aggregator.pinning import find_unpreparable, log_unstorable
 from clickstream_aggregator.policy import Verdict, verdict
 from clickstream_aggregator.prepare import Prepared, combine, prepare
-from clickstream_aggregator.validate import MessageKey, RawPartition, Refusal
+from clickstream_aggregator.records import MessageKey, RawPartition, Refusal
 from clickstream_runtime.workers import WorkerDied, call, process_pool, shut_down
 
 log = structlog.get_logger()

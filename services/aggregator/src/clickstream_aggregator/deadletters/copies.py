@@ -39,6 +39,10 @@ HEADER_REASON = "clickstream.errors.reason"
 HEADER_TRUNCATED = "clickstream.errors.truncated"
 HEADER_KEY_BYTES = "clickstream.errors.original.key.bytes"
 HEADER_VALUE_BYTES = "clickstream.errors.original.value.bytes"
+#: The stage's class (Connect names its converter or task here). A stable value
+#: that consumers of the dead-letter topic may filter on: it is the module that
+#: decoded messages when the header was introduced, and stays as it was since.
+STAGE_CLASS = b"clickstream_aggregator.validate"
 
 #: Error messages are written by us, but may quote the message: keep them short.
 MAX_ERROR_MESSAGE_BYTES = 4096
@@ -83,7 +87,7 @@ def connect_headers(topic: str, partition: int, row: Mapping[str, Any]) -> Heade
         (HEADER_PARTITION, str(partition).encode()),
         (HEADER_OFFSET, str(row["source_offset"]).encode()),
         (HEADER_STAGE, b"VALUE_CONVERTER" if row["reason"] != "schema" else b"TASK_PUT"),
-        (HEADER_CLASS, b"clickstream_aggregator.validate"),
+        (HEADER_CLASS, STAGE_CLASS),
         (HEADER_EXCEPTION, str(row["error_class"]).encode("utf-8", "backslashreplace")),
         (HEADER_MESSAGE, _clip(str(row["error_message"]), MAX_ERROR_MESSAGE_BYTES)),
         (HEADER_REASON, str(row["reason"]).encode()),

@@ -32,7 +32,7 @@ _QUERY_TIMEOUT_S = 5.0
 
 
 class Owned(Protocol):
-    """What the relay needs of ``source.Ownership``: owned partition → claim epoch."""
+    """What the relay needs of ``ownership.Ownership``: owned partition → claim epoch."""
 
     epochs: dict[int, int]
 

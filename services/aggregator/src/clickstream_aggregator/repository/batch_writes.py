@@ -14,8 +14,8 @@ from uuid import UUID
 import asyncpg
 
 from clickstream_aggregator import dedupe_rows
+from clickstream_aggregator.records import DeadLetter
 from clickstream_aggregator.session_columns import UPSERT_COLUMNS
-from clickstream_aggregator.validate import DeadLetter
 
 #: The dedupe table's unique index: a violation of it means an id was applied before.
 DEDUPE_KEY: Final = "processed_events_pkey"

@@ -10,7 +10,7 @@ from dataclasses import dataclass
 
 import asyncpg
 
-from clickstream_aggregator.validate import PartitionRange
+from clickstream_aggregator.records import PartitionRange
 
 
 @dataclass(frozen=True, slots=True)
