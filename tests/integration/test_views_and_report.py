@@ -128,9 +128,9 @@ async def conn(database: Any) -> AsyncIterator[asyncpg.Connection]:
             ELSE interval '3 seconds' END
         """
     )
-    # Applied event ids: three events two minutes ago, one a year ago (outside the window).
+    # Applied event ids: three applied two minutes ago, one a year ago (outside the window).
     await connection.executemany(
-        "INSERT INTO processed_events (event_id, event_time) VALUES (gen_random_uuid(), $1)",
+        "INSERT INTO processed_events (event_id, applied_at) VALUES (gen_random_uuid(), $1)",
         [(now - timedelta(minutes=2),)] * 3 + [(now - timedelta(days=365),)],
     )
     await connection.executemany(

@@ -4,7 +4,8 @@ Spawned worker processes inherit the environment, and Python imports
 ``sitecustomize`` from ``PYTHONPATH`` when an interpreter starts. :func:`install`
 writes one that acts only in multiprocessing's spawned children (their command
 line ends with ``--multiprocessing-fork``; the test's own process started long
-before and is untouched). There it wraps the contract's ``parse`` (which ``decode`` calls):
+before and is untouched). There it wraps the contract's ``parse`` (which ``decode``
+calls) and the fast decoder's:
 
 * a value containing :data:`KILL` ends the process at once (``os._exit(70)``),
   as a crash in a native extension would;
@@ -47,10 +48,9 @@ if "--multiprocessing-fork" in sys.orig_argv:
         os._exit(71)
     import clickstream_schema
     import clickstream_schema.codec
+    import clickstream_schema.fast_decode
 
-    _parse = clickstream_schema.codec.parse
-
-    def parse(value, **kwargs):
+    def hooked(value):
         if value and b"{KILL}" in value:
             os._exit({KILLED_EXIT})
         if value and b"{OVERFLOW}" in value:
@@ -68,11 +68,20 @@ if "--multiprocessing-fork" in sys.orig_argv:
                     out.write(str(os.getpid()))
                 os.rename(flag + ".tmp", flag)
                 time.sleep(30)
-        return _parse(value, **kwargs)
 
-    # decode() calls parse() too, so both entry points carry the hooks.
-    clickstream_schema.codec.parse = parse
-    clickstream_schema.parse = parse
+    def hook(module, name):
+        original = getattr(module, name)
+
+        def parse(value, **kwargs):
+            hooked(value)
+            return original(value, **kwargs)
+
+        setattr(module, name, parse)
+
+    # The model's parse (decode calls it) and the aggregator's fast decoder's.
+    hook(clickstream_schema.codec, "parse")
+    hook(clickstream_schema, "parse")
+    hook(clickstream_schema.fast_decode, "parse")
 '''
 
 

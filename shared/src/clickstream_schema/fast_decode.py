@@ -2,13 +2,15 @@
 
 :func:`decode` gives, for any bytes, what :func:`clickstream_schema.decode`
 gives: it raises the same :class:`InvalidEvent` (reason and detail), and it
-returns an event with the same fields and the same values. Ordinary events, the
-bulk of a topic, are parsed by msgspec into :class:`FastEvent`, a struct whose
+returns an event with the same fields and the same values, the id as its
+canonical text (see :class:`DecodedEvent`). Ordinary events, the bulk of a
+topic, are parsed by msgspec into :class:`FastEvent`, a struct whose
 constraints are the model's (lengths, the model's patterns anchored at the very
 end, enums, ranges, no unknown fields), checked for what msgspec cannot say
 (IP addresses, the time range, the fields an event type requires) and never
 validated a second time. Whatever the fast path cannot prove valid in the
-model's own terms is decoded by the model, which returns a :class:`ClickEvent`:
+model's own terms is decoded by the model, and its event converted
+(:func:`from_model`):
 
 * every message msgspec or the checks here refuse, so a refused message gets
   the model's reason and detail, word for word;
@@ -18,8 +20,8 @@ model's own terms is decoded by the model, which returns a :class:`ClickEvent`:
 
 The fast path can only be wrong by accepting what the model refuses or by
 giving other values; ``tests/unit/schema/test_fast_decode.py`` searches for both
-over the hostile corpus. Nothing in the pipeline uses this module: it is a
-measured prototype (see docs/performance.md).
+over the hostile corpus. The aggregator decodes with it
+(``clickstream_aggregator.decoding``); everything else uses the model.
 """
 
 from __future__ import annotations
@@ -28,15 +30,14 @@ import re
 import socket
 from datetime import datetime
 from decimal import Decimal
-from typing import Annotated, Final, Literal
-from uuid import UUID
+from typing import Annotated, Final, Literal, Protocol, cast
 
 import msgspec
 from msgspec import UnsetType
 
 from clickstream_schema.codec import MAX_MESSAGE_BYTES, derived_event_id
-from clickstream_schema.codec import decode as model_decode
-from clickstream_schema.event import ClickEvent, DeviceType, EventType
+from clickstream_schema.codec import parse as model_parse
+from clickstream_schema.event import UNSENT_EVENT_ID, ClickEvent, DeviceType, EventType
 from clickstream_schema.fields import CANONICAL_UUID, RFC3339, TIMESTAMP_MAX, TIMESTAMP_MIN
 
 
@@ -68,13 +69,12 @@ class FastGeo(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
 class FastEvent(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     """The model's fields and values, once decoded.
 
-    The annotations are the wire's: a decoded FastEvent holds ``event_id`` as a
-    UUID (derived when absent), ``timestamp`` as an aware datetime and ``price``
-    as a Decimal, as the model does.
+    The annotations are the wire's: once checked, a FastEvent holds ``timestamp``
+    as an aware datetime and ``price`` as a Decimal, as the model does, and
+    ``event_id`` as the id's canonical text; read it as a :class:`DecodedEvent`.
     """
 
-    # Parsed as strings, turned into UUID and datetime once checked (see _checked);
-    # an absent event_id is derived from the message bytes, as the model's decode does.
+    # Parsed as a string, turned into a datetime once checked (see _checked).
     timestamp: Annotated[str, msgspec.Meta(pattern=_anchored(RFC3339))]
     user_id: _Identifier
     session_id: _Identifier
@@ -119,17 +119,96 @@ class _ToTheModel(Exception):
     """The fast path cannot vouch for this message; the model decides."""
 
 
-def decode(value: bytes | None, *, max_bytes: int = MAX_MESSAGE_BYTES) -> FastEvent | ClickEvent:
-    """What :func:`clickstream_schema.decode` gives, a :class:`FastEvent` for ordinary events."""
+class DecodedEvent(Protocol):
+    """What :func:`parse` and :func:`decode` give, as the code that reads it sees it.
+
+    A :class:`FastEvent` once checked: the model's values, except ``event_id``,
+    which is the id's canonical text (``str`` of the model's UUID), or
+    ``UNSET`` from :func:`parse` when the message carries none.
+    """
+
+    @property
+    def event_id(self) -> str | UnsetType: ...
+    @property
+    def timestamp(self) -> datetime: ...
+    @property
+    def user_id(self) -> str: ...
+    @property
+    def session_id(self) -> str: ...
+    @property
+    def event_type(self) -> EventType: ...
+    @property
+    def page_url(self) -> str: ...
+    @property
+    def user_agent(self) -> str: ...
+    @property
+    def ip_address(self) -> str: ...
+    @property
+    def device_type(self) -> DeviceType | None: ...
+    @property
+    def referrer(self) -> str | None: ...
+    @property
+    def product_id(self) -> str | None: ...
+    @property
+    def product_category(self) -> str | None: ...
+    @property
+    def price(self) -> Decimal | None: ...
+    @property
+    def search_query(self) -> str | None: ...
+    @property
+    def geo(self) -> FastGeo | None: ...
+
+
+def parse(value: bytes | None, *, max_bytes: int = MAX_MESSAGE_BYTES) -> DecodedEvent:
+    """What :func:`clickstream_schema.parse` gives, as a :class:`DecodedEvent`.
+
+    Raises the model's :class:`InvalidEvent`; an absent ``event_id`` is ``UNSET``
+    (the caller derives it, and may count it).
+    """
+    event = fast_path(value, max_bytes=max_bytes)
+    if event is None:
+        return from_model(model_parse(value, max_bytes=max_bytes))
+    return cast(DecodedEvent, event)
+
+
+def decode(value: bytes | None, *, max_bytes: int = MAX_MESSAGE_BYTES) -> DecodedEvent:
+    """What :func:`clickstream_schema.decode` gives: ``event_id`` derived when absent."""
+    event = parse(value, max_bytes=max_bytes)
+    if event.event_id is msgspec.UNSET:
+        return with_event_id(event, str(derived_event_id(value)))  # type: ignore[arg-type]
+    return event
+
+
+def with_event_id(event: DecodedEvent, event_id: str) -> DecodedEvent:
+    """``event`` holding ``event_id`` (the text of a derived id)."""
+    msgspec.structs.force_setattr(cast(FastEvent, event), "event_id", event_id)
+    return event
+
+
+def fast_path(value: bytes | None, *, max_bytes: int = MAX_MESSAGE_BYTES) -> FastEvent | None:
+    """The checked :class:`FastEvent` of ``value``; None when only the model can decide."""
     if not value or len(value) > max_bytes or _ESCAPED_NUL in value:
-        return model_decode(value, max_bytes=max_bytes)
+        return None
     try:
-        return _checked(_DECODER.decode(value), value)
+        return _checked(_DECODER.decode(value))
     except Exception:  # whatever it was, the model gives the answer
-        return model_decode(value, max_bytes=max_bytes)
+        return None
 
 
-def _checked(event: FastEvent, value: bytes) -> FastEvent:
+def from_model(event: ClickEvent) -> DecodedEvent:
+    """The model's event as a :class:`DecodedEvent` (for what the fast path leaves to the model)."""
+    fields = {name: getattr(event, name) for name in _FIELDS}
+    fields["event_id"] = msgspec.UNSET if event.event_id is UNSENT_EVENT_ID else str(event.event_id)
+    if (geo := event.geo) is not None:
+        point = FastPoint(geo.location.lat, geo.location.lon)
+        fields["geo"] = FastGeo(geo.country, geo.city, point)
+    return cast(DecodedEvent, FastEvent(**fields))
+
+
+_FIELDS: Final = tuple(ClickEvent.model_fields)
+
+
+def _checked(event: FastEvent) -> FastEvent:
     if event.price is not None:
         msgspec.structs.force_setattr(event, "price", _price(event.price))
     required = _REQUIRED_BY_TYPE.get(event.event_type)
@@ -140,11 +219,6 @@ def _checked(event: FastEvent, value: bytes) -> FastEvent:
     timestamp = datetime.fromisoformat(event.timestamp)
     if not TIMESTAMP_MIN <= timestamp < TIMESTAMP_MAX:
         raise _ToTheModel("timestamp")
-    if event.event_id is msgspec.UNSET:
-        # Absent: the id the model's decode derives from the message bytes.
-        msgspec.structs.force_setattr(event, "event_id", derived_event_id(value))
-    else:
-        msgspec.structs.force_setattr(event, "event_id", UUID(event.event_id))
     msgspec.structs.force_setattr(event, "timestamp", timestamp)
     return event
 

@@ -28,7 +28,8 @@ from operator import attrgetter
 from typing import Final
 
 from clickstream_aggregator.session_columns import DISTINCT_SETS, MAX_SEARCH_QUERIES
-from clickstream_schema import UNKNOWN_DEVICE, ClickEvent, EventType
+from clickstream_schema import UNKNOWN_DEVICE, EventType
+from clickstream_schema.fast_decode import DecodedEvent
 
 _ZERO = Decimal("0.00")
 #: Readers of the event fields whose distinct values the sets keep, in DISTINCT_SETS order.
@@ -59,14 +60,14 @@ class SessionAggregate:
     search_queries: list[str] = field(default_factory=list)
 
     @classmethod
-    def start(cls, event: ClickEvent) -> SessionAggregate:
+    def start(cls, event: DecodedEvent) -> SessionAggregate:
         aggregate = cls(
             session_id=event.session_id,
             user_id=event.user_id,
             first_ts=event.timestamp,
             last_ts=event.timestamp,
             user_agent=event.user_agent,
-            ip_address=str(event.ip_address),
+            ip_address=event.ip_address,
             entry_page=event.page_url,
             exit_page=event.page_url,
             device_type=_device(event),
@@ -75,14 +76,14 @@ class SessionAggregate:
         aggregate._count(event)
         return aggregate
 
-    def add(self, event: ClickEvent) -> None:
+    def add(self, event: DecodedEvent) -> None:
         """Fold in an event consumed after every event already in the aggregate."""
         ts = event.timestamp
         if ts < self.first_ts:
             self.first_ts = ts
             self.user_id = event.user_id
             self.user_agent = event.user_agent
-            self.ip_address = str(event.ip_address)
+            self.ip_address = event.ip_address
             self.entry_page = event.page_url
             self.device_type = _device(event)
             self.country = event.geo.country if event.geo else None
@@ -91,20 +92,23 @@ class SessionAggregate:
             self.exit_page = event.page_url
         self._count(event)
 
-    def _count(self, event: ClickEvent) -> None:
+    def _count(self, event: DecodedEvent) -> None:
         kind = event.event_type
         self.total_events += 1
-        self.type_counts[kind.value] = self.type_counts.get(kind.value, 0) + 1
-        for values, read in zip(self.sets, _SET_FIELDS, strict=True):
+        # Keyed by the member, which is its value (a StrEnum): no lookup of .value per event.
+        counts = self.type_counts
+        counts[kind] = counts.get(kind, 0) + 1
+        for values, read in zip(self.sets, _SET_FIELDS):  # noqa: B905 (same length)
             if (value := read(event)) is not None:
                 values.add(value)
-        if event.search_query is not None and len(self.search_queries) < MAX_SEARCH_QUERIES:
-            self.search_queries.append(event.search_query)
+        query = event.search_query
+        if query is not None and len(self.search_queries) < MAX_SEARCH_QUERIES:
+            self.search_queries.append(query)
         if kind is EventType.PURCHASE and event.price is not None:
             self.revenue += event.price
 
 
-def aggregate(events: Iterable[ClickEvent]) -> dict[str, SessionAggregate]:
+def aggregate(events: Iterable[DecodedEvent]) -> dict[str, SessionAggregate]:
     """Aggregate events given in consumption order, one entry per session."""
     sessions: dict[str, SessionAggregate] = {}
     for event in events:
@@ -116,6 +120,6 @@ def aggregate(events: Iterable[ClickEvent]) -> dict[str, SessionAggregate]:
     return sessions
 
 
-def _device(event: ClickEvent) -> str:
+def _device(event: DecodedEvent) -> str:
     # An event that did not say is stored as unknown, never guessed.
     return UNKNOWN_DEVICE if event.device_type is None else event.device_type.value

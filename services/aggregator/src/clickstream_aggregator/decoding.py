@@ -1,8 +1,10 @@
-"""Kafka records → valid events and dead letters, partition by partition in offset order.
+"""Kafka records → valid events, their dedupe rows and dead letters, in offset order.
 
-Decoding is the contract's ``decode`` (one pydantic call per message; a message
-without ``event_id`` gets the contract's derived id, and is counted). A message
-that is not a valid event becomes a :class:`~clickstream_aggregator.records.DeadLetter`
+Decoding is the contract's decoder, fast path (``clickstream_schema.fast_decode``:
+msgspec, the same accepted bytes, reasons and values as the model, proven by a
+property test) and the model for what it cannot vouch for. A message without
+``event_id`` gets the contract's derived id, and is counted. A message that is
+not a valid event becomes a :class:`~clickstream_aggregator.records.DeadLetter`
 carrying the original bytes and the reason. So does a message the caller names
 in ``reject``, never decoded then: a valid event whose effect PostgreSQL refused
 (found by :mod:`clickstream_aggregator.pinning`), or a message whose preparing
@@ -15,8 +17,12 @@ from __future__ import annotations
 from collections.abc import Iterator, Mapping, Sequence
 from uuid import UUID
 
+from msgspec import UNSET
+
+from clickstream_aggregator import dedupe_rows
 from clickstream_aggregator.records import DeadLetter, MessageKey, RawPartition, Refusal
-from clickstream_schema import UNSENT_EVENT_ID, ClickEvent, InvalidEvent, parse, with_derived_id
+from clickstream_schema import InvalidEvent, derived_event_id
+from clickstream_schema.fast_decode import DecodedEvent, parse, with_event_id
 
 ERROR_CLASS = f"{InvalidEvent.__module__}.{InvalidEvent.__qualname__}"
 
@@ -26,8 +32,9 @@ class Decoding:
 
     :meth:`events` yields the valid events (partitions in the given order, each in
     offset order) without holding them all, so a large batch costs no more
-    memory than its aggregates. An event_id is unique across partitions too (the
-    dedupe table is global): a copy on another partition is a duplicate as well.
+    memory than its aggregates, and notes each one's dedupe row in :attr:`rows`.
+    An event_id is unique across partitions too (the dedupe table is global): a
+    copy on another partition is a duplicate as well.
     """
 
     def __init__(
@@ -42,20 +49,23 @@ class Decoding:
         self._topic = topic
         self._partitions = partitions
         self._max_bytes = max_bytes
-        #: Ids an earlier batch applied: their events are skipped (and counted).
-        self._exclude = exclude
+        #: Ids an earlier batch applied, as text: their events are skipped (and counted).
+        self._exclude = {str(event_id) for event_id in exclude}
         #: Messages to dead-letter without applying them.
         self._reject = reject or {}
         self.dead_letters: list[DeadLetter] = []
+        #: The dedupe rows (:mod:`~clickstream_aggregator.dedupe_rows`) of the events yielded.
+        self.rows: list[bytes] = []
         #: Same event_id twice in the batch (the first is kept).
         self.duplicates = 0
         #: Valid events whose message had no event_id (given one derived from its bytes).
         self.derived_ids = 0
         self.excluded = 0
 
-    def events(self) -> Iterator[ClickEvent]:
-        seen: set[UUID] = set()
+    def events(self) -> Iterator[DecodedEvent]:
+        seen: set[str] = set()
         exclude, max_bytes, reject = self._exclude, self._max_bytes, self._reject
+        note, row = self.rows.append, dedupe_rows.row
         for raw in self._partitions:
             for index, value in enumerate(raw.values):
                 if reject and (refusal := reject.get((raw.partition, raw.offsets[index]))):
@@ -66,16 +76,18 @@ class Decoding:
                 except InvalidEvent as error:
                     self.dead_letters.append(_dead_letter(self._topic, raw, index, error))
                     continue
-                if event.event_id is UNSENT_EVENT_ID:
-                    event = with_derived_id(event, value)  # type: ignore[arg-type]
-                    self.derived_ids += 1
                 event_id = event.event_id
+                if event_id is UNSET:
+                    event_id = str(derived_event_id(value))  # type: ignore[arg-type]
+                    event = with_event_id(event, event_id)
+                    self.derived_ids += 1
                 if event_id in seen:
                     self.duplicates += 1
                 elif event_id in exclude:
                     self.excluded += 1
                 else:
                     seen.add(event_id)
+                    note(row(event_id))
                     yield event
 
 

@@ -1,12 +1,13 @@
 """A batch's dedupe rows in the form of binary ``COPY``, built where the batch is prepared.
 
-One row per applied event: its id and its event time (``processed_events``).
-Binary rows are packed in the worker process that prepares the batch, so the
-service's process only hands the bytes to ``COPY``; and ``COPY`` writes them
-with one WAL record per page (a multi-insert) instead of one per row. Every row
-has the same size and starts with the same six bytes, so rows sort by event id
-as bytes, which is PostgreSQL's order of ``uuid`` (the lock order of the dedupe
-index that keeps concurrent batches deadlock-free).
+One row per applied event: its id (``processed_events.event_id``; the row's
+``applied_at`` is the database's clock, the column default). Binary rows are
+packed in the worker process that prepares the batch, so the service's process
+only hands the bytes to ``COPY``; and ``COPY`` writes them with one WAL record
+per page (a multi-insert) instead of one per row. Every row has the same size
+and starts with the same six bytes, so rows sort by event id as bytes, which is
+PostgreSQL's order of ``uuid`` (the lock order of the dedupe index that keeps
+concurrent batches deadlock-free).
 """
 
 from __future__ import annotations
@@ -15,24 +16,18 @@ import struct
 from typing import Final
 from uuid import UUID
 
-from clickstream_schema import ClickEvent
-
-#: Field count, then (length, value) per field: the id (16 bytes), the event time
-#: (int64 microseconds since 2000-01-01 UTC, PostgreSQL's ``timestamptz``).
-ROW: Final = struct.Struct("!hi16siq")
+#: Field count, then (length, value) of the one field: the id's 16 bytes.
+ROW: Final = struct.Struct("!hi16s")
 _ID: Final = slice(6, 22)
-#: 2000-01-01T00:00:00Z in microseconds since the Unix epoch.
-_PG_EPOCH_US: Final = 946_684_800_000_000
 _HEADER: Final = b"PGCOPY\n\xff\r\n\x00" + struct.pack("!ii", 0, 0)
 _TRAILER: Final = struct.pack("!h", -1)
 #: The columns the rows fill, in order.
-COLUMNS: Final = ("event_id", "event_time")
+COLUMNS: Final = ("event_id",)
 
 
-def row(event: ClickEvent) -> bytes:
-    """The event's row; its time to the millisecond, as stored before."""
-    ms = int(event.timestamp.timestamp() * 1000)
-    return ROW.pack(2, 16, event.event_id.bytes, 8, ms * 1000 - _PG_EPOCH_US)
+def row(event_id: str) -> bytes:
+    """The row of the event whose id is ``event_id`` (canonical text: 8-4-4-4-12 hex digits)."""
+    return ROW.pack(1, 16, bytes.fromhex(event_id.replace("-", "")))
 
 
 def split(rows: bytes) -> list[bytes]:
@@ -51,5 +46,5 @@ def id_of(packed: bytes) -> bytes:
 
 
 def copy_payload(rows: bytes) -> bytes:
-    """What ``COPY processed_events (event_id, event_time) FROM STDIN (FORMAT binary)`` reads."""
+    """What ``COPY processed_events (event_id) FROM STDIN (FORMAT binary)`` reads."""
     return _HEADER + rows + _TRAILER

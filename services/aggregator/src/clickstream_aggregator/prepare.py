@@ -10,7 +10,7 @@ rejected, or without events an earlier batch already applied.
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from uuid import UUID
@@ -20,7 +20,6 @@ from clickstream_aggregator.aggregate import aggregate
 from clickstream_aggregator.decoding import Decoding
 from clickstream_aggregator.records import DeadLetter, MessageKey, RawPartition, Refusal
 from clickstream_aggregator.session_columns import SessionRows, session_rows
-from clickstream_schema import ClickEvent
 
 
 @dataclass(frozen=True, slots=True)
@@ -60,15 +59,8 @@ def prepare(
     ``reject``: messages to dead-letter instead of applying.
     """
     decoding = Decoding(topic, partitions, max_bytes=max_bytes, exclude=exclude, reject=reject)
-    rows: list[bytes] = []
-
-    def noted(events: Iterator[ClickEvent]) -> Iterator[ClickEvent]:
-        row, append = dedupe_rows.row, rows.append
-        for event in events:
-            append(row(event))
-            yield event
-
-    sessions = aggregate(noted(decoding.events()))
+    sessions = aggregate(decoding.events())
+    rows = decoding.rows
     rows.sort()  # by event id: the rows differ first there
     return Prepared(
         event_rows=b"".join(rows),
