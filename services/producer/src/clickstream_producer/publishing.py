@@ -14,7 +14,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import math
-from typing import Any, Final
+from typing import Final
 
 import structlog
 from aiokafka import AIOKafkaProducer
@@ -27,6 +27,7 @@ from clickstream_producer.metrics import KAFKA, ProducerMetrics
 from clickstream_producer.progress import Progress
 from clickstream_producer.publisher import Publisher
 from clickstream_producer.settings import ProducerSettings
+from clickstream_producer.stopping import done_before_stop
 from clickstream_runtime.entrypoint import bounded
 from clickstream_runtime.probes import kafka_probe, keep_probing
 
@@ -131,13 +132,7 @@ async def _finished_within_grace(
     True when it finished (its result or error is for the caller to read);
     False when it was cancelled for overrunning the grace.
     """
-    stopped = asyncio.ensure_future(stop.wait())
-    either: set[asyncio.Future[Any]] = {task, stopped}
-    try:
-        await asyncio.wait(either, return_when=asyncio.FIRST_COMPLETED)
-    finally:
-        stopped.cancel()
-    if not task.done():
+    if not await done_before_stop(task, stop):
         await asyncio.wait({task}, timeout=grace_s)
     if not task.done():
         task.cancel()
