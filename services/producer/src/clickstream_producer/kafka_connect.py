@@ -27,6 +27,7 @@ from aiokafka.errors import (
 
 from clickstream_producer.metrics import KAFKA
 from clickstream_producer.settings import ProducerSettings
+from clickstream_producer.stopping import done_before_stop
 from clickstream_runtime.entrypoint import Explained, bounded
 from clickstream_runtime.health import Readiness
 from clickstream_runtime.kafka_tls import explain_kafka_tls_failure
@@ -127,14 +128,7 @@ async def _start(
 ) -> list[int] | None:
     """Start ``producer`` and learn the topic's partitions; ``None`` if ``stop`` came first."""
     attempt = asyncio.ensure_future(_start_and_describe(producer, settings))
-    stopped = asyncio.ensure_future(stop.wait())
-    try:
-        done, _ = await asyncio.wait(
-            {attempt, stopped}, timeout=remaining_s, return_when=asyncio.FIRST_COMPLETED
-        )
-    finally:
-        stopped.cancel()
-    if attempt in done:
+    if await done_before_stop(attempt, stop, remaining_s):
         try:
             return attempt.result()
         except _Exit as wrapped:

@@ -11,13 +11,14 @@ import threading
 import time
 from contextlib import suppress
 from datetime import UTC, datetime
-from typing import Any, Final
+from typing import Final
 
 from clickstream_producer.clock import WallPacer
 from clickstream_producer.generation import Chunks, GeneratorSpec
 from clickstream_producer.generator import EventGenerator
 from clickstream_producer.progress import Progress
 from clickstream_producer.publisher import Publisher
+from clickstream_producer.stopping import done_before_stop
 from clickstream_producer.wire import check_matches_contract, encode_record
 
 #: The live loop's shortest sleep (events are batched for ``PRODUCER_LINGER_MS`` anyway).
@@ -111,13 +112,7 @@ async def build_live(spec: GeneratorSpec, stop: asyncio.Event) -> EventGenerator
             loop.call_soon_threadsafe(settle, generator, error)
 
     threading.Thread(target=build, name="generator-build", daemon=True).start()
-    stopped = asyncio.ensure_future(stop.wait())
-    waiting: set[asyncio.Future[Any]] = {built, stopped}
-    try:
-        await asyncio.wait(waiting, return_when=asyncio.FIRST_COMPLETED)
-    finally:
-        stopped.cancel()
-    if built.done():
+    if await done_before_stop(built, stop):
         return built.result()
     built.cancel()
     return None

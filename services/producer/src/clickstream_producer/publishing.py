@@ -27,6 +27,7 @@ from clickstream_producer.metrics import KAFKA, ProducerMetrics
 from clickstream_producer.progress import Progress
 from clickstream_producer.publisher import Publisher
 from clickstream_producer.settings import ProducerSettings
+from clickstream_producer.stopping import done_before_stop
 from clickstream_runtime.entrypoint import bounded
 from clickstream_runtime.probes import kafka_probe, keep_probing
 
@@ -107,38 +108,35 @@ async def _until_done_or_stopped(work: asyncio.Task[None], stop: asyncio.Event) 
     The loop checks ``stop`` between events, but it waits while the publisher's
     lanes are full, which can last the client's request timeout when the broker is gone.
     """
-    stopped = asyncio.ensure_future(stop.wait())
-    try:
-        await asyncio.wait({work, stopped}, return_when=asyncio.FIRST_COMPLETED)
-    finally:
-        stopped.cancel()
-    if not work.done():
-        await asyncio.wait({work}, timeout=_LOOP_GRACE_S)
-    if not work.done():
-        work.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await work
-        return
-    work.result()  # a delivery failure or a bug ends the run with its error
+    if await _finished_within_grace(work, stop, _LOOP_GRACE_S):
+        work.result()  # a delivery failure or a bug ends the run with its error
 
 
 async def _drain(publisher: Publisher, stop: asyncio.Event) -> None:
     """Flush and wait for the acknowledgements, at most ``_DRAIN_AFTER_STOP_S`` after a stop."""
     drain = asyncio.ensure_future(publisher.drain())
-    stopped = asyncio.ensure_future(stop.wait())
-    try:
-        await asyncio.wait({drain, stopped}, return_when=asyncio.FIRST_COMPLETED)
-    finally:
-        stopped.cancel()
-    if not drain.done():
-        await asyncio.wait({drain}, timeout=_DRAIN_AFTER_STOP_S)
-    if not drain.done():
-        drain.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await drain
+    if not await _finished_within_grace(drain, stop, _DRAIN_AFTER_STOP_S):
         return
     if not stop.is_set():
         drain.result()  # a delivery failure ends the run with its error
     elif drain.exception() is not None:
         # Stopping anyway: what failed is counted as not acknowledged.
         log.warning("delivery_failed_while_stopping", error=str(drain.exception()))
+
+
+async def _finished_within_grace(
+    task: asyncio.Future[None], stop: asyncio.Event, grace_s: float
+) -> bool:
+    """Wait for ``task`` without limit until ``stop``, then at most ``grace_s`` more.
+
+    True when it finished (its result or error is for the caller to read);
+    False when it was cancelled for overrunning the grace.
+    """
+    if not await done_before_stop(task, stop):
+        await asyncio.wait({task}, timeout=grace_s)
+    if not task.done():
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+        return False
+    return True

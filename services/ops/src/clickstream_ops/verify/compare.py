@@ -7,9 +7,9 @@ from datetime import datetime
 from decimal import Decimal
 from typing import Any
 
-from clickstream_ops.verify.fold import COLUMNS
+from clickstream_ops.verify.fold import COLUMNS, SETS
 
-_SETS = ("unique_pages", "products_viewed", "referrers")
+_SETS = tuple(name for name, _, _ in SETS)
 
 
 @dataclass(frozen=True, slots=True)

@@ -14,11 +14,9 @@ from typing import Any
 import asyncpg
 import orjson
 
-from clickstream_ops.verify.fold import COLUMNS, normal_ip
+from clickstream_ops.verify.fold import COLUMNS, SETS, normal_ip
 
-_JSON_COLUMNS = frozenset(
-    {"event_type_counts", "unique_pages", "products_viewed", "search_queries", "referrers"}
-)
+_JSON_COLUMNS = frozenset({"event_type_counts", "search_queries", *(name for name, _, _ in SETS)})
 
 
 class NotAggregatedError(RuntimeError):

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
+from contextlib import closing
 from dataclasses import dataclass
 from datetime import datetime
 from uuid import uuid5
@@ -140,7 +141,7 @@ async def _fold_topic(
     read = 0
     if progress is not None:
         progress(0, total)
-    with SeenIds() as seen:
+    with closing(SeenIds()) as seen:
         async for message in topic.read_range(reader, settings.kafka_topic, starts, ends):
             read += 1
             if progress is not None and read % _PROGRESS_EVERY == 0:

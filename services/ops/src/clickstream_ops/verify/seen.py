@@ -10,8 +10,6 @@ from __future__ import annotations
 import sqlite3
 import tempfile
 from pathlib import Path
-from types import TracebackType
-from typing import Self
 from uuid import UUID
 
 _CACHE_KIB = 64 * 1024
@@ -50,16 +48,6 @@ class SeenIds:
         return False
 
     def close(self) -> None:
+        """Forget every id: the file is deleted (use under ``contextlib.closing``)."""
         self._db.close()
         self._dir.cleanup()
-
-    def __enter__(self) -> Self:
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        traceback: TracebackType | None,
-    ) -> None:
-        self.close()
