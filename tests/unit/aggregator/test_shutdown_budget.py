@@ -4,12 +4,21 @@ from __future__ import annotations
 
 import asyncio
 import inspect
+from collections.abc import Awaitable
 from typing import Any
 
+from aiokafka import TopicPartition
+
 from clickstream_aggregator import main, startup
+from clickstream_aggregator.batch import Batch, Ready
 from clickstream_aggregator.deadletters.producers import RelayProducers
+from clickstream_aggregator.metrics import AggregatorMetrics
+from clickstream_aggregator.pipeline import Aggregator
+from clickstream_aggregator.prepare import prepare
+from clickstream_aggregator.records import RawPartition
 from clickstream_aggregator.settings import AggregatorSettings
-from clickstream_runtime.entrypoint import SHUTDOWN_DEADLINE_S
+from clickstream_runtime.entrypoint import SHUTDOWN_DEADLINE_S, bounded
+from clickstream_runtime.health import Readiness
 
 
 def test_the_steps_add_up_to_less_than_the_watchdog_deadline() -> None:
@@ -76,3 +85,95 @@ async def test_the_dead_letter_clients_stop_at_once_each_cut_off_within_the_step
     )
     assert sorted(asked) == ["producer group.dlq.events.0", "producer group.dlq.events.1", "reader"]
     assert [client.cut_off_after for client in [*made, reader]] == [3, 3, 3]
+
+
+class _Loop:
+    """What the batch loop talks to: one batch fetched, then a fetch that waits for ever.
+
+    The batch's transaction never ends by itself (a server that stopped
+    answering): only the shutdown's bound for the batch in flight ends it.
+    """
+
+    def __init__(self) -> None:
+        self.epochs = {0: 1}
+        self.committing = asyncio.Event()
+        self.cut_off = False
+        self.fetches = 0
+        self.fetching = asyncio.Event()
+        self._batch = Batch(
+            "events", {0: RawPartition(0, [0], [b"k"], [b"v"], [1_700_000_000_000])}
+        )
+
+    # The consumer.
+    async def getmany(self, **_: Any) -> dict[TopicPartition, list[Any]]:
+        self.fetches += 1
+        if self.fetches == 1:
+            return {TopicPartition("events", 0): [object()]}
+        self.fetching.set()
+        await asyncio.Event().wait()
+        raise AssertionError("unreachable")
+
+    def highwater(self, _: TopicPartition) -> None:
+        return None
+
+    # The ownership and positions.
+    def raise_if_failed(self) -> None:
+        pass
+
+    async def claim_pending(self, _: float) -> None:
+        pass
+
+    async def raw(self, _: Any) -> dict[int, RawPartition]:
+        return dict(self._batch.raw)
+
+    async def check_in_range(self, _: Any) -> None:
+        pass
+
+    # The committer.
+    async def prepare(self, batch: Batch) -> Ready:
+        return Ready(batch, prepare("events", batch.partitions(), 1024), frozenset())
+
+    async def commit(self, ready: Ready, stop: asyncio.Event) -> None:
+        self.committing.set()
+        try:
+            await asyncio.Event().wait()
+        except asyncio.CancelledError:
+            self.cut_off = True
+            raise
+
+
+async def test_a_stop_while_the_next_batch_is_fetched_bounds_the_batch_in_flight() -> None:
+    # The usual moment of a SIGTERM: batch N in its transaction, batch N+1 being fetched.
+    fake = _Loop()
+    settings = AggregatorSettings(_env_file=None, kafka_topic="events")  # type: ignore[call-arg]
+    bounded_steps: list[str] = []
+
+    async def finish_in_flight(work: Awaitable[object]) -> bool:
+        bounded_steps.append("batch in flight")
+        return await bounded(work, 0.01, "batch in flight")
+
+    aggregator = Aggregator(
+        settings,
+        fake,  # type: ignore[arg-type]
+        fake,  # type: ignore[arg-type]
+        fake,  # type: ignore[arg-type]
+        fake,  # type: ignore[arg-type]
+        fake,  # type: ignore[arg-type]
+        asyncio.Lock(),
+        AggregatorMetrics.create(Readiness()),
+        asyncio.Event(),
+        finish_in_flight,
+        main.SHUTDOWN_BUDGET_S["claim or preparing cut short"],
+    )
+    stop = asyncio.Event()
+    running = asyncio.create_task(aggregator.run(stop))
+    await asyncio.wait_for(fake.committing.wait(), timeout=60)
+    await asyncio.wait_for(fake.fetching.wait(), timeout=60)
+    stop.set()
+
+    done, _ = await asyncio.wait({running}, timeout=60)
+    if not done:
+        running.cancel()
+    assert done, "the batch loop waited on its transaction past the stop"
+    assert bounded_steps == ["batch in flight"]
+    assert fake.cut_off
