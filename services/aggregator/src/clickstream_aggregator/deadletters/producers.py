@@ -7,8 +7,9 @@
   replica). A new owner's producer start (``InitProducerId``) fences the
   previous owner's producer and aborts its open transaction, so a stalled
   relay's copies can no longer land after the new owner reconciled. The
-  reconcile reader uses ``read_committed``. A broker without transactions is
-  an error (the relay retries and ``/readyz`` shows it).
+  reconcile reader uses ``read_committed``. A broker that answers that it has
+  no transactions is a broken deployment: the relay stops the service
+  (``dead_letter_relay_failed``).
 * ``off``: one plain producer (``acks=all``) for every partition, no fencing.
 * ``auto`` (default): ``on``; if the broker answers that it has no
   transactions (Tansu, the test broker, answers ``UnknownError`` to
