@@ -276,6 +276,42 @@ async def test_retriable_kafka_errors_are_retried_not_fatal(world: World) -> Non
     assert sorted(_offset(list(h.items())) for _p, _o, h, _k, _v in await world.copies()) == [5, 6]
 
 
+async def test_an_outage_of_one_partition_does_not_hold_the_others(world: World) -> None:
+    # Source partition 0 goes to dead-letter partition 0, whose leader is away
+    # until ``heal``; partition 1's rows must flow meanwhile, then partition 0's.
+    await world.add_rows(0, [(1, b"k", b"a")])
+    await world.add_rows(1, [(2, b"k", b"b")])
+    heal = asyncio.Event()
+
+    class LeaderAway(AIOKafkaProducer):  # type: ignore[misc]
+        async def send(self, topic: str, *args: Any, **kwargs: Any) -> Any:
+            if kwargs.get("partition") == 0 and not heal.is_set():
+                raise NotLeaderForPartitionError()
+            return await super().send(topic, *args, **kwargs)
+
+    relay = world.relay(producer_factory=LeaderAway)
+    world.owned.epochs = {0: EPOCH, 1: EPOCH}
+    stop = asyncio.Event()
+    with capture_logs() as logged:
+        task = asyncio.create_task(relay.run(stop))
+        relay._wake.set()
+        try:
+            await _until(lambda: _relayed(world, 1), "partition 1 relayed during the outage", task)
+            assert not await _relayed(world, 0)
+            heal.set()
+            await _until(lambda: _relayed(world, 0), "partition 0 relayed once healed", task)
+        finally:
+            stop.set()
+            await asyncio.wait_for(task, timeout=10)
+    deferred = [e for e in logged if e["event"] == "dead_letter_relay_deferred"]
+    assert deferred
+    assert {e["partition"] for e in deferred} == {0}
+    retries = [e for e in logged if e["event"] == "dead_letter_relay_retry"]
+    assert retries
+    assert {e["cause"] for e in retries} == {"kafka_unavailable"}
+    assert world.readiness.status().retry_since is None  # the batch loop's streak, not the relay's
+
+
 async def test_a_relay_failure_stops_the_service_with_an_event(world: World) -> None:
     await world.add_rows(3, [(7, b"k", b"v")])
 

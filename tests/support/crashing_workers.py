@@ -9,6 +9,9 @@ calls) and the fast decoder's:
 
 * a value containing :data:`KILL` ends the process at once (``os._exit(70)``),
   as a crash in a native extension would;
+* a value containing :func:`kills` ``(n)`` does so the first ``n`` times any
+  worker meets it, and is decoded as usual from then on (a message that is
+  blamed only if it kills the worker often enough);
 * a value containing :data:`OVERFLOW` makes preparing fail with ``OverflowError``
   (a value the policy pins: the message is ``unstorable``);
 * a value containing :data:`IN_WORKER` is refused as ``schema`` (so a test sees
@@ -34,12 +37,15 @@ import pytest
 KILL: Final = "KILL-THE-DECODER"
 PAUSE: Final = "PAUSE-THE-DECODER"
 IN_WORKER: Final = "REFUSED-IN-A-WORKER"
+#: Followed by a count: see :func:`kills`.
+KILLS: Final = "KILLS-THE-DECODER-TIMES-"
 OVERFLOW: Final = "OVERFLOW-IN-A-WORKER"
 #: What a worker killed by :data:`KILL` exits with.
 KILLED_EXIT: Final = 70
 
 _SITECUSTOMIZE = f'''
 import os
+import re
 import sys
 import time
 
@@ -50,9 +56,26 @@ if "--multiprocessing-fork" in sys.orig_argv:
     import clickstream_schema.codec
     import clickstream_schema.fast_decode
 
+    _kills = re.compile(rb"{KILLS}([0-9]+)")
+
+    def kill_counted(value):
+        """Exit if this is one of the first n meetings of a value marked to kill n times."""
+        counted = _kills.search(value)
+        if counted is None:
+            return
+        hooks = os.environ["CLICKSTREAM_TEST_HOOKS"]
+        for kill in range(int(counted.group(1))):
+            try:  # one file per kill: which ones are spent survives the deaths
+                os.close(os.open(os.path.join(hooks, "killed-%d" % kill), os.O_CREAT | os.O_EXCL))
+            except FileExistsError:
+                continue
+            os._exit({KILLED_EXIT})
+
     def hooked(value):
         if value and b"{KILL}" in value:
             os._exit({KILLED_EXIT})
+        if value:
+            kill_counted(value)
         if value and b"{OVERFLOW}" in value:
             raise OverflowError("a value preparing cannot hold")
         if value and b"{IN_WORKER}" in value:
@@ -83,6 +106,11 @@ if "--multiprocessing-fork" in sys.orig_argv:
     hook(clickstream_schema, "parse")
     hook(clickstream_schema.fast_decode, "parse")
 '''
+
+
+def kills(times: int) -> str:
+    """A marker that kills the first ``times`` workers meeting it (one such marker per test)."""
+    return f"{KILLS}{times}"
 
 
 @dataclass(frozen=True)

@@ -161,3 +161,36 @@ async def test_retrying_never_retries_a_pinned_error() -> None:
     with pytest.raises(asyncpg.exceptions.NumericValueOutOfRangeError):
         await _retrying(Readiness()).run(refused, asyncio.Event())
     assert calls == 1
+
+
+async def test_a_loop_without_readiness_counts_its_retries_and_leaves_readyz_alone() -> None:
+    # The dead-letter relay's loop: the batch loop's retry streak is the one /readyz means.
+    readiness = Readiness(("kafka",))
+    readiness.set("kafka", True)
+    metrics = AggregatorMetrics.create(readiness)
+    settings = AggregatorSettings(
+        _env_file=None,  # type: ignore[call-arg]
+        aggregator_retry_initial_s=0.01,
+        aggregator_retry_max_s=0.02,
+    )
+    retrying = Retrying("dead_letter_relay", "kafka", settings, metrics, None)
+    attempts = iter([KafkaTimeoutError(), asyncpg.exceptions.ConnectionDoesNotExistError("x")])
+    seen: list[tuple[bool, bool]] = []
+
+    async def operation() -> str:
+        status = readiness.status()
+        seen.append((status.conditions["kafka"], status.retry_since is None))
+        error = next(attempts, None)
+        if error is not None:
+            raise error
+        return "done"
+
+    assert await retrying.run(operation, asyncio.Event()) == "done"
+    assert seen == [(True, True)] * 3
+    counted = {
+        s.labels["cause"]: s.value
+        for metric in metrics.registry.collect()
+        for s in metric.samples
+        if s.name.endswith("retries_total")
+    }
+    assert counted == {"kafka_unavailable": 1.0, "pg_unavailable": 1.0}

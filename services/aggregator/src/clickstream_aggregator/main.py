@@ -66,10 +66,15 @@ SHUTDOWN_BUDGET_S: Final[Mapping[str, float]] = {
 EXIT_RESERVE_S: Final = 0.5
 
 
-async def _step(work: Awaitable[object], what: str) -> bool:
-    """``work`` within its budget: ``bounded``'s timeout plus its grace for a cut-off step."""
+def _within(what: str) -> float:
+    """A step's timeout: its budget less ``bounded``'s grace for a step it cuts off."""
     total = SHUTDOWN_BUDGET_S[what]
-    return await bounded(work, total - min(0.5, total / 2), what)
+    return total - min(0.5, total / 2)
+
+
+async def _step(work: Awaitable[object], what: str) -> bool:
+    """``work`` within its budget: :func:`_within`, plus the grace if it is cut off."""
+    return await bounded(work, _within(what), what)
 
 
 async def _step_later(close: Callable[[], Awaitable[object]], what: str) -> None:
@@ -180,10 +185,12 @@ async def _serve(wiring: _Wiring, stack: AsyncExitStack, tasks: list[asyncio.Tas
     pool = await connect(s, stop, wiring.retrying("postgres_connect", "postgres"))
     stack.push_async_callback(_step_later, pool.close, "postgres pool")
     consumer, ownership, positions = await wiring.consumer(stack, pool)
-    # Bounded as one step: the clients' own bounds (startup.CLOSE_S each) are longer.
+    # One step: the clients stop at once, each within the step's time.
     relay_stack = AsyncExitStack()
     stack.push_async_callback(_step_later, relay_stack.aclose, "dead-letter clients")
-    producers, tail_reader = await relay_clients(relay_stack, s)
+    producers, tail_reader = await relay_clients(
+        relay_stack, s, close_s=_within("dead-letter clients")
+    )
     relay = DeadLetterRelay(
         s,
         pool,

@@ -86,6 +86,8 @@ class Aggregator:
                     # Cut short by a stop, the batch is left to the next owner.
                     ready = await self._unless_stopped(self._committer.prepare(batch), stop)
                 if committing is not None:
+                    if stop.is_set() and not committing.done():
+                        break  # the batch in flight is finished below, within its budget
                     # One transaction at a time, in fetch order: offsets stay contiguous.
                     await committing
                     committing = None

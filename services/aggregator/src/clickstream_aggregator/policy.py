@@ -3,15 +3,17 @@
 Every failure gets one of three verdicts:
 
 * ``RETRY``: the environment failed (PostgreSQL or Kafka unreachable, a
-  restarting server, a serialization failure or deadlock). The same work is
-  tried again with capped, jittered backoff until it passes or the service is
-  asked to stop; data is never skipped. While a dependency is unreachable its
-  readiness condition is false, and a streak of retries longer than the
-  threshold turns ``/readyz`` red.
+  restarting server, a serialization failure or deadlock, a transaction the
+  server ended for idling). The same work is tried again with capped, jittered
+  backoff until it passes or the service is asked to stop; data is never
+  skipped. While a dependency is unreachable its readiness condition is false,
+  and a streak of retries longer than the threshold turns ``/readyz`` red.
 * ``PIN``: a value in one message made the work fail (PostgreSQL refused it, a
-  client could not encode it, the aggregation could not hold it). The failure
-  belongs to that message, never to its batch: the batch is split until the
-  message is found, and it is dead-lettered (``clickstream_aggregator.pinning``).
+  client could not encode it, the aggregation could not hold it, Kafka refused
+  its dead-letter copy). The failure belongs to that message, never to its
+  batch: the batch is split until the message is found, and it is
+  dead-lettered (``clickstream_aggregator.pinning``); a copy Kafka refuses is
+  pinned to its outbox row (``deadletters.relay``).
 * ``STOP``: a bug or a broken deployment (a missing table, a permission, a
   certificate that does not verify). Retrying cannot help and splitting would
   dead-letter good messages, so the service stops with the error.
@@ -27,13 +29,11 @@ explain, or a batch that kills its worker only as a whole are ``STOP``
 error it does not know). The Preparer applies this itself: a worker death never
 reaches the retry loop.
 
-:class:`Retrying` is the retry loop of the batch transaction, the start-up
-waits and the partition claims. The dead-letter relay keeps a loop of its own
-(``deadletters.relay``: on an outage it moves on to its next partition instead
-of waiting on one) with this module's :class:`Backoff`, metrics label
-(:func:`cause`) and verdict; its classifier (``deadletters.sender.retriable``)
-adds what only a producer meets: a record Kafka refuses is pinned to its outbox
-row, and a round PostgreSQL ended for idling on Kafka is retried.
+:class:`Retrying` is the one retry loop: of the batch transaction, the
+start-up waits, the partition claims and the dead-letter relay's sweeps (the
+relay tries every partition before it waits, so that one partition's outage
+does not hold the others, and keeps out of readiness: its own condition says
+how far behind it is).
 """
 
 from __future__ import annotations
@@ -49,7 +49,15 @@ from typing import TYPE_CHECKING, Literal, TypeVar
 import asyncpg
 import orjson
 import structlog
-from aiokafka.errors import KafkaError, KafkaTimeoutError
+from aiokafka.errors import (
+    CorruptRecordException,
+    InvalidTimestampError,
+    KafkaError,
+    KafkaTimeoutError,
+    MessageSizeTooLargeError,
+    RecordListTooLargeError,
+    RecordTooLargeError,
+)
 
 if TYPE_CHECKING:
     from clickstream_aggregator.metrics import AggregatorMetrics
@@ -75,6 +83,9 @@ _PG_TRANSIENT: tuple[type[BaseException], ...] = (
     asyncpg.exceptions.InsufficientResourcesError,  # too many connections, disk full
     asyncpg.exceptions.LockNotAvailableError,  # lock_timeout
     asyncpg.exceptions.QueryCanceledError,  # statement_timeout, a cancelled query
+    # idle_in_transaction_session_timeout: the server ended a transaction that
+    # waited too long on something else (the relay's on Kafka); nothing of it committed.
+    asyncpg.exceptions.IdleInTransactionSessionTimeoutError,
     # "cannot switch to state N; another operation is in progress": the server ended
     # the session (pg_terminate_backend, a failover) and its FATAL error arrived while
     # the client was idle, or between the statements of one call. Never a connection
@@ -106,6 +117,14 @@ _PINNED: tuple[type[BaseException], ...] = (
     RecursionError,
     decimal.InvalidOperation,
     orjson.JSONEncodeError,
+    # Kafka refused the record itself, not the request (too large, corrupt, a
+    # timestamp out of range): only the relay produces, and the row is to blame.
+    # Before the retriable Kafka errors below: Kafka calls a corrupt record retriable.
+    MessageSizeTooLargeError,
+    RecordTooLargeError,
+    RecordListTooLargeError,
+    CorruptRecordException,
+    InvalidTimestampError,
 )
 
 
@@ -190,7 +209,11 @@ class Retrying:
 
     One instance per loop (it keeps that loop's backoff state). ``deadline_s``
     bounds one call: a caller that must answer in time (a rebalance listener)
-    gets the last error instead of waiting on.
+    gets the last error instead of waiting on. ``resource`` is what the
+    operation uses, for an error that does not say which server it came from
+    (:func:`failing`). Without ``readiness`` the loop's failures are counted
+    and logged but leave ``/readyz`` to others (the dead-letter relay: one retry
+    streak is shared by the service, and the batch loop's is the one it means).
     """
 
     def __init__(
@@ -199,7 +222,7 @@ class Retrying:
         resource: Resource,
         settings: AggregatorSettings,
         metrics: AggregatorMetrics,
-        readiness: Readiness,
+        readiness: Readiness | None,
     ) -> None:
         self._what = what
         self._resource = resource
@@ -232,12 +255,13 @@ class Retrying:
             return result
 
     def failed(self, error: BaseException) -> None:
-        """Count and report one transient failure (also for callers with their own loop)."""
+        """Count and report one transient failure."""
         label = cause(error, self._resource)
         self._metrics.retries.labels(cause=label).inc()
-        self._readiness.enter_retry(f"{self._what}: {label}: {error!r}")
-        if label != "pg_conflict":
-            self._readiness.set(failing(error, self._resource), False, f"{label}: {error!r}")
+        if self._readiness is not None:
+            self._readiness.enter_retry(f"{self._what}: {label}: {error!r}")
+            if label != "pg_conflict":
+                self._readiness.set(failing(error, self._resource), False, f"{label}: {error!r}")
         log.warning(
             f"{self._what}_retry",
             cause=label,
@@ -246,7 +270,9 @@ class Retrying:
         )
 
     def succeeded(self) -> None:
-        if self._backoff.attempts:
-            self._backoff.reset()
-            self._readiness.leave_retry()
-        self._readiness.set(self._resource, True)
+        retried = self._backoff.attempts > 0
+        self._backoff.reset()
+        if self._readiness is not None:
+            if retried:
+                self._readiness.leave_retry()
+            self._readiness.set(self._resource, True)

@@ -5,8 +5,7 @@ attempt, readiness false meanwhile), for ever or for
 ``AGGREGATOR_STARTUP_TIMEOUT_S``; giving up is one :class:`StartupTimeout`
 line. A server that answers and refuses (a wrong password, an unknown
 database, TLS it does not offer) is not waited for: :class:`StartupRefused`,
-one line with the fix, at once. Shutdown steps get :func:`bounded_later`, each
-bounded in a task of its own.
+one line with the fix, at once.
 """
 
 from __future__ import annotations
@@ -14,7 +13,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import ssl
-from collections.abc import Awaitable, Callable
 from contextlib import AsyncExitStack
 from pathlib import Path
 
@@ -22,6 +20,7 @@ import asyncpg
 from aiokafka import AIOKafkaConsumer
 
 from clickstream_aggregator.deadletters import RelayProducers
+from clickstream_aggregator.deadletters.producers import stop_bounded
 from clickstream_aggregator.migrate import migrate
 from clickstream_aggregator.policy import Retrying, Stopping, Verdict, verdict
 from clickstream_aggregator.settings import AggregatorSettings
@@ -31,15 +30,6 @@ from clickstream_runtime.tls import TlsFileError
 
 #: A client closed at shutdown gets this long.
 CLOSE_S = 1.0
-
-
-async def bounded_later(close: Callable[[], Awaitable[object]], seconds: float, what: str) -> None:
-    """A shutdown step for an exit stack: run in a task of its own, bounded in time.
-
-    Its own task, so that a client whose close leaks a cancellation (aiokafka's
-    consumer does when its broker is gone) cannot cancel the rest of the shutdown.
-    """
-    await bounded(close(), seconds, what)
 
 
 class StartupTimeout(Explained, RuntimeError):
@@ -157,11 +147,13 @@ async def start_consumer(
 
 
 async def relay_clients(
-    stack: AsyncExitStack, settings: AggregatorSettings
+    stack: AsyncExitStack, settings: AggregatorSettings, *, close_s: float = CLOSE_S
 ) -> tuple[RelayProducers, AIOKafkaConsumer]:
-    """The relay's producers and the reader it checks the dead-letter topic's tail with."""
+    """The relay's producers and the reader it checks the dead-letter topic's tail with.
+
+    ``stack`` closes them all at once, each stop within ``close_s``.
+    """
     producers = RelayProducers(settings)
-    stack.push_async_callback(bounded_later, producers.close, CLOSE_S, "dead-letter producers")
     tail_reader = AIOKafkaConsumer(
         **settings.kafka_client_options(),
         group_id=None,
@@ -170,6 +162,14 @@ async def relay_clients(
         fetch_max_wait_ms=100,
         isolation_level="read_committed",
     )
-    stack.push_async_callback(bounded_later, tail_reader.stop, CLOSE_S, "dead-letter reader")
+    stack.push_async_callback(_close_relay_clients, producers, tail_reader, close_s)
     await asyncio.wait_for(tail_reader.start(), timeout=10.0)
     return producers, tail_reader
+
+
+async def _close_relay_clients(
+    producers: RelayProducers, tail_reader: AIOKafkaConsumer, within_s: float
+) -> None:
+    await asyncio.gather(
+        producers.close(within_s), stop_bounded(tail_reader, "dead-letter reader", within_s)
+    )

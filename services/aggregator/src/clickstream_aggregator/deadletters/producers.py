@@ -7,8 +7,9 @@
   replica). A new owner's producer start (``InitProducerId``) fences the
   previous owner's producer and aborts its open transaction, so a stalled
   relay's copies can no longer land after the new owner reconciled. The
-  reconcile reader uses ``read_committed``. A broker without transactions is
-  an error (the relay retries and ``/readyz`` shows it).
+  reconcile reader uses ``read_committed``. A broker that answers that it has
+  no transactions is a broken deployment: the relay stops the service
+  (``dead_letter_relay_failed``).
 * ``off``: one plain producer (``acks=all``) for every partition, no fencing.
 * ``auto`` (default): ``on``; if the broker answers that it has no
   transactions (Tansu, the test broker, answers ``UnknownError`` to
@@ -45,10 +46,10 @@ def transactional_id(settings: AggregatorSettings, partition: int) -> str:
     return f"{settings.kafka_group_id}.dlq.{settings.kafka_topic}.{partition}"
 
 
-async def stop_bounded(client: Any, what: str) -> None:
-    """Stop an aiokafka client within ``_STOP_TIMEOUT_S``: exit must not wait on a dead broker."""
+async def stop_bounded(client: Any, what: str, within_s: float = _STOP_TIMEOUT_S) -> None:
+    """Stop an aiokafka client within ``within_s``: exit must not wait on a dead broker."""
     try:
-        async with asyncio.timeout(_STOP_TIMEOUT_S):
+        async with asyncio.timeout(within_s):
             await client.stop()
     except Exception as error:
         log.warning("kafka_client_stop_failed", client=what, error=repr(error))
@@ -138,15 +139,15 @@ class RelayProducers:
         for partition in [p for p in self._fenced if p not in partitions]:
             await self.discard(partition)
 
-    async def close(self) -> None:
-        """Stop every producer, all at once: together within one ``_STOP_TIMEOUT_S``.
+    async def close(self, within_s: float = _STOP_TIMEOUT_S) -> None:
+        """Stop every producer, all at once: together within ``within_s``.
 
-        At shutdown the aggregator's budget for its dead-letter clients (shorter)
-        cuts this short.
+        At shutdown ``within_s`` is the aggregator's budget step for its
+        dead-letter clients, so that no stop inside outlasts it.
         """
         held = [(f"dead-letter producer {p}", pair[1]) for p, pair in self._fenced.items()]
         self._fenced.clear()
         if self._shared is not None:
             held.append(("dead-letter producer", self._shared))
             self._shared = None
-        await asyncio.gather(*(stop_bounded(producer, what) for what, producer in held))
+        await asyncio.gather(*(stop_bounded(producer, what, within_s) for what, producer in held))

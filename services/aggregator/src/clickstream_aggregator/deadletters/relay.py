@@ -8,14 +8,17 @@ new claim's producer fences the previous owner's); reconcile (``reconcile``);
 send (``sender``) to dead-letter partition ``source_partition % dlq_partitions``
 and mark what Kafka acknowledged.
 
-Failures: outages (the failure policy's RETRY verdict, a retriable Kafka error,
-a round PostgreSQL ended for waiting too long on Kafka) are retried with
-backoff, partition by partition, and never stop the relay. A copy Kafka refuses
-is pinned to its row (``relay_attempts``: the next copy is headers only, after
-a second refusal the row is set aside, pending and visible) so that the
-partition's later rows still flow. Anything else is a bug or a broken
-deployment: the relay logs ``dead_letter_relay_failed``, sets ``stop`` (the
-service shuts down) and raises.
+Failures are the failure policy's (``clickstream_aggregator.policy``): a sweep
+runs in its retry loop, so outages (``RETRY``: PostgreSQL or Kafka away, a
+round PostgreSQL ended for waiting too long on Kafka) are retried with backoff
+and never stop the relay. One partition's outage does not hold the others: the
+sweep goes on to the next partition and the outage is retried once every
+partition was tried. A copy Kafka refuses (``PIN``) is pinned to its row
+(``relay_attempts``: the next copy is headers only, after a second refusal the
+row is set aside, pending and visible) so that the partition's later rows
+still flow. Anything else (``STOP``) is a bug or a broken deployment: the relay
+logs ``dead_letter_relay_failed``, sets ``stop`` (the service shuts down) and
+raises.
 """
 
 from __future__ import annotations
@@ -36,10 +39,10 @@ from clickstream_aggregator.deadletters.copies import build_copy
 from clickstream_aggregator.deadletters.health import CONDITION, Owned, PendingWatch
 from clickstream_aggregator.deadletters.producers import RelayProducers
 from clickstream_aggregator.deadletters.reconcile import Reconciler
-from clickstream_aggregator.deadletters.sender import resource, retriable, write_round
+from clickstream_aggregator.deadletters.sender import write_round
 from clickstream_aggregator.deadletters.tail import TailStopped
 from clickstream_aggregator.metrics import AggregatorMetrics
-from clickstream_aggregator.policy import Backoff, cause
+from clickstream_aggregator.policy import Retrying, Stopping, Verdict, verdict
 from clickstream_aggregator.settings import AggregatorSettings
 from clickstream_runtime.health import Readiness
 
@@ -94,7 +97,8 @@ class DeadLetterRelay:
         self._metrics = metrics
         self._readiness = readiness
         self._wake = wake
-        self._backoff = Backoff.from_settings(settings)
+        # Its failures are counted and logged; readiness is the watch's to say.
+        self._retrying = Retrying("dead_letter_relay", "kafka", settings, metrics, None)
         self._reconciler = Reconciler(tail_reader, settings.kafka_topic, settings.kafka_dlq_topic)
         self.watch = PendingWatch(
             settings.kafka_topic,
@@ -127,43 +131,46 @@ class DeadLetterRelay:
                 await watching
 
     async def sweep(self, stop: asyncio.Event) -> None:
-        """Relay every pending row of every partition this replica owns."""
+        """Relay every pending row of every partition this replica owns, outages retried."""
+        try:
+            await self._retrying.run(lambda: self._sweep_once(stop), stop)
+        except (Stopping, TailStopped):
+            return
+
+    async def _sweep_once(self, stop: asyncio.Event) -> None:
+        """Each owned partition in turn; the first outage is raised after the last partition."""
         owned = dict(self._ownership.epochs)
         await self._producers.keep_only(set(owned))
         self._reconciler.keep_only(owned)
+        outage: Exception | None = None
         for partition, epoch in sorted(owned.items()):
-            while not stop.is_set():
-                try:
-                    busy = await self._round(partition, epoch, stop)
-                except TailStopped:
-                    return
-                except (ProducerFenced, InvalidProducerEpoch):
-                    # Another replica's producer took this partition's transactional
-                    # id (it owns the partition now; the epoch check will say so), or
-                    # the round outlasted the transaction timeout: start afresh.
-                    log.warning("dead_letter_relay_fenced", partition=partition, epoch=epoch)
-                    await self._producers.discard(partition)
-                    break
-                except asyncpg.exceptions.LockNotAvailableError:
-                    log.info("dead_letter_relay_busy", partition=partition)
-                    break
-                except Exception as error:
-                    if not retriable(error):
-                        raise
-                    self._metrics.retries.labels(cause=cause(error, resource(error))).inc()
-                    log.warning(
-                        "dead_letter_relay_retry",
-                        partition=partition,
-                        error=repr(error),
-                        attempt=self._backoff.attempts + 1,
-                    )
-                    if not await self._backoff.wait(stop):
-                        return
-                    self._wake.set()  # sweep again at once (the backoff was the wait)
-                    break  # the other partitions first
-                self._backoff.reset()
-                if not busy:
-                    break
+            try:
+                await self._relay_partition(partition, epoch, stop)
+            except Exception as error:
+                if verdict(error) is not Verdict.RETRY:
+                    raise
+                log.info("dead_letter_relay_deferred", partition=partition, error=repr(error))
+                outage = outage or error
+        if outage is not None:
+            raise outage
+
+    async def _relay_partition(self, partition: int, epoch: int, stop: asyncio.Event) -> None:
+        """Rounds of one partition while there is more to do right away."""
+        while not stop.is_set():
+            try:
+                busy = await self._round(partition, epoch, stop)
+            except (ProducerFenced, InvalidProducerEpoch):
+                # Another replica's producer took this partition's transactional
+                # id (it owns the partition now; the epoch check will say so), or
+                # the round outlasted the transaction timeout: start afresh.
+                log.warning("dead_letter_relay_fenced", partition=partition, epoch=epoch)
+                await self._producers.discard(partition)
+                return
+            except asyncpg.exceptions.LockNotAvailableError:
+                log.info("dead_letter_relay_busy", partition=partition)
+                return
+            if not busy:
+                return
 
     async def _round(self, partition: int, epoch: int, stop: asyncio.Event) -> bool:
         """One round for one partition; True if there may be more to do right away."""
@@ -258,7 +265,7 @@ class DeadLetterRelay:
         if done.sent:
             done.first_error = str(by_offset[done.sent[0]]["error_message"])[:_ERROR_QUOTED]
         done.refused = dict(written.refused)
-        done.error = written.outage
+        done.error = written.failure
 
     async def _dlq_partition(self, producer: AIOKafkaProducer, partition: int) -> int:
         partitions = await asyncio.wait_for(

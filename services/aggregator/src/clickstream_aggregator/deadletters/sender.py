@@ -1,11 +1,12 @@
 """Writing one round's copies to the dead-letter partition, and what each answer means.
 
 Kafka's answer for a copy is one of three: acknowledged (where it landed),
-*refused* (the record itself is unacceptable: too large, corrupt; pinned to its
-row, never to the partition) or an outage (retried later). With a transactional
-producer the round is one transaction: committed when every copy was
-acknowledged, aborted otherwise, so that ``read_committed`` readers see all of
-it or nothing.
+*refused* (the record itself is unacceptable: too large, corrupt; the failure
+policy's ``PIN``, so it is pinned to its row, never to the partition) or a
+failure of the request, which the relay's retry loop judges (an outage is
+retried). With a transactional producer the round is one transaction:
+committed when every copy was acknowledged, aborted otherwise, so that
+``read_committed`` readers see all of it or nothing.
 """
 
 from __future__ import annotations
@@ -14,51 +15,16 @@ import asyncio
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-import asyncpg
 from aiokafka import AIOKafkaProducer
-from aiokafka.errors import (
-    CorruptRecordException,
-    InvalidTimestampError,
-    KafkaError,
-    KafkaTimeoutError,
-    MessageSizeTooLargeError,
-    RecordListTooLargeError,
-    RecordTooLargeError,
-)
 from aiokafka.structs import RecordMetadata
 
 from clickstream_aggregator.deadletters.copies import Copy
-from clickstream_aggregator.policy import Resource, Verdict, verdict
-
-#: Kafka refused this record, not the request: the row's fault, not an outage.
-REFUSALS: tuple[type[BaseException], ...] = (
-    MessageSizeTooLargeError,
-    RecordTooLargeError,
-    RecordListTooLargeError,
-    CorruptRecordException,
-    InvalidTimestampError,
-)
+from clickstream_aggregator.policy import Verdict, verdict
 
 
-def retriable(error: BaseException) -> bool:
-    """An outage: retry later. (A refused record is not: it is pinned to its row.)"""
-    if isinstance(error, REFUSALS):
-        return False
-    # aiokafka's KafkaTimeoutError (a batch that expired while the broker was away,
-    # a full send buffer) is not marked retriable, but it is an outage.
-    if isinstance(error, KafkaTimeoutError) or (isinstance(error, KafkaError) and error.retriable):
-        return True
-    # PostgreSQL ended the round's transaction (Kafka was slow): nothing was marked.
-    if isinstance(error, asyncpg.exceptions.IdleInTransactionSessionTimeoutError):
-        return True
-    return verdict(error) is Verdict.RETRY
-
-
-def resource(error: BaseException) -> Resource:
-    """Which server an error came from, for the retry metric's cause."""
-    if isinstance(error, asyncpg.PostgresError | asyncpg.InterfaceError):
-        return "postgres"
-    return "kafka"
+def refused(answer: RecordMetadata | BaseException) -> bool:
+    """Whether Kafka refused the record itself: the row's fault, not an outage."""
+    return isinstance(answer, BaseException) and verdict(answer) is Verdict.PIN
 
 
 @dataclass(frozen=True, slots=True)
@@ -67,7 +33,7 @@ class Written:
 
     acked: dict[int, RecordMetadata]
     refused: dict[int, str]  # source offset → the refusal, for ``relay_error``
-    outage: BaseException | None  # the first answer that was neither
+    failure: BaseException | None  # the first answer that was neither
 
 
 async def write_round(
@@ -93,16 +59,16 @@ async def write_round(
         else:
             await producer.commit_transaction()
     acked: dict[int, RecordMetadata] = {}
-    refused: dict[int, str] = {}
-    outage: BaseException | None = None
+    refusals: dict[int, str] = {}
+    failure: BaseException | None = None
     for (offset, copy), answer in zip(copies, answers, strict=True):
-        if isinstance(answer, REFUSALS):
-            refused[offset] = f"{copy.kind} copy of {copy.size} bytes: {answer!r}"
+        if refused(answer):
+            refusals[offset] = f"{copy.kind} copy of {copy.size} bytes: {answer!r}"
         elif isinstance(answer, BaseException):
-            outage = outage or answer
+            failure = failure or answer
         elif not (transactional and failed):
             acked[offset] = answer
-    return Written(acked, refused, outage)
+    return Written(acked, refusals, failure)
 
 
 async def _send_all(
@@ -120,7 +86,9 @@ async def _send_all(
                 timestamp_ms=copy.timestamp_ms,
                 headers=copy.headers,
             )
-        except REFUSALS as error:  # checked by the client before sending
+        except Exception as error:
+            if not refused(error):  # a refusal the client checks before sending
+                raise
             pending.append(error)
         else:
             pending.append(future)
