@@ -89,6 +89,8 @@ class Preparer:
         self._max_bytes = max_bytes
         self._workers = workers
         self._pool: _Workers | None = None
+        #: The one-worker pool a batch is prepared again in after a death, while it is.
+        self._isolated: _Workers | None = None
         self._claims: dict[int, _Claim] = {}
 
     async def start(self) -> None:
@@ -104,7 +106,13 @@ class Preparer:
             )
 
     async def close(self) -> None:
-        """Stop the workers; a caller that bounds this and cuts it short kills them."""
+        """Stop the workers; a caller that bounds this and cuts it short kills them.
+
+        A batch being prepared again after a death is abandoned by the stop
+        that closes this: the worker of its pool is killed, not waited for.
+        """
+        if self._isolated is not None:
+            self._isolated.kill()
         if self._pool is not None:
             pool, self._pool = self._pool, None
             try:
@@ -143,12 +151,15 @@ class Preparer:
             return await self._prepared_in(self._pool, batch, exclude)
         except WorkerDied as died:
             self._log_death(batch, died, "prepared_again")
-        isolated = _Workers(self._topic, self._max_bytes, 1, self._deaths)
-        await isolated.start()
+        isolated = self._isolated = _Workers(self._topic, self._max_bytes, 1, self._deaths)
         try:
+            await isolated.start()
             return await self._recover(isolated, batch, exclude)
         finally:
-            await isolated.close()
+            try:
+                await isolated.close()  # a close() meanwhile kills its worker
+            finally:
+                self._isolated = None
 
     def _inline(self, batch: Batch, exclude: frozenset[UUID]) -> Ready:
         """``batch`` prepared in this process, a value preparing cannot hold pinned."""
