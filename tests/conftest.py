@@ -10,9 +10,6 @@ each tier's conftest would be a node per tier).
 
 from __future__ import annotations
 
-import contextlib
-import shutil
-import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -23,6 +20,7 @@ from clickstream_devstack.servers.broker import EmbeddedKafka
 from clickstream_devstack.servers.jvm.artifacts import JvmUnavailableError
 from clickstream_devstack.servers.jvm.kafka import ApacheKafka, KafkaTls
 from clickstream_devstack.servers.postgres import EmbeddedPostgres
+from support.private_dirs import private_dir, private_postgres
 from support.tls_certs import TlsFiles, make_tls_files
 
 # Hypothesis times each example (200 ms by default) and fails a test whose examples
@@ -113,33 +111,15 @@ def apache_kafka_node(
         broker.stop()
 
 
-@contextlib.contextmanager
-def _server_dir() -> Iterator[Path]:
-    # Not under pytest's basetemp: as root, PostgreSQL runs as another account,
-    # which must traverse every ancestor, and every new pytest session resets
-    # /tmp/pytest-of-root to 0700 (other sessions may run at the same time).
-    root = Path(tempfile.mkdtemp(prefix="clickstream-pg-"))
-    try:
-        yield root
-    finally:
-        shutil.rmtree(root, ignore_errors=True)
-
-
 @pytest.fixture
 def server_dir() -> Iterator[Path]:
     """A private directory for a test's own PostgreSQL: ``EmbeddedPostgres(server_dir / "d")``."""
-    with _server_dir() as root:
+    with private_dir("clickstream-pg-") as root:
         yield root
 
 
 @pytest.fixture(scope="session")
 def postgres() -> Iterator[EmbeddedPostgres]:
     """One non-durable PostgreSQL for the session; tests isolate themselves with databases."""
-    with _server_dir() as root:
-        server = EmbeddedPostgres(root / "data", durable=False)
-        try:
-            server.start()
-            yield server
-        finally:
-            # The data is throw-away: no shutdown checkpoint needed.
-            server.stop("immediate")
+    with private_postgres("clickstream-pg-") as server:
+        yield server

@@ -38,6 +38,7 @@ from clickstream_devstack.servers.jvm.artifacts import JvmUnavailableError, find
 from clickstream_devstack.servers.jvm.kafka import ApacheKafka
 from clickstream_devstack.servers.postgres import EmbeddedPostgres
 from clickstream_devstack.services import ServiceGroup
+from support.private_dirs import private_postgres
 
 #: What a test gets as ``kafka`` here.
 SessionBroker = EmbeddedKafka | ApacheKafka
@@ -181,6 +182,14 @@ def services(tmp_path: Path) -> Iterator[ServiceGroup]:
         yield group
     finally:
         group.stop_all(timeout=15.0)
+
+
+@pytest.fixture(scope="module")
+def guarded_postgres() -> Iterator[EmbeddedPostgres]:
+    """A server of the module's own that checks passwords (the session's one trusts
+    every login): ``POSTGRES_PASSWORD=right-password``."""
+    with private_postgres("clickstream-guarded-pg-", password="right-password") as server:
+        yield server
 
 
 @pytest.fixture

@@ -14,10 +14,7 @@ from __future__ import annotations
 import asyncio
 import gc
 import os
-import shutil
 import ssl
-import subprocess
-import tempfile
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -37,7 +34,6 @@ from clickstream_devstack.servers.broker import EmbeddedKafka
 from clickstream_devstack.servers.jvm.kafka import ApacheKafka
 from clickstream_devstack.servers.postgres import EmbeddedPostgres
 from clickstream_devstack.servers.postgres_cluster import find_ssl_capable
-from clickstream_devstack.services import script_path
 from clickstream_ops.setup.kafka import ensure_topics
 from clickstream_producer.main import run as run_producer
 from clickstream_producer.settings import ProducerSettings
@@ -45,7 +41,9 @@ from clickstream_runtime.settings import KafkaSettings, PostgresSettings, load
 from clickstream_schema import encode
 from support.aggregator import running_aggregator, settings_from_env, wait_applied
 from support.feed import generate
+from support.private_dirs import private_postgres
 from support.reference import stored_rows
+from support.scripts import run_script
 from support.tls_certs import TlsFiles
 from support.tls_kafka import ApacheSslListener, TlsKafka, TlsListener
 
@@ -110,22 +108,13 @@ def tls_postgres(tls_files: TlsFiles) -> Iterator[EmbeddedPostgres]:
             "no PostgreSQL build with SSL: install Debian's postgresql-15 "
             "(/usr/lib/postgresql/15/bin) or set CLICKSTREAM_PG_BIN"
         )
-    # Not under pytest's basetemp: as root the server runs as another account,
-    # which must traverse every ancestor (see tests/conftest.py).
-    root = Path(tempfile.mkdtemp(prefix="clickstream-pg-tls-"))
-    server = EmbeddedPostgres(
-        root / "data",
-        durable=False,
+    with private_postgres(
+        "clickstream-pg-tls-",
         ssl_cert_file=tls_files.server_cert,
         ssl_key_file=tls_files.server_key,
         bin_dir=binaries.bin_dir,
-    )
-    try:
-        server.start()
+    ) as server:
         yield server
-    finally:
-        server.stop("immediate")
-        shutil.rmtree(root, ignore_errors=True)
 
 
 @pytest.fixture
@@ -501,14 +490,11 @@ def test_the_aggregator_exits_naming_a_missing_key(tls_env: dict[str, str], tmp_
     inherited = {k: v for k, v in os.environ.items() if not k.startswith(("KAFKA_", "POSTGRES_"))}
     env = {**inherited, **tls_env, "KAFKA_SSL_KEYFILE": str(missing), "LOG_FORMAT": "json"}
 
-    result = subprocess.run(
-        [str(script_path("clickstream-aggregator"))],
+    result = run_script(
+        "clickstream-aggregator",
         env=env,
         cwd=tmp_path,  # no .env to pick up
-        capture_output=True,
-        text=True,
         timeout=START_FAILURE_TIMEOUT_S,
-        check=False,
     )
 
     assert result.returncode != 0

@@ -23,13 +23,13 @@ import pytest
 from clickstream_devstack.environment import Database, KafkaTopics, create_topics, service_env
 from clickstream_devstack.servers.broker import EmbeddedKafka
 from clickstream_devstack.servers.postgres import EmbeddedPostgres
-from clickstream_devstack.services import script_path
 from clickstream_ops.verify.run import verify
 from clickstream_ops.verify.settings import VerifySettings
-from support.aggregator import running_aggregator, settings_from_env, wait_applied
+from support.aggregator import running_aggregator, settings_from_env, wait_applied, wait_relayed
 from support.dataset import MAX_BYTES, Dataset, build
 from support.feed import publish, read_back, valid_events
 from support.reference import expected_rows
+from support.scripts import run_script
 
 EVENTS = 4000
 
@@ -41,17 +41,6 @@ class Aggregated:
     data: Dataset
     total: int
     sessions: int
-
-
-async def _wait_relayed(dsn: str) -> None:
-    conn = await asyncpg.connect(dsn)
-    try:
-        deadline = asyncio.get_running_loop().time() + 60
-        while await conn.fetchval("SELECT count(*) FROM dead_letters WHERE relayed_at IS NULL"):
-            assert asyncio.get_running_loop().time() < deadline, "dead letters not relayed"
-            await asyncio.sleep(0.2)
-    finally:
-        await conn.close()
 
 
 @pytest.fixture(scope="module")
@@ -71,7 +60,7 @@ def aggregated(kafka: EmbeddedKafka, postgres: EmbeddedPostgres) -> Iterator[Agg
             await wait_applied(
                 database.dsn, topics.group, topics.events, len(messages), running=task
             )
-            await _wait_relayed(database.dsn)
+            await wait_relayed(database.dsn, timeout=60, running=task)
         return len(expected_rows(valid_events(messages)))
 
     sessions = asyncio.run(fill_and_aggregate())
@@ -93,15 +82,9 @@ def _env(kafka: EmbeddedKafka, aggregated: Aggregated, database: Database) -> di
 
 
 def _run_command(env: dict[str, str], cwd: Path, *args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [str(script_path("clickstream-verify")), *args],
-        env={**env, "COLUMNS": "200"},
-        cwd=cwd,  # no .env here
-        capture_output=True,
-        text=True,
-        timeout=180,
-        check=False,
-    )
+    return run_script(
+        "clickstream-verify", *args, env={**env, "COLUMNS": "200"}, cwd=cwd, timeout=180
+    )  # cwd: no .env here
 
 
 async def _execute(dsn: str, sql: str) -> str:
