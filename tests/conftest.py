@@ -72,7 +72,7 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
 
 
 @pytest.fixture(scope="session")
-def kafka(tmp_path_factory: pytest.TempPathFactory) -> Iterator[EmbeddedKafka]:
+def tansu_broker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[EmbeddedKafka]:
     """One Tansu broker for the session; tests isolate themselves with unique topics."""
     broker = EmbeddedKafka(tmp_path_factory.mktemp("kafka"))
     broker.start()
@@ -80,6 +80,13 @@ def kafka(tmp_path_factory: pytest.TempPathFactory) -> Iterator[EmbeddedKafka]:
         yield broker
     finally:
         broker.stop()
+
+
+@pytest.fixture(scope="session")
+def kafka(tansu_broker: EmbeddedKafka) -> EmbeddedKafka:
+    """The session's Tansu (the integration tier's ``kafka`` is parametrized over both
+    brokers, the real tier's is Apache Kafka)."""
+    return tansu_broker
 
 
 @pytest.fixture(scope="session")

@@ -105,21 +105,11 @@ def apache_kafka_broker(request: pytest.FixtureRequest) -> ApacheKafka:
 
 @pytest.fixture(scope="session", params=BROKERS)
 def kafka(request: pytest.FixtureRequest) -> SessionBroker:
-    """The session's broker of this variant: Tansu or Apache Kafka (see the module doc)."""
+    """The session's broker of this variant: Tansu or Apache Kafka (see the module doc);
+    both brokers are defined in ``tests/conftest.py``, so every tier shares them."""
     name = "apache_kafka_broker" if request.param == APACHE_KAFKA else "tansu_broker"
     broker: SessionBroker = request.getfixturevalue(name)
     return broker
-
-
-@pytest.fixture(scope="session")
-def tansu_broker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[EmbeddedKafka]:
-    """One Tansu broker for the session; tests isolate themselves with unique topics."""
-    broker = EmbeddedKafka(tmp_path_factory.mktemp("kafka"))
-    broker.start()
-    try:
-        yield broker
-    finally:
-        broker.stop()
 
 
 TopicsFactory = Callable[..., KafkaTopics]
