@@ -42,7 +42,7 @@ from support.fault_cluster import (
     Message,
     poison_positions,
 )
-from support.feed import generate, read_back, valid_events
+from support.feed import generate, publish, read_back, valid_events
 from support.reference import expected_rows
 
 pytestmark = [pytest.mark.timeout(600)]
@@ -62,24 +62,6 @@ async def end_offsets(bootstrap: str, topic: str, partitions: int) -> dict[int, 
         return {tp.partition: offset for tp, offset in (await consumer.end_offsets(tps)).items()}
     finally:
         await consumer.stop()
-
-
-async def publish_idempotent(
-    bootstrap: str, topic: str, messages: Sequence[tuple[bytes | None, bytes | None]]
-) -> None:
-    producer = AIOKafkaProducer(
-        bootstrap_servers=bootstrap,
-        enable_idempotence=True,
-        acks="all",
-        linger_ms=20,
-        max_batch_size=1 << 20,
-    )
-    await producer.start()
-    try:
-        futures = [await producer.send(topic, key=k, value=v) for k, v in messages]
-        await asyncio.gather(*futures)
-    finally:
-        await producer.stop()
 
 
 async def write_transactions(bootstrap: str, topic: str) -> set[str]:
@@ -135,10 +117,10 @@ def marked_topic(kafka: ApacheKafka) -> MarkedTopic:
     half = len(data.messages) // 2
 
     async def fill() -> tuple[set[str], list[Message], dict[int, int]]:
-        await publish_idempotent(kafka.bootstrap, topics.events, data.messages[:half])
+        await publish(kafka.bootstrap, topics.events, data.messages[:half], idempotent=True)
         aborted = await write_transactions(kafka.bootstrap, topics.events)
         # Our events last: every partition ends with a plain record, not a marker.
-        await publish_idempotent(kafka.bootstrap, topics.events, data.messages[half:])
+        await publish(kafka.bootstrap, topics.events, data.messages[half:], idempotent=True)
         messages = await read_back(kafka.bootstrap, topics.events, PARTITIONS)  # read_committed
         return aborted, messages, await end_offsets(kafka.bootstrap, topics.events, PARTITIONS)
 

@@ -29,9 +29,17 @@ def as_messages(events: Sequence[ClickEvent]) -> list[Message]:
     return [encode(e) for e in events]
 
 
-async def publish(bootstrap: str, topic: str, messages: Sequence[Message]) -> None:
+async def publish(
+    bootstrap: str, topic: str, messages: Sequence[Message], *, idempotent: bool = False
+) -> None:
+    """Send ``messages`` (``acks=all``) and wait for every acknowledgement; ``idempotent``
+    as production writes to Apache Kafka (a broker without idempotence refuses it)."""
     producer = AIOKafkaProducer(
-        bootstrap_servers=bootstrap, linger_ms=20, max_batch_size=1 << 20, acks="all"
+        bootstrap_servers=bootstrap,
+        enable_idempotence=idempotent,
+        linger_ms=20,
+        max_batch_size=1 << 20,
+        acks="all",
     )
     await producer.start()
     try:
