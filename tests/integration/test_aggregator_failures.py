@@ -33,6 +33,7 @@ from clickstream_devstack.servers.ports import free_port
 from clickstream_schema import ClickEvent, EventType, encode
 from support.aggregator import (
     applied_offsets,
+    claimed_pool,
     running_aggregator,
     settings_from_env,
     wait_applied,
@@ -178,24 +179,13 @@ async def test_a_batch_whose_commit_reply_was_lost_counts_as_committed(
         [v for _, v in messages],
         [0] * len(messages),
     )
-    pool = await asyncpg.create_pool(database.dsn, min_size=1, max_size=2)
-    try:
-        async with pool.acquire() as conn:
-            await migrate(conn)
-            await conn.execute(
-                "INSERT INTO consumer_offsets (group_id, topic, partition, next_offset, epoch) "
-                "VALUES ($1, $2, 0, 0, 1)",
-                topics.group,
-                topics.events,
-            )
+    async with claimed_pool(database.dsn, topics.group, topics.events) as pool:
         transaction = BatchTransaction(pool, topics.group, 1 << 20)
         async with Preparer(topics.events, max_bytes=1 << 20, workers=0) as preparer:
             ready = await preparer.prepare(Batch(topics.events, {0: raw}))
         first = await transaction.attempt(ready, {0: 1})
         # The same batch again, as a retry after a connection lost during COMMIT does it.
         again = await transaction.attempt(ready, {0: 1})
-    finally:
-        await pool.close()
     assert isinstance(first, Committed)
     assert not first.replayed
     assert isinstance(again, Committed)
