@@ -29,6 +29,7 @@ from clickstream_devstack.environment import (
 from clickstream_devstack.services import Service, ServiceGroup
 from clickstream_schema import InvalidEvent, decode
 from support.aggregator import applied_offsets, wait_relayed
+from support.database import fetchval
 from support.dataset import MAX_BYTES
 from support.reference import differences, stored_rows
 from support.topic_reader import read_topic
@@ -153,11 +154,7 @@ class Cluster:
         await asyncio.to_thread(self.wait_logged, name, event, timeout)
 
     async def query(self, sql: str, *args: object) -> Any:
-        conn = await asyncpg.connect(self.database.dsn)
-        try:
-            return await conn.fetchval(sql, *args)
-        finally:
-            await conn.close()
+        return await fetchval(self.database.dsn, sql, *args)
 
     @classmethod
     def on(
