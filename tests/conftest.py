@@ -10,9 +10,6 @@ each tier's conftest would be a node per tier).
 
 from __future__ import annotations
 
-import contextlib
-import shutil
-import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -23,6 +20,7 @@ from clickstream_devstack.servers.broker import EmbeddedKafka
 from clickstream_devstack.servers.jvm.artifacts import JvmUnavailableError
 from clickstream_devstack.servers.jvm.kafka import ApacheKafka, KafkaTls
 from clickstream_devstack.servers.postgres import EmbeddedPostgres
+from support.private_dirs import private_dir, private_postgres
 from support.tls_certs import TlsFiles, make_tls_files
 
 # Hypothesis times each example (200 ms by default) and fails a test whose examples
@@ -74,7 +72,7 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
 
 
 @pytest.fixture(scope="session")
-def kafka(tmp_path_factory: pytest.TempPathFactory) -> Iterator[EmbeddedKafka]:
+def tansu_broker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[EmbeddedKafka]:
     """One Tansu broker for the session; tests isolate themselves with unique topics."""
     broker = EmbeddedKafka(tmp_path_factory.mktemp("kafka"))
     broker.start()
@@ -82,6 +80,13 @@ def kafka(tmp_path_factory: pytest.TempPathFactory) -> Iterator[EmbeddedKafka]:
         yield broker
     finally:
         broker.stop()
+
+
+@pytest.fixture(scope="session")
+def kafka(tansu_broker: EmbeddedKafka) -> EmbeddedKafka:
+    """The session's Tansu (the integration tier's ``kafka`` is parametrized over both
+    brokers, the real tier's is Apache Kafka)."""
+    return tansu_broker
 
 
 @pytest.fixture(scope="session")
@@ -113,33 +118,15 @@ def apache_kafka_node(
         broker.stop()
 
 
-@contextlib.contextmanager
-def _server_dir() -> Iterator[Path]:
-    # Not under pytest's basetemp: as root, PostgreSQL runs as another account,
-    # which must traverse every ancestor, and every new pytest session resets
-    # /tmp/pytest-of-root to 0700 (other sessions may run at the same time).
-    root = Path(tempfile.mkdtemp(prefix="clickstream-pg-"))
-    try:
-        yield root
-    finally:
-        shutil.rmtree(root, ignore_errors=True)
-
-
 @pytest.fixture
 def server_dir() -> Iterator[Path]:
     """A private directory for a test's own PostgreSQL: ``EmbeddedPostgres(server_dir / "d")``."""
-    with _server_dir() as root:
+    with private_dir("clickstream-pg-") as root:
         yield root
 
 
 @pytest.fixture(scope="session")
 def postgres() -> Iterator[EmbeddedPostgres]:
     """One non-durable PostgreSQL for the session; tests isolate themselves with databases."""
-    with _server_dir() as root:
-        server = EmbeddedPostgres(root / "data", durable=False)
-        try:
-            server.start()
-            yield server
-        finally:
-            # The data is throw-away: no shutdown checkpoint needed.
-            server.stop("immediate")
+    with private_postgres("clickstream-pg-") as server:
+        yield server

@@ -38,6 +38,7 @@ from clickstream_devstack.servers.jvm.artifacts import JvmUnavailableError, find
 from clickstream_devstack.servers.jvm.kafka import ApacheKafka
 from clickstream_devstack.servers.postgres import EmbeddedPostgres
 from clickstream_devstack.services import ServiceGroup
+from support.private_dirs import private_postgres
 
 #: What a test gets as ``kafka`` here.
 SessionBroker = EmbeddedKafka | ApacheKafka
@@ -104,21 +105,11 @@ def apache_kafka_broker(request: pytest.FixtureRequest) -> ApacheKafka:
 
 @pytest.fixture(scope="session", params=BROKERS)
 def kafka(request: pytest.FixtureRequest) -> SessionBroker:
-    """The session's broker of this variant: Tansu or Apache Kafka (see the module doc)."""
+    """The session's broker of this variant: Tansu or Apache Kafka (see the module doc);
+    both brokers are defined in ``tests/conftest.py``, so every tier shares them."""
     name = "apache_kafka_broker" if request.param == APACHE_KAFKA else "tansu_broker"
     broker: SessionBroker = request.getfixturevalue(name)
     return broker
-
-
-@pytest.fixture(scope="session")
-def tansu_broker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[EmbeddedKafka]:
-    """One Tansu broker for the session; tests isolate themselves with unique topics."""
-    broker = EmbeddedKafka(tmp_path_factory.mktemp("kafka"))
-    broker.start()
-    try:
-        yield broker
-    finally:
-        broker.stop()
 
 
 TopicsFactory = Callable[..., KafkaTopics]
@@ -181,6 +172,14 @@ def services(tmp_path: Path) -> Iterator[ServiceGroup]:
         yield group
     finally:
         group.stop_all(timeout=15.0)
+
+
+@pytest.fixture(scope="module")
+def guarded_postgres() -> Iterator[EmbeddedPostgres]:
+    """A server of the module's own that checks passwords (the session's one trusts
+    every login): ``POSTGRES_PASSWORD=right-password``."""
+    with private_postgres("clickstream-guarded-pg-", password="right-password") as server:
+        yield server
 
 
 @pytest.fixture

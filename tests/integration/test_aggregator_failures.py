@@ -33,24 +33,18 @@ from clickstream_devstack.servers.ports import free_port
 from clickstream_schema import ClickEvent, EventType, encode
 from support.aggregator import (
     applied_offsets,
+    claimed_pool,
     running_aggregator,
     settings_from_env,
     wait_applied,
 )
+from support.database import fetch
 from support.dataset import MAX_BYTES, build
 from support.feed import as_messages, generate, publish
 
 pytestmark = pytest.mark.integration
 
 MAX_REVENUE = Decimal("999999999999.99")  # NUMERIC(14,2)
-
-
-async def _query(dsn: str, sql: str, *args: object) -> list[asyncpg.Record]:
-    conn = await asyncpg.connect(dsn)
-    try:
-        return list(await conn.fetch(sql, *args))
-    finally:
-        await conn.close()
 
 
 def _purchase_of(session: str, events: list[ClickEvent]) -> ClickEvent:
@@ -75,7 +69,7 @@ async def test_a_purchase_postgresql_cannot_add_is_dead_lettered_and_the_batch_c
     async with running_aggregator(settings_from_env(service_env)) as task:
         await publish(kafka.bootstrap, topics.events, as_messages(events))
         await wait_applied(database.dsn, topics.group, topics.events, len(events), running=task)
-    await _query(
+    await fetch(
         database.dsn,
         "UPDATE session_metrics SET total_revenue = $2 WHERE session_id = $1",
         victim,
@@ -83,7 +77,7 @@ async def test_a_purchase_postgresql_cannot_add_is_dead_lettered_and_the_batch_c
     )
     before = {
         r["session_id"]: r["total_events"]
-        for r in await _query(database.dsn, "SELECT session_id, total_events FROM session_metrics")
+        for r in await fetch(database.dsn, "SELECT session_id, total_events FROM session_metrics")
     }
     overflow = _purchase_of(victim, events)
     more = generate(500, seed=22)
@@ -96,13 +90,13 @@ async def test_a_purchase_postgresql_cannot_add_is_dead_lettered_and_the_batch_c
         )
         assert not task.done()
 
-    letters = await _query(database.dsn, "SELECT reason, message_value FROM dead_letters")
+    letters = await fetch(database.dsn, "SELECT reason, message_value FROM dead_letters")
     assert [(r["reason"], r["message_value"]) for r in letters] == [
         ("unstorable", encode(overflow)[1])
     ]
     rows = {
         r["session_id"]: r
-        for r in await _query(
+        for r in await fetch(
             database.dsn, "SELECT session_id, total_events, total_revenue FROM session_metrics"
         )
     }
@@ -110,7 +104,7 @@ async def test_a_purchase_postgresql_cannot_add_is_dead_lettered_and_the_batch_c
     assert rows[victim]["total_events"] == before[victim]
     assert sum(r["total_events"] for r in rows.values()) == len(events) + len(more)
     # Not applied, so not remembered: the dedupe table does not hold its id.
-    found = await _query(
+    found = await fetch(
         database.dsn, "SELECT 1 FROM processed_events WHERE event_id = $1", overflow.event_id
     )
     assert found == []
@@ -160,9 +154,9 @@ async def test_a_device_clock_days_ahead_does_not_forget_ids_duplicates_need(
             await wait_applied(
                 database.dsn, topics.group, topics.events, len(events) + 101, running=task
             )
-    total = await _query(database.dsn, "SELECT sum(total_events) AS n FROM session_metrics")
+    total = await fetch(database.dsn, "SELECT sum(total_events) AS n FROM session_metrics")
     assert total[0]["n"] == len(events) + 1
-    remembered = await _query(database.dsn, "SELECT count(*) AS n FROM processed_events")
+    remembered = await fetch(database.dsn, "SELECT count(*) AS n FROM processed_events")
     assert remembered[0]["n"] == len(events) + 1
 
 
@@ -178,30 +172,19 @@ async def test_a_batch_whose_commit_reply_was_lost_counts_as_committed(
         [v for _, v in messages],
         [0] * len(messages),
     )
-    pool = await asyncpg.create_pool(database.dsn, min_size=1, max_size=2)
-    try:
-        async with pool.acquire() as conn:
-            await migrate(conn)
-            await conn.execute(
-                "INSERT INTO consumer_offsets (group_id, topic, partition, next_offset, epoch) "
-                "VALUES ($1, $2, 0, 0, 1)",
-                topics.group,
-                topics.events,
-            )
+    async with claimed_pool(database.dsn, topics.group, topics.events) as pool:
         transaction = BatchTransaction(pool, topics.group, 1 << 20)
         async with Preparer(topics.events, max_bytes=1 << 20, workers=0) as preparer:
             ready = await preparer.prepare(Batch(topics.events, {0: raw}))
         first = await transaction.attempt(ready, {0: 1})
         # The same batch again, as a retry after a connection lost during COMMIT does it.
         again = await transaction.attempt(ready, {0: 1})
-    finally:
-        await pool.close()
     assert isinstance(first, Committed)
     assert not first.replayed
     assert isinstance(again, Committed)
     assert again.replayed
     assert again.events == first.events == len(events)
-    total = await _query(database.dsn, "SELECT sum(total_events) AS n FROM session_metrics")
+    total = await fetch(database.dsn, "SELECT sum(total_events) AS n FROM session_metrics")
     assert total[0]["n"] == len(events)
 
 

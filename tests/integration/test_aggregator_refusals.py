@@ -9,10 +9,6 @@ offer) must end the start before a single retry.
 from __future__ import annotations
 
 import asyncio
-import shutil
-import subprocess
-import tempfile
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -21,21 +17,8 @@ from structlog.testing import capture_logs
 from clickstream_aggregator.main import run
 from clickstream_aggregator.startup import StartupRefused
 from clickstream_devstack.servers.postgres import EmbeddedPostgres
-from clickstream_devstack.services import script_path
 from support.aggregator import settings_from_env
-
-
-@pytest.fixture(scope="module")
-def guarded_postgres() -> Iterator[EmbeddedPostgres]:
-    """A server that checks passwords (the session's one trusts every login)."""
-    root = Path(tempfile.mkdtemp(prefix="clickstream-refusal-pg-"))
-    server = EmbeddedPostgres(root / "data", password="right-password", durable=False)
-    try:
-        server.start()
-        yield server
-    finally:
-        server.stop("immediate")
-        shutil.rmtree(root, ignore_errors=True)
+from support.scripts import run_script
 
 
 @pytest.mark.parametrize(
@@ -73,14 +56,10 @@ def test_the_command_prints_it_without_a_traceback(
     guarded_postgres: EmbeddedPostgres, service_env: dict[str, str], tmp_path: Path
 ) -> None:
     env = {**service_env, **guarded_postgres.env(), "POSTGRES_PASSWORD": "wrong-password"}
-    result = subprocess.run(
-        [str(script_path("clickstream-aggregator"))],
+    result = run_script(
+        "clickstream-aggregator",
         env={**env, "METRICS_PORT": "0", "LOG_FORMAT": "console"},
         cwd=tmp_path,
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
     )
     output = result.stdout + result.stderr
     assert result.returncode == 1, output

@@ -5,11 +5,8 @@ from __future__ import annotations
 import asyncio
 import json
 import os
-import shutil
 import subprocess
 import sys
-import tempfile
-from collections.abc import Iterator
 from pathlib import Path
 
 import asyncpg
@@ -37,19 +34,6 @@ def environment(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> pytest.Monke
         if name.upper().startswith(_PREFIXES):
             monkeypatch.delenv(name)
     return monkeypatch
-
-
-@pytest.fixture(scope="module")
-def guarded_postgres() -> Iterator[EmbeddedPostgres]:
-    """A server that checks passwords (the session's one trusts every login)."""
-    root = Path(tempfile.mkdtemp(prefix="clickstream-check-pg-"))
-    server = EmbeddedPostgres(root / "data", password="right-password", durable=False)
-    try:
-        server.start()
-        yield server
-    finally:
-        server.stop("immediate")
-        shutil.rmtree(root, ignore_errors=True)
 
 
 def by_step(results: list[Result], service: str) -> dict[str, Result]:

@@ -11,7 +11,6 @@ offsets topic was being created. Runs here on the embedded broker and, from
 from __future__ import annotations
 
 import asyncio
-import subprocess
 from pathlib import Path
 
 import asyncpg
@@ -20,13 +19,14 @@ import pytest
 
 from clickstream_devstack.environment import Database, KafkaTopics
 from clickstream_devstack.servers.broker import EmbeddedKafka
-from clickstream_devstack.services import ServiceGroup, script_path
+from clickstream_devstack.services import ServiceGroup
 from clickstream_producer.kafka_connect import IdempotenceUnavailable, connect
 from clickstream_producer.metrics import ProducerMetrics
 from clickstream_producer.settings import ProducerSettings
 from clickstream_runtime.settings import load
 from support.aggregator import applied_offsets
 from support.design_producer import design_messages, publish
+from support.scripts import run_script
 
 
 async def _until(what: str, check: object, services: ServiceGroup, timeout: float = 120) -> None:
@@ -101,8 +101,8 @@ def test_the_producer_command_says_it_in_one_line(
     kafka: EmbeddedKafka, topics: KafkaTopics, service_env: dict[str, str], tmp_path: Path
 ) -> None:
     # It once ended in "service_failed UnknownError: [Error -1]" and a traceback.
-    result = subprocess.run(
-        [str(script_path("clickstream-producer"))],
+    result = run_script(
+        "clickstream-producer",
         env={
             **service_env,
             "KAFKA_ENABLE_IDEMPOTENCE": "true",
@@ -112,10 +112,6 @@ def test_the_producer_command_says_it_in_one_line(
             "LOG_FORMAT": "json",
         },
         cwd=tmp_path,
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
     )
     output = result.stdout + result.stderr
     assert result.returncode == 1, output

@@ -6,15 +6,13 @@ their re-sends count zero times; ids just outside it are pruned and count again.
 
 from __future__ import annotations
 
-import asyncpg
-
 from clickstream_aggregator.batch import Batch, Ready
 from clickstream_aggregator.dedupe_window import DedupeWindow
-from clickstream_aggregator.migrate import migrate
 from clickstream_aggregator.records import RawPartition
 from clickstream_aggregator.transaction import AppliedBefore, BatchTransaction, Committed
 from clickstream_aggregator.workers import Preparer
 from clickstream_devstack.environment import Database
+from support.aggregator import claimed_pool
 from support.feed import as_messages, generate
 
 TOPIC = "events"
@@ -47,16 +45,7 @@ async def test_ids_inside_the_retention_stay_and_ids_outside_are_pruned(
     values: list[bytes | None] = [v for _, v in as_messages(events)]
     inside = [e.event_id for e in events[:20]]
     outside = [e.event_id for e in events[20:]]
-    pool = await asyncpg.create_pool(database.dsn, min_size=1, max_size=2)
-    try:
-        async with pool.acquire() as conn:
-            await migrate(conn)
-            await conn.execute(
-                "INSERT INTO consumer_offsets (group_id, topic, partition, next_offset, epoch) "
-                "VALUES ($1, $2, 0, 0, 1)",
-                GROUP,
-                TOPIC,
-            )
+    async with claimed_pool(database.dsn, GROUP, TOPIC) as pool:
         transaction = BatchTransaction(pool, GROUP, MAX_BYTES)
         async with Preparer(TOPIC, max_bytes=MAX_BYTES, workers=0) as preparer:
             first = await _commit(transaction, preparer, _batch(values, 0))
@@ -79,8 +68,6 @@ async def test_ids_inside_the_retention_stay_and_ids_outside_are_pruned(
             again = await _commit(transaction, preparer, _batch(values, len(values)))
             async with pool.acquire() as conn:
                 total = await conn.fetchval("SELECT sum(total_events) FROM session_metrics")
-    finally:
-        await pool.close()
     assert first.events == 40
     assert pruned == len(outside)
     assert kept == set(inside)

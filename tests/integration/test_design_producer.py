@@ -11,13 +11,11 @@ recomputing the ids itself, agrees. The same test runs on Apache Kafka in
 
 from __future__ import annotations
 
-import asyncio
 import io
 import json
 from decimal import Decimal
 from pathlib import Path
 
-import asyncpg
 import pytest
 from rich.console import Console
 from structlog.testing import capture_logs
@@ -34,7 +32,7 @@ from clickstream_ops.verify.run import verify
 from clickstream_ops.verify.settings import VerifySettings
 from clickstream_runtime.settings import load
 from clickstream_schema import decode
-from support.aggregator import running_aggregator, settings_from_env, wait_applied
+from support.aggregator import running_aggregator, settings_from_env, wait_applied, wait_relayed
 from support.design_producer import design_messages, publish, with_resends
 from support.reference import differences, rows_of, stored_rows
 
@@ -111,7 +109,7 @@ async def test_a_producer_breaking_the_contract_is_loud_everywhere_people_look(
     with capture_logs() as logged:
         async with running_aggregator(settings_from_env(service_env)) as task:
             await wait_applied(database.dsn, topics.group, topics.events, 75, running=task)
-            await _wait_relayed(database.dsn)
+            await wait_relayed(database.dsn, timeout=60, running=task)
 
     # The aggregator's line says why, with the first error.
     lines = [e for e in logged if e["event"] == "dead_lettered"]
@@ -158,14 +156,3 @@ async def test_a_producer_breaking_the_contract_is_loud_everywhere_people_look(
     assert said is not None
     assert said.startswith("75 of 75 messages (100%) dead-lettered, not counted: schema 75;")
     assert "ip_address: Field required" in said
-
-
-async def _wait_relayed(dsn: str) -> None:
-    conn = await asyncpg.connect(dsn)
-    try:
-        deadline = asyncio.get_running_loop().time() + 60
-        while await conn.fetchval("SELECT count(*) FROM dead_letters WHERE relayed_at IS NULL"):
-            assert asyncio.get_running_loop().time() < deadline, "dead letters not relayed"
-            await asyncio.sleep(0.2)
-    finally:
-        await conn.close()

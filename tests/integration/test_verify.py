@@ -23,13 +23,14 @@ import pytest
 from clickstream_devstack.environment import Database, KafkaTopics, create_topics, service_env
 from clickstream_devstack.servers.broker import EmbeddedKafka
 from clickstream_devstack.servers.postgres import EmbeddedPostgres
-from clickstream_devstack.services import script_path
 from clickstream_ops.verify.run import verify
 from clickstream_ops.verify.settings import VerifySettings
-from support.aggregator import running_aggregator, settings_from_env, wait_applied
+from support.aggregator import running_aggregator, settings_from_env, wait_applied, wait_relayed
+from support.database import execute, fetch
 from support.dataset import MAX_BYTES, Dataset, build
 from support.feed import publish, read_back, valid_events
 from support.reference import expected_rows
+from support.scripts import run_script
 
 EVENTS = 4000
 
@@ -41,17 +42,6 @@ class Aggregated:
     data: Dataset
     total: int
     sessions: int
-
-
-async def _wait_relayed(dsn: str) -> None:
-    conn = await asyncpg.connect(dsn)
-    try:
-        deadline = asyncio.get_running_loop().time() + 60
-        while await conn.fetchval("SELECT count(*) FROM dead_letters WHERE relayed_at IS NULL"):
-            assert asyncio.get_running_loop().time() < deadline, "dead letters not relayed"
-            await asyncio.sleep(0.2)
-    finally:
-        await conn.close()
 
 
 @pytest.fixture(scope="module")
@@ -71,7 +61,7 @@ def aggregated(kafka: EmbeddedKafka, postgres: EmbeddedPostgres) -> Iterator[Agg
             await wait_applied(
                 database.dsn, topics.group, topics.events, len(messages), running=task
             )
-            await _wait_relayed(database.dsn)
+            await wait_relayed(database.dsn, timeout=60, running=task)
         return len(expected_rows(valid_events(messages)))
 
     sessions = asyncio.run(fill_and_aggregate())
@@ -93,23 +83,9 @@ def _env(kafka: EmbeddedKafka, aggregated: Aggregated, database: Database) -> di
 
 
 def _run_command(env: dict[str, str], cwd: Path, *args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [str(script_path("clickstream-verify")), *args],
-        env={**env, "COLUMNS": "200"},
-        cwd=cwd,  # no .env here
-        capture_output=True,
-        text=True,
-        timeout=180,
-        check=False,
-    )
-
-
-async def _execute(dsn: str, sql: str) -> str:
-    conn = await asyncpg.connect(dsn)
-    try:
-        return str(await conn.execute(sql))
-    finally:
-        await conn.close()
+    return run_script(
+        "clickstream-verify", *args, env={**env, "COLUMNS": "200"}, cwd=cwd, timeout=180
+    )  # cwd: no .env here
 
 
 async def test_a_clean_run_matches_and_counts_every_message(
@@ -149,7 +125,7 @@ async def test_a_tampered_row_is_a_difference_with_an_example(
     kafka: EmbeddedKafka, aggregated: Aggregated, copy: Database, tmp_path: Path
 ) -> None:
     victim = await _one_session(copy.dsn)
-    await _execute(
+    await execute(
         copy.dsn,
         f"UPDATE session_metrics SET total_events = total_events + 2, "
         f"page_view_count = page_view_count + 2 WHERE session_id = '{victim}'",
@@ -169,7 +145,7 @@ async def test_a_deleted_row_is_reported_missing(
     events = await _scalar(
         copy.dsn, f"SELECT total_events FROM session_metrics WHERE session_id = '{victim}'"
     )
-    await _execute(copy.dsn, f"DELETE FROM session_metrics WHERE session_id = '{victim}'")
+    await execute(copy.dsn, f"DELETE FROM session_metrics WHERE session_id = '{victim}'")
 
     result = _run_command(_env(kafka, aggregated, copy), tmp_path)
 
@@ -184,7 +160,7 @@ async def test_an_extra_row_is_reported(
     kafka: EmbeddedKafka, aggregated: Aggregated, copy: Database, tmp_path: Path
 ) -> None:
     victim = await _one_session(copy.dsn)
-    await _execute(
+    await execute(
         copy.dsn,
         "CREATE TEMP TABLE t AS SELECT * FROM session_metrics WHERE session_id = "
         f"'{victim}'; UPDATE t SET session_id = 'invented-session'; "
@@ -206,7 +182,7 @@ async def test_an_extra_row_is_reported(
 async def test_a_missing_dead_letter_is_reported(
     kafka: EmbeddedKafka, aggregated: Aggregated, copy: Database, tmp_path: Path
 ) -> None:
-    row = await _execute(
+    row = await execute(
         copy.dsn,
         "DELETE FROM dead_letters WHERE id = (SELECT min(id) FROM dead_letters)",
     )
@@ -227,8 +203,8 @@ async def test_a_time_range_proves_losses_but_not_double_counts(
     """With --since the check is one-sided (README): a stored session may hold events
     from outside the range, so only what the range holds and the table lacks is proof."""
     deleted, inflated = await _two_sessions(copy.dsn)
-    await _execute(copy.dsn, f"DELETE FROM session_metrics WHERE session_id = '{deleted}'")
-    await _execute(
+    await execute(copy.dsn, f"DELETE FROM session_metrics WHERE session_id = '{deleted}'")
+    await execute(
         copy.dsn,
         "UPDATE session_metrics SET total_events = total_events + 2, "
         f"page_view_count = page_view_count + 2 WHERE session_id = '{inflated}'",
@@ -316,7 +292,7 @@ async def _lone_event(
     """A session of one event that is on the topic once: (session, partition, offset)."""
     singles = {
         str(r["session_id"])
-        for r in await _fetch(dsn, "SELECT session_id FROM session_metrics WHERE total_events = 1")
+        for r in await fetch(dsn, "SELECT session_id FROM session_metrics WHERE total_events = 1")
     }
     messages = await read_back(
         kafka.bootstrap, aggregated.topics.events, aggregated.topics.partitions
@@ -330,14 +306,6 @@ async def _lone_event(
     return session, partition, offset
 
 
-async def _fetch(dsn: str, sql: str) -> list[asyncpg.Record]:
-    conn = await asyncpg.connect(dsn)
-    try:
-        return list(await conn.fetch(sql))
-    finally:
-        await conn.close()
-
-
 async def test_unstorable_and_decoder_killing_messages_are_dead_letters_not_losses(
     kafka: EmbeddedKafka, aggregated: Aggregated, copy: Database, tmp_path: Path
 ) -> None:
@@ -349,8 +317,8 @@ async def test_unstorable_and_decoder_killing_messages_are_dead_letters_not_loss
         f"error_class, error_message) VALUES ('{aggregated.topics.events}', {partition}, "
         f"{offset}, '{{reason}}', 'NumericValueOutOfRange', 'numeric field overflow')"
     )
-    await _execute(copy.dsn, f"DELETE FROM session_metrics WHERE session_id = '{session}'")
-    await _execute(copy.dsn, record.format(reason="unstorable"))
+    await execute(copy.dsn, f"DELETE FROM session_metrics WHERE session_id = '{session}'")
+    await execute(copy.dsn, record.format(reason="unstorable"))
 
     result = _run_command(_env(kafka, aggregated, copy), tmp_path, "--json")
 
@@ -361,8 +329,8 @@ async def test_unstorable_and_decoder_killing_messages_are_dead_letters_not_loss
     assert counts["dead_letters_pending_relay"] == 1
 
     # A message that killed the aggregator's decode worker is counted, not decoded.
-    await _execute(copy.dsn, "DELETE FROM dead_letters WHERE reason = 'unstorable'")
-    await _execute(copy.dsn, record.format(reason="crashed_decoder"))
+    await execute(copy.dsn, "DELETE FROM dead_letters WHERE reason = 'unstorable'")
+    await execute(copy.dsn, record.format(reason="crashed_decoder"))
     result = _run_command(_env(kafka, aggregated, copy), tmp_path, "--json")
 
     assert result.returncode == 0, result.stdout + result.stderr
@@ -371,8 +339,8 @@ async def test_unstorable_and_decoder_killing_messages_are_dead_letters_not_loss
     assert counts["unstorable"] == 0
     assert counts["dead_lettered"] == len(aggregated.data.poison) + 1
 
-    await _execute(copy.dsn, "DELETE FROM dead_letters WHERE reason = 'crashed_decoder'")
-    await _execute(copy.dsn, record.format(reason="schema"))
+    await execute(copy.dsn, "DELETE FROM dead_letters WHERE reason = 'crashed_decoder'")
+    await execute(copy.dsn, record.format(reason="schema"))
     result = _run_command(_env(kafka, aggregated, copy), tmp_path)
 
     assert result.returncode == 1, result.stdout + result.stderr

@@ -3,11 +3,10 @@
 from __future__ import annotations
 
 import socket
-import subprocess
 from pathlib import Path
 
 from clickstream_devstack.environment import Database
-from clickstream_devstack.services import script_path
+from support.scripts import run_script
 
 
 def _closed_port() -> int:
@@ -24,15 +23,7 @@ def test_a_wrong_kafka_port_is_one_line_without_an_unclosed_consumer(
         "KAFKA_BOOTSTRAP_SERVERS": f"127.0.0.1:{_closed_port()}",
         "PYTHONWARNINGS": "default",  # a ResourceWarning would be printed
     }
-    result = subprocess.run(
-        [str(script_path("clickstream-verify"))],
-        env=env,
-        cwd=tmp_path,
-        capture_output=True,
-        text=True,
-        timeout=180,
-        check=False,
-    )
+    result = run_script("clickstream-verify", env=env, cwd=tmp_path, timeout=180)
     output = result.stdout + result.stderr
     assert result.returncode == 2, output
     assert "cannot verify" in output

@@ -316,20 +316,26 @@ def money_fields(value: Any, key: str | None = None) -> list[tuple[str, Any]]:
     return [(key, value)] if key is not None and "revenue" in key else []
 
 
-async def report_json(
-    database: Any, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
-) -> Any:
+@pytest.fixture
+def report_env(
+    conn: asyncpg.Connection, database: Any, monkeypatch: pytest.MonkeyPatch
+) -> pytest.MonkeyPatch:
+    """The report's environment points at this test's seeded database (``conn``)."""
     for name, value in database.env.items():
         monkeypatch.setenv(name, value)
+    return monkeypatch
+
+
+async def report_json(capsys: pytest.CaptureFixture[str]) -> Any:
+    """What ``clickstream-report --json`` prints (``report_env`` set its environment)."""
     await run(load(ReportSettings), asyncio.Event(), Options(json=True))
     return json.loads(capsys.readouterr().out)
 
 
 async def test_report_json_equals_the_views(
-    conn: asyncpg.Connection, database: Any, monkeypatch: pytest.MonkeyPatch,
-    capsys: pytest.CaptureFixture[str],
-) -> None:  # fmt: skip
-    document = await report_json(database, monkeypatch, capsys)
+    conn: asyncpg.Connection, report_env: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    document = await report_json(capsys)
 
     assert document["totals"] == {
         "total_sessions": 7,
@@ -377,23 +383,21 @@ async def test_report_json_equals_the_views(
 
 
 async def test_dead_letters_refused_by_kafka_are_counted_apart(
-    conn: asyncpg.Connection, database: Any, monkeypatch: pytest.MonkeyPatch,
-    capsys: pytest.CaptureFixture[str],
-) -> None:  # fmt: skip
+    conn: asyncpg.Connection, report_env: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
     await conn.execute(
         "UPDATE dead_letters SET relay_attempts = 2, created_at = now() - interval '2 hours'"
         " WHERE reason = 'schema'"
     )
-    pending = (await report_json(database, monkeypatch, capsys))["dead_letters_pending"]
+    pending = (await report_json(capsys))["dead_letters_pending"]
     assert (pending["pending"], pending["refused"]) == (2, 1)
     assert 7200 <= pending["oldest_age_seconds"] < 7800
 
 
 async def test_report_json_shape_and_money_as_exact_strings(
-    conn: asyncpg.Connection, database: Any, monkeypatch: pytest.MonkeyPatch,
-    capsys: pytest.CaptureFixture[str],
-) -> None:  # fmt: skip
-    document = await report_json(database, monkeypatch, capsys)
+    report_env: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    document = await report_json(capsys)
     assert list(document) == [
         "generated_at", "active_after_minutes", "totals", "sessions",
         "latest_finished_sessions", "funnel", "top_pages", "hourly_traffic",
@@ -438,12 +442,9 @@ async def test_report_json_shape_and_money_as_exact_strings(
 
 
 async def test_report_renders_charts_and_tables(
-    conn: asyncpg.Connection, database: Any, monkeypatch: pytest.MonkeyPatch,
-    capsys: pytest.CaptureFixture[str],
-) -> None:  # fmt: skip
-    for name, value in database.env.items():
-        monkeypatch.setenv(name, value)
-    monkeypatch.setenv("COLUMNS", "160")
+    report_env: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    report_env.setenv("COLUMNS", "160")
     await run(load(ReportSettings), asyncio.Event(), Options())
     out = capsys.readouterr().out
     for title in ("Finished 5 sessions", "Active   2 sessions", "Events/min", "Freshness",
@@ -459,13 +460,8 @@ async def test_report_renders_charts_and_tables(
 
 
 async def test_watch_refreshes_until_stopped(
-    conn: asyncpg.Connection,
-    database: Any,
-    monkeypatch: pytest.MonkeyPatch,
-    capsys: pytest.CaptureFixture[str],
+    report_env: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    for name, value in database.env.items():
-        monkeypatch.setenv(name, value)
     stop = asyncio.Event()
     stop.set()  # Ctrl-C already pressed: one refresh, then a clean return
     await run(load(ReportSettings), stop, Options(json=True, watch_s=3600))
@@ -474,15 +470,10 @@ async def test_watch_refreshes_until_stopped(
 
 
 async def test_watch_fits_the_terminal(
-    conn: asyncpg.Connection,
-    database: Any,
-    monkeypatch: pytest.MonkeyPatch,
-    capsys: pytest.CaptureFixture[str],
+    report_env: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    for name, value in database.env.items():
-        monkeypatch.setenv(name, value)
-    monkeypatch.setenv("COLUMNS", "100")
-    monkeypatch.setenv("LINES", "30")
+    report_env.setenv("COLUMNS", "100")
+    report_env.setenv("LINES", "30")
     stop = asyncio.Event()
     stop.set()
     await run(load(ReportSettings), stop, Options(watch_s=3600))

@@ -36,8 +36,8 @@ import pytest
 from clickstream_devstack.environment import Database, KafkaTopics, service_env
 from clickstream_devstack.servers.jvm.kafka_cluster import KafkaCluster
 from clickstream_devstack.services import Service, ServiceGroup, script_path
-from integration.test_exactly_once import Cluster
-from support.cluster_run import CpuLoad, Stamped, append_rates, longest_gap, read_stamped
+from support.cluster_run import Stamped, append_rates, busy_processes, longest_gap, read_stamped
+from support.fault_cluster import Cluster
 from support.feed import valid_events
 from support.reference import differences, expected_rows, stored_rows
 
@@ -56,7 +56,7 @@ BROKER_SESSION_TIMEOUT_S = 6.0
 @pytest.fixture(params=[0, 2], ids=["quiet", "loaded"])
 def cpu_load(request: pytest.FixtureRequest) -> Iterator[int]:
     """Nothing, or two busy processes beside the test (ended afterwards)."""
-    with CpuLoad(request.param):
+    with busy_processes(request.param):
         yield request.param
 
 

@@ -29,14 +29,21 @@ import asyncpg
 import pytest
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 
-from clickstream_devstack.environment import Database, KafkaTopics, create_topics, service_env
+from clickstream_devstack.environment import Database, KafkaTopics, create_topics
 from clickstream_devstack.servers.jvm.kafka import ApacheKafka
 from clickstream_devstack.services import ServiceGroup
-from clickstream_schema import InvalidEvent, decode, encode
-from integration.test_exactly_once import Cluster, FaultTopic
-from support.dataset import MAX_BYTES, build
-from support.feed import generate, valid_events
-from support.reference import differences, expected_rows, stored_rows
+from clickstream_schema import encode
+from support.dataset import build
+from support.fault_cluster import (
+    HEARTBEAT_INTERVAL_MS,
+    SESSION_TIMEOUT_MS,
+    Cluster,
+    FaultTopic,
+    Message,
+    poison_positions,
+)
+from support.feed import generate, publish, read_back, valid_events
+from support.reference import expected_rows
 
 pytestmark = [pytest.mark.timeout(600)]
 
@@ -45,43 +52,6 @@ PARTITIONS = 6
 #: Transactional rounds: each commits and aborts a batch on every partition.
 ROUNDS = 3
 PER_PARTITION = 20
-#: The replicas' session timeout: a frozen replica is evicted after this.
-SESSION_TIMEOUT_MS = 6000
-HEARTBEAT_INTERVAL_MS = 1000
-
-Record = tuple[int, int, dict[str, bytes], bytes | None, bytes | None]
-
-
-async def read_committed(bootstrap: str, topic: str, partitions: int) -> list[Record]:
-    """Every record a ``read_committed`` consumer sees: (partition, offset, headers, key, value).
-
-    Done per partition once the position reaches the end offset, which for this
-    isolation level is the last stable offset (past markers and aborted records).
-    """
-    consumer = AIOKafkaConsumer(
-        bootstrap_servers=bootstrap,
-        enable_auto_commit=False,
-        auto_offset_reset="earliest",
-        isolation_level="read_committed",
-        fetch_max_wait_ms=100,
-    )
-    await consumer.start()
-    try:
-        tps = [TopicPartition(topic, p) for p in range(partitions)]
-        consumer.assign(tps)
-        await consumer.seek_to_beginning(*tps)
-        ends = await consumer.end_offsets(tps)
-        out: list[Record] = []
-        while any([await consumer.position(tp) < ends[tp] for tp in tps]):
-            batch = await consumer.getmany(timeout_ms=500)
-            for tp, records in batch.items():
-                out.extend(
-                    (tp.partition, r.offset, dict(r.headers or ()), r.key, r.value) for r in records
-                )
-        out.sort(key=lambda m: (m[0], m[1]))
-        return out
-    finally:
-        await consumer.stop()
 
 
 async def end_offsets(bootstrap: str, topic: str, partitions: int) -> dict[int, int]:
@@ -92,24 +62,6 @@ async def end_offsets(bootstrap: str, topic: str, partitions: int) -> dict[int, 
         return {tp.partition: offset for tp, offset in (await consumer.end_offsets(tps)).items()}
     finally:
         await consumer.stop()
-
-
-async def publish_idempotent(
-    bootstrap: str, topic: str, messages: Sequence[tuple[bytes | None, bytes | None]]
-) -> None:
-    producer = AIOKafkaProducer(
-        bootstrap_servers=bootstrap,
-        enable_idempotence=True,
-        acks="all",
-        linger_ms=20,
-        max_batch_size=1 << 20,
-    )
-    await producer.start()
-    try:
-        futures = [await producer.send(topic, key=k, value=v) for k, v in messages]
-        await asyncio.gather(*futures)
-    finally:
-        await producer.stop()
 
 
 async def write_transactions(bootstrap: str, topic: str) -> set[str]:
@@ -154,7 +106,6 @@ async def write_transactions(bootstrap: str, topic: str) -> set[str]:
 class MarkedTopic(FaultTopic):
     """A :class:`FaultTopic` whose ``total`` is the sum of end offsets (markers included)."""
 
-    aborted_sessions: frozenset[str] = frozenset()
     ends: dict[int, int] = field(default_factory=dict)
 
 
@@ -165,22 +116,16 @@ def marked_topic(kafka: ApacheKafka) -> MarkedTopic:
     data = build(EVENTS)
     half = len(data.messages) // 2
 
-    async def fill() -> tuple[set[str], list[Record], dict[int, int]]:
-        await publish_idempotent(kafka.bootstrap, topics.events, data.messages[:half])
+    async def fill() -> tuple[set[str], list[Message], dict[int, int]]:
+        await publish(kafka.bootstrap, topics.events, data.messages[:half], idempotent=True)
         aborted = await write_transactions(kafka.bootstrap, topics.events)
         # Our events last: every partition ends with a plain record, not a marker.
-        await publish_idempotent(kafka.bootstrap, topics.events, data.messages[half:])
-        records = await read_committed(kafka.bootstrap, topics.events, PARTITIONS)
-        return aborted, records, await end_offsets(kafka.bootstrap, topics.events, PARTITIONS)
+        await publish(kafka.bootstrap, topics.events, data.messages[half:], idempotent=True)
+        messages = await read_back(kafka.bootstrap, topics.events, PARTITIONS)  # read_committed
+        return aborted, messages, await end_offsets(kafka.bootstrap, topics.events, PARTITIONS)
 
-    aborted, records, ends = asyncio.run(fill())
-    messages = [(p, o, k, v) for p, o, _h, k, v in records]
-    poison = []
-    for partition, offset, _key, value in messages:
-        try:
-            decode(value, max_bytes=MAX_BYTES)
-        except InvalidEvent:
-            poison.append((partition, offset))
+    aborted, messages, ends = asyncio.run(fill())
+    poison = poison_positions(messages)
     assert len(poison) == len(data.poison) + ROUNDS  # ours and the committed ones, not aborted
     gaps = sum(ends.values()) - len(messages)
     # Each round leaves a commit and an abort marker per partition, and the aborted records.
@@ -196,38 +141,7 @@ def marked_topic(kafka: ApacheKafka) -> MarkedTopic:
 
 
 class RealCluster(Cluster):
-    """The fault suite's cluster, checked with ``read_committed`` readers.
-
-    The aggregator's dead-letter relay is transactional on Apache Kafka: a copy
-    from an aborted relay transaction stays in the log, invisible to
-    ``read_committed`` consumers (and to Connect), so the check reads that way.
-    """
-
-    async def finish(self, fault: FaultTopic, kafka: object) -> None:
-        assert isinstance(fault, MarkedTopic)
-        assert isinstance(kafka, ApacheKafka)
-        await self.wait_applied(fault.total)
-        deadline = asyncio.get_running_loop().time() + 60
-        while await self.query("SELECT count(*) FROM dead_letters WHERE relayed_at IS NULL"):
-            assert asyncio.get_running_loop().time() < deadline, "dead letters not relayed"
-            await asyncio.sleep(0.2)
-        for name in list(self.replicas):
-            assert self.stop(name) == 0, f"{name} did not exit cleanly"
-
-        stored = await stored_rows(self.database.dsn)
-        assert differences(fault.reference, stored) == []
-        assert len(stored) == len(fault.reference)
-        assert fault.aborted_sessions.isdisjoint(stored)
-
-        copies = await read_committed(kafka.bootstrap, self.topics.dlq, self.topics.partitions)
-        positions = [
-            (int(h["__connect.errors.partition"]), int(h["__connect.errors.offset"]))
-            for _p, _o, h, _k, _v in copies
-        ]
-        assert sorted(positions) == sorted(fault.poison)  # each exactly once
-        assert {h["__connect.errors.topic"] for _p, _o, h, _k, _v in copies} == {
-            fault.topic.encode()
-        }
+    """The fault suite's cluster, with what the zombie scenario asks of PostgreSQL."""
 
     async def end_transactions_of(self, conn: asyncpg.Connection, name: str) -> int:
         """Terminate replica ``name``'s sessions inside a transaction or a query (it is
@@ -287,23 +201,15 @@ def takeover_offsets(cluster: RealCluster, partitions: Sequence[int], after: str
 def cluster(
     kafka: ApacheKafka, marked_topic: MarkedTopic, database: Database, services: ServiceGroup
 ) -> RealCluster:
-    mine = KafkaTopics.unique(prefix="real-faults-run", partitions=PARTITIONS)
-    create_topics(kafka, mine)
-    topics = KafkaTopics(
-        events=marked_topic.topic, dlq=mine.dlq, group=mine.group, partitions=PARTITIONS
-    )
-    env = service_env(
+    return RealCluster.on(
         kafka,
-        topics,
+        marked_topic,
         database,
-        AGGREGATOR_MAX_MESSAGE_BYTES=MAX_BYTES,
-        KAFKA_SESSION_TIMEOUT_MS=SESSION_TIMEOUT_MS,
-        KAFKA_HEARTBEAT_INTERVAL_MS=HEARTBEAT_INTERVAL_MS,
-        AGGREGATOR_RETRY_MAX_S=2,
-        AGGREGATOR_BATCH_MAX_RECORDS=2000,
-        LOG_LEVEL="info",
+        services,
+        partitions=PARTITIONS,
+        prefix="real-faults-run",
+        batch_max_records=2000,
     )
-    return RealCluster(services, env, database, topics)
 
 
 async def test_three_replicas_step_over_transaction_markers(

@@ -25,7 +25,7 @@ from clickstream_devstack.environment import Database, KafkaTopics, service_env
 from clickstream_devstack.servers.jvm import kafka_tools
 from clickstream_devstack.servers.jvm.kafka_cluster import KafkaCluster
 from clickstream_devstack.services import ServiceGroup, script_path
-from integration.test_exactly_once import Cluster
+from support.fault_cluster import Cluster
 from support.feed import as_messages, generate, publish
 
 pytestmark = [pytest.mark.timeout(300)]

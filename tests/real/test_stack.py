@@ -11,10 +11,8 @@ from __future__ import annotations
 import asyncio
 import json
 import shlex
-import shutil
 import signal
 import subprocess
-import tempfile
 import time
 import urllib.request
 from collections.abc import Iterator
@@ -27,19 +25,16 @@ import pytest
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 
 from clickstream_devstack.services import script_path
+from support.private_dirs import private_dir
 
 START_TIMEOUT_S = 300.0
 
 
 @pytest.fixture
 def stack_dir(java_available: None) -> Iterator[Path]:
-    # Not under pytest's basetemp: OpenSearch and PostgreSQL run as other accounts
-    # when we are root, and must traverse every ancestor.
-    root = Path(tempfile.mkdtemp(prefix="clickstream-stack-"))
-    try:
+    # Not under pytest's basetemp: OpenSearch and PostgreSQL run as other accounts.
+    with private_dir("clickstream-stack-") as root:
         yield root / "stack"
-    finally:
-        shutil.rmtree(root, ignore_errors=True)
 
 
 def _exports(env_file: Path) -> dict[str, str]:

@@ -10,6 +10,7 @@ from collections.abc import AsyncIterator, Mapping
 import asyncpg
 
 from clickstream_aggregator.main import run
+from clickstream_aggregator.migrate import migrate
 from clickstream_aggregator.settings import AggregatorSettings
 
 
@@ -86,6 +87,25 @@ async def wait_relayed(
         if time.monotonic() > deadline:
             raise AssertionError(f"{pending} dead letters not relayed after {timeout}s")
         await asyncio.sleep(0.2)
+
+
+@contextlib.asynccontextmanager
+async def claimed_pool(dsn: str, group: str, topic: str) -> AsyncIterator[asyncpg.Pool]:
+    """A pool on a migrated database where ``group`` owns ``topic``'s partition 0 at
+    epoch 1, as a replica's claim leaves it: a batch transaction can commit there."""
+    pool = await asyncpg.create_pool(dsn, min_size=1, max_size=2)
+    try:
+        async with pool.acquire() as conn:
+            await migrate(conn)
+            await conn.execute(
+                "INSERT INTO consumer_offsets (group_id, topic, partition, next_offset, epoch) "
+                "VALUES ($1, $2, 0, 0, 1)",
+                group,
+                topic,
+            )
+        yield pool
+    finally:
+        await pool.close()
 
 
 @contextlib.asynccontextmanager

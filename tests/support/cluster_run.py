@@ -4,24 +4,22 @@
   (the scenario topics use ``LogAppendTime``: the moment the leader appended it),
   from which :func:`append_rates` and :func:`longest_gap` tell how the producer
   fared around a fault, partition by partition, without trusting its own clock.
-* :class:`CpuLoad` runs busy Python processes beside a test, as a loaded host
+* :func:`busy_processes` runs busy Python processes beside a test, as a loaded host
   would, and ends them.
 """
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 import subprocess
 import sys
 from collections import Counter
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
-from types import TracebackType
-from typing import Self
-
-from aiokafka import AIOKafkaConsumer, TopicPartition
 
 from clickstream_devstack.servers import processes
+from support.topic_reader import read_topic
 
 #: ``ConsumerRecord.timestamp_type`` of a broker-set timestamp (0 is CreateTime).
 LOG_APPEND_TIME = 1
@@ -37,32 +35,14 @@ class Stamped:
 
 
 async def read_stamped(bootstrap: str, topic: str, partitions: int) -> list[Stamped]:
-    """Every record of ``topic``, in (partition, offset) order, up to the end offsets
-    read at the start (the topic is no longer written to)."""
-    consumer = AIOKafkaConsumer(
-        bootstrap_servers=bootstrap.split(","),
-        enable_auto_commit=False,
-        auto_offset_reset="earliest",
-        fetch_max_wait_ms=100,
-    )
-    await consumer.start()
-    try:
-        tps = [TopicPartition(topic, p) for p in range(partitions)]
-        consumer.assign(tps)
-        await consumer.seek_to_beginning(*tps)
-        ends = await consumer.end_offsets(tps)
-        out: list[Stamped] = []
-        while any([await consumer.position(tp) < ends[tp] for tp in tps]):
-            batch = await consumer.getmany(timeout_ms=500)
-            for tp, records in batch.items():
-                for r in records:
-                    if r.timestamp_type != LOG_APPEND_TIME:
-                        raise AssertionError(f"{topic} is not LogAppendTime: {r}")
-                    out.append(Stamped(tp.partition, r.offset, r.timestamp, r.key, r.value))
-        out.sort(key=lambda s: (s.partition, s.offset))
-        return out
-    finally:
-        await consumer.stop()
+    """Every record of ``topic`` (``read_uncommitted``), in (partition, offset) order;
+    the topic is no longer written to."""
+    stamped = []
+    for r in await read_topic(bootstrap, topic, partitions, isolation="read_uncommitted"):
+        if r.timestamp_type != LOG_APPEND_TIME:
+            raise AssertionError(f"{topic} is not LogAppendTime: {r}")
+        stamped.append(Stamped(r.partition, r.offset, r.timestamp_ms, r.key, r.value))
+    return stamped
 
 
 def append_rates(
@@ -89,26 +69,16 @@ def longest_gap(records: Sequence[Stamped], partitions: Iterable[int]) -> tuple[
     return gap / 1000, at
 
 
-class CpuLoad:
+@contextlib.contextmanager
+def busy_processes(workers: int) -> Iterator[None]:
     """``workers`` busy processes (``while True: pass``) for the length of a ``with``."""
-
-    def __init__(self, workers: int) -> None:
-        self.workers = workers
-        self._children: list[subprocess.Popen[bytes]] = []
-
-    def __enter__(self) -> Self:
-        for _ in range(self.workers):
-            self._children.append(
+    children: list[subprocess.Popen[bytes]] = []
+    try:
+        for _ in range(workers):
+            children.append(
                 subprocess.Popen([sys.executable, "-c", "while True: pass"], start_new_session=True)
             )
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        traceback: TracebackType | None,
-    ) -> None:
-        for child in self._children:
+        yield
+    finally:
+        for child in children:
             processes.kill(child)
-        self._children.clear()

@@ -6,10 +6,11 @@ import asyncio
 from collections.abc import Sequence
 from datetime import UTC, datetime
 
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+from aiokafka import AIOKafkaProducer
 
 from clickstream_producer.generator import EventGenerator
 from clickstream_schema import ClickEvent, InvalidEvent, decode, encode
+from support.topic_reader import read_topic
 
 START = datetime(2026, 11, 1, 9, 0, tzinfo=UTC)
 
@@ -28,9 +29,17 @@ def as_messages(events: Sequence[ClickEvent]) -> list[Message]:
     return [encode(e) for e in events]
 
 
-async def publish(bootstrap: str, topic: str, messages: Sequence[Message]) -> None:
+async def publish(
+    bootstrap: str, topic: str, messages: Sequence[Message], *, idempotent: bool = False
+) -> None:
+    """Send ``messages`` (``acks=all``) and wait for every acknowledgement; ``idempotent``
+    as production writes to Apache Kafka (a broker without idempotence refuses it)."""
     producer = AIOKafkaProducer(
-        bootstrap_servers=bootstrap, linger_ms=20, max_batch_size=1 << 20, acks="all"
+        bootstrap_servers=bootstrap,
+        enable_idempotence=idempotent,
+        linger_ms=20,
+        max_batch_size=1 << 20,
+        acks="all",
     )
     await producer.start()
     try:
@@ -43,35 +52,13 @@ async def publish(bootstrap: str, topic: str, messages: Sequence[Message]) -> No
 async def read_back(
     bootstrap: str, topic: str, partitions: int
 ) -> list[tuple[int, int, bytes | None, bytes | None]]:
-    """Every message as (partition, offset, key, value), partition by partition in offset order."""
-    consumer = AIOKafkaConsumer(
-        bootstrap_servers=bootstrap,
-        enable_auto_commit=False,
-        auto_offset_reset="earliest",
-        fetch_max_wait_ms=100,
-        # Copies of aborted transactions (the relay's, where the broker has them) are not there.
-        isolation_level="read_committed",
-    )
-    await consumer.start()
-    try:
-        tps = [TopicPartition(topic, p) for p in range(partitions)]
-        consumer.assign(tps)
-        await consumer.seek_to_beginning(*tps)
-        out: list[tuple[int, int, bytes | None, bytes | None]] = []
-        done: set[TopicPartition] = set()
-        while len(done) < len(tps):
-            batch = await consumer.getmany(timeout_ms=500)
-            for tp, records in batch.items():
-                out.extend((tp.partition, r.offset, r.key, r.value) for r in records)
-            for tp in tps:
-                # Tansu under-reports end_offsets(); the fetch high-watermark is exact.
-                high = consumer.highwater(tp)
-                if high is not None and await consumer.position(tp) >= high:
-                    done.add(tp)
-        out.sort(key=lambda m: (m[0], m[1]))
-        return out
-    finally:
-        await consumer.stop()
+    """Every message as (partition, offset, key, value), partition by partition in offset
+    order (``read_committed``: copies of aborted transactions, where the broker has them,
+    are not there)."""
+    return [
+        (r.partition, r.offset, r.key, r.value)
+        for r in await read_topic(bootstrap, topic, partitions)
+    ]
 
 
 def valid_events(
@@ -90,36 +77,11 @@ async def read_all(
     bootstrap: str, topic: str, partitions: int
 ) -> list[tuple[int, int, dict[str, bytes], bytes | None, bytes | None]]:
     """Every committed message of a topic with its headers: (partition, offset, headers, key,
-    value).
+    value), in (partition, offset) order.
 
     Read ``read_committed``, as the dead-letter topic's contract asks its readers to:
     a relay round Kafka refused part of is aborted as a whole and sent again, so the
     log keeps copies of aborted rounds that a ``read_uncommitted`` reader would see.
     """
-    consumer = AIOKafkaConsumer(
-        bootstrap_servers=bootstrap,
-        enable_auto_commit=False,
-        auto_offset_reset="earliest",
-        fetch_max_wait_ms=100,
-        isolation_level="read_committed",
-    )
-    await consumer.start()
-    try:
-        tps = [TopicPartition(topic, p) for p in range(partitions)]
-        consumer.assign(tps)
-        await consumer.seek_to_beginning(*tps)
-        out: list[tuple[int, int, dict[str, bytes], bytes | None, bytes | None]] = []
-        done: set[TopicPartition] = set()
-        while len(done) < len(tps):
-            batch = await consumer.getmany(timeout_ms=500)
-            for tp, records in batch.items():
-                out.extend(
-                    (tp.partition, r.offset, dict(r.headers or ()), r.key, r.value) for r in records
-                )
-            for tp in tps:
-                high = consumer.highwater(tp)
-                if high is not None and await consumer.position(tp) >= high:
-                    done.add(tp)
-        return out
-    finally:
-        await consumer.stop()
+    records = await read_topic(bootstrap, topic, partitions)
+    return [(r.partition, r.offset, r.headers, r.key, r.value) for r in records]

@@ -8,9 +8,10 @@ metadata, then the group coordinator) goes through TLS here.
 It runs on its own event loop in a background thread, so synchronous fixtures
 and async tests (on their own loop) can use it alike::
 
-    with TlsProxy(files.server_context(), upstream=("127.0.0.1", broker_port)) as proxy:
-        ...  # clients connect to proxy.address
+    proxy = TlsProxy(files.server_context(), upstream=("127.0.0.1", broker_port)).start()
+    ...  # clients connect to proxy.address
     proxy.refusals  # why each refused client was refused
+    proxy.stop()
 """
 
 from __future__ import annotations
@@ -21,7 +22,6 @@ import socket
 import ssl
 import threading
 from collections.abc import Coroutine
-from types import TracebackType
 from typing import Any, Self
 
 from clickstream_devstack.servers.ports import LOOPBACK
@@ -118,17 +118,6 @@ class TlsProxy:
             self._call(self._close())
         finally:
             self._shutdown_loop()
-
-    def __enter__(self) -> Self:
-        return self.start()
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        traceback: TracebackType | None,
-    ) -> None:
-        self.stop()
 
     def _call(self, coroutine: Coroutine[Any, Any, None]) -> None:
         assert self._loop is not None

@@ -10,7 +10,6 @@ import io
 import json
 import logging
 import sys
-import threading
 import time
 import warnings
 from collections.abc import Iterator
@@ -23,6 +22,7 @@ from pydantic import SecretStr
 from clickstream_runtime import logs
 from clickstream_runtime.log_repeats import CollapsingHandler, RepeatCollapser
 from clickstream_runtime.settings import PostgresSettings
+from support.logging_state import restored_logging
 
 SECRET = "s3cr3t-Pa55-xyz"
 MASK = "**********"
@@ -31,22 +31,8 @@ MASK = "**********"
 @pytest.fixture(autouse=True)
 def _restore_logging() -> Iterator[None]:
     """``configure`` changes process-wide state: put it back for the other tests."""
-    config = structlog.get_config()
-    context = structlog.contextvars.get_contextvars()
-    root = logging.getLogger()
-    handlers, level = root.handlers[:], root.level
-    hooks = (sys.excepthook, threading.excepthook, sys.unraisablehook)
-    yield
-    sys.excepthook, threading.excepthook, sys.unraisablehook = hooks
-    logging.captureWarnings(False)
-    for handler in root.handlers:
-        if handler not in handlers:
-            handler.close()
-    structlog.configure(**config)
-    structlog.contextvars.clear_contextvars()
-    structlog.contextvars.bind_contextvars(**context)
-    root.handlers[:] = handlers
-    root.setLevel(level)
+    with restored_logging():
+        yield
 
 
 def _lines(err: str) -> list[dict[str, Any]]:

@@ -11,7 +11,6 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-import structlog
 from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.errors import KafkaError
 
@@ -19,6 +18,7 @@ from clickstream_devstack.environment import KafkaTopics, create_topics
 from clickstream_devstack.servers.broker import EmbeddedKafka
 from clickstream_runtime import logs
 from clickstream_runtime.entrypoint import bounded
+from support.logging_state import restored_logging
 
 INTERVAL_S = 1.0
 OBSERVED_S = 4.0
@@ -26,17 +26,9 @@ OBSERVED_S = 4.0
 
 @pytest.fixture(autouse=True)
 def _restore_logging() -> Iterator[None]:
-    config = structlog.get_config()
-    root = logging.getLogger()
-    handlers, level = root.handlers[:], root.level
-    yield
-    structlog.configure(**config)
-    for handler in root.handlers:
-        if handler not in handlers:
-            handler.close()
-    root.handlers[:] = handlers
-    root.setLevel(level)
-    logging.captureWarnings(False)
+    """``configure`` changes process-wide state: put it back for the other tests."""
+    with restored_logging():
+        yield
 
 
 class Counting(logging.Handler):

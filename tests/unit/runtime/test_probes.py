@@ -4,13 +4,11 @@ from __future__ import annotations
 
 import asyncio
 import json
-import logging
 import time
 from collections.abc import AsyncIterator, Callable, Iterator
 from typing import Any
 
 import pytest
-import structlog
 
 from clickstream_runtime import logs
 from clickstream_runtime.health import Readiness
@@ -21,20 +19,14 @@ from clickstream_runtime.probes import (
     keep_probing,
     postgres_probe,
 )
+from support.logging_state import restored_logging
 
 
 @pytest.fixture(autouse=True)
 def _restore_logging() -> Iterator[None]:
-    config = structlog.get_config()
-    context = structlog.contextvars.get_contextvars()
-    root = logging.getLogger()
-    handlers, level = root.handlers[:], root.level
-    yield
-    structlog.configure(**config)
-    structlog.contextvars.clear_contextvars()
-    structlog.contextvars.bind_contextvars(**context)
-    root.handlers[:] = handlers
-    root.setLevel(level)
+    """``configure`` changes process-wide state: put it back for the other tests."""
+    with restored_logging():
+        yield
 
 
 class Switch:
