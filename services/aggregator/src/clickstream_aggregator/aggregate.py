@@ -32,8 +32,10 @@ from clickstream_schema import UNKNOWN_DEVICE, EventType
 from clickstream_schema.fast_decode import DecodedEvent
 
 _ZERO = Decimal("0.00")
-#: Readers of the event fields whose distinct values the sets keep, in DISTINCT_SETS order.
-_SET_FIELDS: Final = tuple(attrgetter(field) for _, field in DISTINCT_SETS)
+#: The event fields whose distinct values the sets keep, in DISTINCT_SETS order.
+_SET_FIELDS: Final = tuple(field for _, field in DISTINCT_SETS)
+#: Reads them all in one call (a tuple, even of one field).
+_read_set_fields: Final = attrgetter(*_SET_FIELDS, *_SET_FIELDS[:1])
 
 
 def _no_sets() -> tuple[set[str], ...]:
@@ -98,8 +100,9 @@ class SessionAggregate:
         # Keyed by the member, which is its value (a StrEnum): no lookup of .value per event.
         counts = self.type_counts
         counts[kind] = counts.get(kind, 0) + 1
-        for values, read in zip(self.sets, _SET_FIELDS):  # noqa: B905 (same length)
-            if (value := read(event)) is not None:
+        # zip stops at the sets: the field read twice (see _read_set_fields) is left out.
+        for values, value in zip(self.sets, _read_set_fields(event)):  # noqa: B905
+            if value is not None:
                 values.add(value)
         query = event.search_query
         if query is not None and len(self.search_queries) < MAX_SEARCH_QUERIES:
