@@ -36,13 +36,11 @@ class KafkaConnect(JvmServer):
         work_dir: Path,
         kafka: ApacheKafka,
         *,
-        plugin_path: Sequence[Path] = (),
         settings: Mapping[str, object] | None = None,
         start_timeout: float = 120.0,
     ) -> None:
         super().__init__(work_dir, start_timeout=start_timeout)
         self.kafka = kafka
-        self.plugin_path = [Path(p).absolute() for p in plugin_path]
         self.settings = dict(settings or {})
 
     @property
@@ -62,7 +60,7 @@ class KafkaConnect(JvmServer):
             "listeners": f"http://{self.host}:{ports['rest']}",
             "rest.advertised.host.name": self.host,
             "rest.advertised.port": ports["rest"],
-            "plugin.path": ",".join(str(p) for p in [plugins, *self.plugin_path]),
+            "plugin.path": plugins,
             "key.converter": "org.apache.kafka.connect.json.JsonConverter",
             "value.converter": "org.apache.kafka.connect.json.JsonConverter",
             "key.converter.schemas.enable": "false",

@@ -130,11 +130,6 @@ class ApacheKafka(JvmServer):
         context.load_cert_chain(str(client_cert), str(client_key))
         return kafka_probe.client_options(self.ssl_bootstrap, context)
 
-    @property
-    def env(self) -> dict[str, str]:
-        """KAFKA_* variables of a service talking to the PLAINTEXT listener."""
-        return {"KAFKA_BOOTSTRAP_SERVERS": self.bootstrap, "KAFKA_SECURITY_PROTOCOL": "PLAINTEXT"}
-
     # -- JvmServer -------------------------------------------------------------
 
     @property
