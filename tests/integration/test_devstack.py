@@ -20,8 +20,7 @@ from aiokafka.admin import AIOKafkaAdminClient
 
 from clickstream_devstack.environment import Database, KafkaTopics, service_env
 from clickstream_devstack.servers.broker import EmbeddedKafka
-from clickstream_devstack.servers.postgres import EmbeddedPostgres
-from clickstream_devstack.servers.postgres_cluster import find_ssl_capable
+from clickstream_devstack.servers.postgres import EmbeddedPostgres, find_ssl_capable
 from clickstream_devstack.servers.processes import ProcessExitedError, wait_until
 from clickstream_devstack.services import ServiceDiedError, ServiceGroup, script_path
 from clickstream_ops.setup.kafka import ensure_topics

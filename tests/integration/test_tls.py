@@ -32,8 +32,7 @@ from clickstream_aggregator.settings import AggregatorSettings
 from clickstream_devstack.environment import Database, KafkaTopics
 from clickstream_devstack.servers.broker import EmbeddedKafka
 from clickstream_devstack.servers.jvm.kafka import ApacheKafka
-from clickstream_devstack.servers.postgres import EmbeddedPostgres
-from clickstream_devstack.servers.postgres_cluster import find_ssl_capable
+from clickstream_devstack.servers.postgres import EmbeddedPostgres, find_ssl_capable
 from clickstream_ops.setup.kafka import ensure_topics
 from clickstream_producer.main import run as run_producer
 from clickstream_producer.settings import ProducerSettings

@@ -24,6 +24,7 @@ from pathlib import Path
 from clickstream_devstack.environment import EVENTS_PARTITIONS, Database, KafkaTopics
 from clickstream_devstack.interrupts import Interrupts
 from clickstream_devstack.servers.broker import EmbeddedKafka
+from clickstream_devstack.servers.child_server import ChildServer
 from clickstream_devstack.servers.jvm import kafka_tools
 from clickstream_devstack.servers.jvm.artifacts import JvmUnavailableError
 from clickstream_devstack.servers.jvm.connect import KafkaConnect
@@ -38,7 +39,6 @@ from clickstream_schema import CONSUMER_GROUP, DLQ_TOPIC, EVENTS_TOPIC
 DATABASE = "clickstream"
 
 Broker = EmbeddedKafka | ApacheKafka | KafkaCluster
-Server = EmbeddedKafka | EmbeddedPostgres | ApacheKafka | KafkaCluster | KafkaConnect | OpenSearch
 
 
 def _parse(argv: list[str] | None) -> argparse.Namespace:
@@ -180,7 +180,7 @@ def main(argv: list[str] | None = None) -> int:
                     opensearch=opensearch,
                 )
             )
-            running: list[Server] = [kafka, postgres]
+            running: list[ChildServer | KafkaCluster] = [kafka, postgres]
             running += [server for server in (connect, opensearch) if server is not None]
             print(f"\n# the stack is up; in another shell:  source {env_file}\n")
             print(env_file.read_text())

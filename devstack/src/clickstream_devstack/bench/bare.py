@@ -17,7 +17,7 @@ import orjson
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
 from clickstream_aggregator.settings import AggregatorSettings
-from clickstream_devstack.bench.errors import BenchError
+from clickstream_devstack.bench import BenchError
 from clickstream_devstack.bench.measure import rate
 
 # The aggregator's defaults, read from its settings model so the two cannot drift.

@@ -25,7 +25,6 @@ import math
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from types import TracebackType
 from typing import Self
 
 import asyncpg
@@ -119,12 +118,7 @@ class WalSampler:
         self._task = asyncio.create_task(self._loop(), name="wal-sampler")
         return self
 
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        traceback: TracebackType | None,
-    ) -> None:
+    async def __aexit__(self, *exc_info: object) -> None:
         assert self._task is not None
         assert self._connection is not None
         self._task.cancel()

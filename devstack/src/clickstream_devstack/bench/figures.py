@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import dataclasses
 import math
+from collections.abc import Mapping, Sequence
+from typing import Any
 
 from clickstream_devstack.bench.bare import BareRun
 from clickstream_devstack.bench.freshness import FreshnessRun
@@ -34,108 +36,69 @@ def producer(runs: list[ProducerRun]) -> Figure:
     )
 
 
+#: One figure of a scenario: key, label, value, unit, target, detail.
+Row = tuple[str, str, float, str, Target | None, str]
+
+
+def _figures(
+    scenario: str,
+    rows: Sequence[Row],
+    data: Mapping[str, dict[str, Any]] | None = None,
+    *,
+    lower_bound: bool = False,
+) -> list[Figure]:
+    """The figures of ``scenario`` from its rows; ``data`` by key."""
+    data = data or {}
+    return [
+        Figure(key, scenario, label, value, unit, target, detail, data=data.get(key, {}),
+               lower_bound=lower_bound)
+        for key, label, value, unit, target, detail in rows
+    ]  # fmt: skip
+
+
 def throughput(
     one: AggregatorRun, bare: BareRun, three: AggregatorRun, durability: str
 ) -> list[Figure]:
-    share = ratio(one.rate, bare.rate)
-    scaling = ratio(three.rate, one.rate)
-    return [
-        Figure(
-            key="aggregator_1_rate",
-            scenario="aggregator",
-            label="1 replica, pre-filled topic",
-            value=one.rate,
-            unit=EPS,
-            target=Target(">=", 50_000),
-            detail=_drain_detail(one),
-            data=_drain_data(one),
-        ),
-        Figure(
-            key="bare_consumer_rate",
-            scenario="aggregator",
-            label="bare consumer (fetch + orjson.loads)",
-            value=bare.rate,
-            unit=EPS,
-            detail="same topic, same run; no validation, nothing written: this machine's ceiling",
-            data={
-                "events": bare.events,
-                "seconds": bare.seconds,
-                "invalid": bare.invalid,
-                "cpu_seconds": bare.cpu_seconds,
-            },
-        ),
-        Figure(
-            key="aggregator_share_of_bare",
-            scenario="aggregator",
-            label="aggregator / bare consumer",
-            value=share,
-            unit="×",
-            target=Target(">=", 0.5),
-        ),
-        *costs(one, bare, durability),
-        Figure(
-            key="aggregator_3_rate",
-            scenario="aggregator",
-            label="3 replicas, same topic",
-            value=three.rate,
-            unit=EPS,
-            target=Target(">=", 0.8 * one.rate, note="0.8 × 1 replica"),
-            detail=_drain_detail(three) + "; " + _costs_detail(three),
-            data=_drain_data(three),
-        ),
-        Figure(
-            key="aggregator_3_over_1",
-            scenario="aggregator",
-            label="3 replicas / 1 replica",
-            value=scaling,
-            unit="×",
-            target=Target(">=", 0.8),
-        ),
-    ]
-
-
-def costs(one: AggregatorRun, bare: BareRun, durability: str) -> list[Figure]:
-    """What one event costs in the 1-replica drain, first to last commit (see ``costs``)."""
     c = one.costs
-    return [
-        Figure(
-            key="aggregator_cpu_us",
-            scenario="aggregator",
-            label="aggregator CPU per event",
-            value=c.aggregator_cpu_us,
-            unit=US,
-            target=Target("<=", 10.0),
-            detail=f"service + decode workers, first → last commit; "
-            f"{c.aggregator_cpu_us_with_startup:,.1f} µs counting start-up",
-        ),
-        Figure(
-            key="bare_consumer_cpu_us",
-            scenario="aggregator",
-            label="bare consumer CPU per event",
-            value=bare.cpu_us,
-            unit=US,
-            detail=f"fetch + orjson.loads; the aggregator spends "
-            f"{ratio(c.aggregator_cpu_us, bare.cpu_us):,.1f}× this",
-        ),
-        Figure(
-            key="postgres_cpu_us",
-            scenario="aggregator",
-            label="PostgreSQL CPU per event",
-            value=c.postgres_cpu_us,
-            unit=US,
-            target=Target("<=", 4.0),
-            detail=f"every server process, same window; {durability}",
-        ),
-        Figure(
-            key="wal_bytes",
-            scenario="aggregator",
-            label="WAL per event",
-            value=c.wal_bytes,
-            unit="B",
-            target=Target("<=", 200.0),
-            detail=f"pg_current_wal_lsn, same window; {durability}",
-        ),
-    ]
+    rows: list[Row] = [
+        ("aggregator_1_rate", "1 replica, pre-filled topic", one.rate, EPS,
+         Target(">=", 50_000), _drain_detail(one)),
+        ("bare_consumer_rate", "bare consumer (fetch + orjson.loads)", bare.rate, EPS, None,
+         "same topic, same run; no validation, nothing written: this machine's ceiling"),
+        ("aggregator_share_of_bare", "aggregator / bare consumer", ratio(one.rate, bare.rate),
+         "×", Target(">=", 0.5), ""),
+        # What one event costs in the 1-replica drain, first to last commit (see ``costs``).
+        ("aggregator_cpu_us", "aggregator CPU per event", c.aggregator_cpu_us, US,
+         Target("<=", 10.0), f"service + decode workers, first → last commit; "
+         f"{c.aggregator_cpu_us_with_startup:,.1f} µs counting start-up"),
+        ("bare_consumer_cpu_us", "bare consumer CPU per event", bare.cpu_us, US, None,
+         f"fetch + orjson.loads; the aggregator spends "
+         f"{ratio(c.aggregator_cpu_us, bare.cpu_us):,.1f}× this"),
+        ("postgres_cpu_us", "PostgreSQL CPU per event", c.postgres_cpu_us, US,
+         Target("<=", 4.0), f"every server process, same window; {durability}"),
+        ("wal_bytes", "WAL per event", c.wal_bytes, "B", Target("<=", 200.0),
+         f"pg_current_wal_lsn, same window; {durability}"),
+        ("aggregator_3_rate", "3 replicas, same topic", three.rate, EPS,
+         Target(">=", 0.8 * one.rate, note="0.8 × 1 replica"),
+         _drain_detail(three) + "; " + _costs_detail(three)),
+        ("aggregator_3_over_1", "3 replicas / 1 replica", ratio(three.rate, one.rate), "×",
+         Target(">=", 0.8), ""),
+    ]  # fmt: skip
+    bare_data = {
+        "events": bare.events,
+        "seconds": bare.seconds,
+        "invalid": bare.invalid,
+        "cpu_seconds": bare.cpu_seconds,
+    }
+    return _figures(
+        "aggregator",
+        rows,
+        {
+            "aggregator_1_rate": _drain_data(one),
+            "bare_consumer_rate": bare_data,
+            "aggregator_3_rate": _drain_data(three),
+        },
+    )
 
 
 def _costs_detail(run: AggregatorRun) -> str:
@@ -171,10 +134,6 @@ def _drain_data(run: AggregatorRun) -> dict[str, float]:
 
 def freshness(run: FreshnessRun, load_rate: int) -> list[Figure]:
     probes = run.probes
-    detail = (
-        f"{probes.sent} probes, {probes.missing} unseen; producer {run.produced_rate:,.0f}/s, "
-        f"aggregator applied {run.applied_rate:,.0f}/s"
-    )
     data = {
         "probes_sent": probes.sent,
         "probes_missing": probes.missing,
@@ -184,78 +143,50 @@ def freshness(run: FreshnessRun, load_rate: int) -> list[Figure]:
         "delays_ms": probes.delays_ms,
         "unseen_delays_at_least_ms": probes.censored_ms,
     }
-    scenario = f"freshness @ {load_rate:,}/s"
-    return [
-        Figure(
-            key="freshness_p50_ms",
-            scenario=scenario,
-            label="produced → session row, p50",
-            value=run.p50_ms,
-            unit="ms",
-            detail=detail,
-            data=data,
-            lower_bound=bool(probes.missing),
-        ),
-        Figure(
-            key="freshness_p99_ms",
-            scenario=scenario,
-            label="produced → session row, p99",
-            value=run.p99_ms,
-            unit="ms",
-            target=Target("<=", 1000.0),
-            detail=f"max {run.max_ms:,.0f} ms"
-            + ("; unseen probes count with their delay so far" if probes.missing else ""),
-            lower_bound=bool(probes.missing),
-        ),
-    ]
+    rows: list[Row] = [
+        ("freshness_p50_ms", "produced → session row, p50", run.p50_ms, "ms", None,
+         f"{probes.sent} probes, {probes.missing} unseen; producer {run.produced_rate:,.0f}/s, "
+         f"aggregator applied {run.applied_rate:,.0f}/s"),
+        ("freshness_p99_ms", "produced → session row, p99", run.p99_ms, "ms",
+         Target("<=", 1000.0), f"max {run.max_ms:,.0f} ms"
+         + ("; unseen probes count with their delay so far" if probes.missing else "")),
+    ]  # fmt: skip
+    return _figures(
+        f"freshness @ {load_rate:,}/s",
+        rows,
+        {"freshness_p50_ms": data},
+        lower_bound=bool(probes.missing),
+    )
 
 
 def memory(one: AggregatorRun | None, low: AggregatorRun, high: AggregatorRun) -> list[Figure]:
     """The memory figures; ``one`` (the 1-replica throughput run) is absent with ``--only``."""
     growth = ratio(high.peak_rss_mb, low.peak_rss_mb)
-    peak = []
+    limit = Target("<", RSS_LIMIT_MB)
+    rows: list[Row] = [] if one is None else [
+        ("aggregator_peak_rss_mb", "peak RSS, 1-replica run", one.peak_rss_mb, "MB", limit,
+         f"{one.sessions:,} sessions (producer traffic)"),
+    ]  # fmt: skip
+    rows += [
+        (key, f"peak RSS, {run.sessions:,} sessions", run.peak_rss_mb, "MB", limit,
+         f"{run.total:,} events; peak in 1st half {run.rss_halves_mb[0]:,.0f} MB, "
+         f"2nd half {run.rss_halves_mb[1]:,.0f} MB")
+        for key, run in (("aggregator_rss_low_sessions_mb", low),
+                         ("aggregator_rss_high_sessions_mb", high))
+    ]  # fmt: skip
+    rows.append(
+        ("aggregator_rss_growth", f"peak RSS growth, {_fold(low.sessions, high.sessions)} sessions",
+         growth, "×", Target("<=", RSS_GROWTH_LIMIT),
+         "" if math.isnan(growth) else f"{high.peak_rss_mb - low.peak_rss_mb:+.1f} MB")
+    )  # fmt: skip
+    data: dict[str, dict[str, Any]] = {
+        "aggregator_rss_low_sessions_mb": _drain_data(low),
+        "aggregator_rss_high_sessions_mb": _drain_data(high),
+    }
     if one is not None:
-        peak.append(
-            Figure(
-                key="aggregator_peak_rss_mb",
-                scenario="aggregator memory",
-                label="peak RSS, 1-replica run",
-                value=one.peak_rss_mb,
-                unit="MB",
-                target=Target("<", RSS_LIMIT_MB),
-                detail=f"{one.sessions:,} sessions (producer traffic)",
-                data={"rss_halves_mb": list(one.rss_halves_mb)},
-            )
-        )
-    return [
-        *peak,
-        _rss("aggregator_rss_low_sessions_mb", low),
-        _rss("aggregator_rss_high_sessions_mb", high),
-        Figure(
-            key="aggregator_rss_growth",
-            scenario="aggregator memory",
-            label=f"peak RSS growth, {_fold(low.sessions, high.sessions)} sessions",
-            value=growth,
-            unit="×",
-            target=Target("<=", RSS_GROWTH_LIMIT),
-            detail="" if math.isnan(growth) else f"{high.peak_rss_mb - low.peak_rss_mb:+.1f} MB",
-        ),
-    ]
+        data["aggregator_peak_rss_mb"] = {"rss_halves_mb": list(one.rss_halves_mb)}
+    return _figures("aggregator memory", rows, data)
 
 
 def _fold(low: int, high: int) -> str:
     return f"×{high / low:.3g}" if low else "more"
-
-
-def _rss(key: str, run: AggregatorRun) -> Figure:
-    return Figure(
-        key=key,
-        scenario="aggregator memory",
-        label=f"peak RSS, {run.sessions:,} sessions",
-        value=run.peak_rss_mb,
-        unit="MB",
-        target=Target("<", RSS_LIMIT_MB),
-        detail=f"{run.total:,} events; peak in 1st half {run.rss_halves_mb[0]:,.0f} MB, "
-        f"2nd half {run.rss_halves_mb[1]:,.0f} MB",
-        data=_drain_data(run),
-    )

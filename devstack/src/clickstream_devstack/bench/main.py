@@ -21,9 +21,8 @@ import structlog
 import uvloop
 from rich.console import Console
 
-from clickstream_devstack.bench import figures
+from clickstream_devstack.bench import BenchError, figures
 from clickstream_devstack.bench.bare import read_and_parse
-from clickstream_devstack.bench.errors import BenchError
 from clickstream_devstack.bench.fill import fill
 from clickstream_devstack.bench.freshness import run_freshness
 from clickstream_devstack.bench.options import FULL, QUICK, BenchOptions

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 
 @dataclass(frozen=True)
@@ -41,17 +41,15 @@ FULL = BenchOptions(
     timeout=1_200.0,
 )
 
-QUICK = BenchOptions(
+QUICK = replace(
+    FULL,
     mode="quick",
     events=100_000,
     producer_runs=1,
-    users=10_000,
-    freshness_rate=5_000,
     freshness_seconds=10.0,
     freshness_warmup=2.0,
     probe_grace=3.0,
     rss_events=50_000,
     rss_sessions=(5_000, 50_000),
-    seed=42,
     timeout=300.0,
 )

@@ -24,6 +24,8 @@ from aiokafka import AIOKafkaProducer
 
 from clickstream_schema import ClickEvent, DeviceType, EventType, encode
 
+#: How often the database is asked which outstanding probes have arrived.
+_POLL_INTERVAL_S = 0.02
 _VISIBLE = "SELECT session_id FROM session_metrics WHERE session_id = ANY($1::text[])"
 
 
@@ -63,14 +65,12 @@ class Prober:
         dsn: str,
         *,
         interval: float = 0.1,
-        poll_interval: float = 0.02,
         grace: float = 10.0,
     ) -> None:
         self._client_options = client_options
         self._topic = topic
         self._dsn = dsn
         self._interval = interval
-        self._poll_interval = poll_interval
         self._grace = grace
         self._pending: dict[str, float] = {}
         self._result = ProbeRun()
@@ -123,4 +123,4 @@ class Prober:
                     sent = self._pending.pop(row["session_id"], None)
                     if sent is not None:
                         self._result.delays_ms.append((now - sent) * 1000)
-            await asyncio.sleep(self._poll_interval)
+            await asyncio.sleep(_POLL_INTERVAL_S)

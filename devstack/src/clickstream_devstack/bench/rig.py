@@ -17,7 +17,7 @@ from typing import Any, Literal
 import asyncpg
 import structlog
 
-from clickstream_devstack.bench.errors import BenchError
+from clickstream_devstack.bench import BenchError
 from clickstream_devstack.environment import (
     EVENTS_PARTITIONS,
     Database,

@@ -9,7 +9,6 @@ sample is (:meth:`sample`) and whether one more is taken on leaving
 from __future__ import annotations
 
 import threading
-from types import TracebackType
 from typing import ClassVar, Self
 
 
@@ -36,12 +35,7 @@ class ThreadSampler:
         self._thread.start()
         return self
 
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        traceback: TracebackType | None,
-    ) -> None:
+    def __exit__(self, *exc_info: object) -> None:
         self._stop.set()
         self._thread.join(timeout=5)
         if self.sample_on_exit:

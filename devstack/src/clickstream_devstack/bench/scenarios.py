@@ -14,9 +14,8 @@ from dataclasses import dataclass
 import asyncpg
 import structlog
 
-from clickstream_devstack.bench import servicelog
+from clickstream_devstack.bench import BenchError, servicelog
 from clickstream_devstack.bench.costs import Costs, CpuSampler, WalSampler
-from clickstream_devstack.bench.errors import BenchError
 from clickstream_devstack.bench.measure import RssSampler, rate
 from clickstream_devstack.bench.rig import Rig
 from clickstream_devstack.bench.services import wait_caught_up, wait_exit

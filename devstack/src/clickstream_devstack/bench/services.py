@@ -11,7 +11,7 @@ import time
 
 import asyncpg
 
-from clickstream_devstack.bench.errors import BenchError
+from clickstream_devstack.bench import BenchError
 from clickstream_devstack.bench.rig import committed
 from clickstream_devstack.environment import KafkaTopics
 from clickstream_devstack.services import Service, ServiceGroup

@@ -24,7 +24,6 @@ import time
 from collections import deque
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
-from types import TracebackType
 from typing import Self
 
 import asyncpg
@@ -111,12 +110,7 @@ class PipelineProgress:
         self._connection = await asyncpg.connect(self._dsn)
         return self
 
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        traceback: TracebackType | None,
-    ) -> None:
+    async def __aexit__(self, *exc_info: object) -> None:
         if self._drain is not None:
             self._drain.cancel()
             with contextlib.suppress(asyncio.CancelledError):

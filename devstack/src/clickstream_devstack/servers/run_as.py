@@ -1,4 +1,4 @@
-"""Running PostgreSQL when we are root, as in CI and in containers.
+"""Running a server (PostgreSQL, OpenSearch) when we are root, as in CI and in containers.
 
 PostgreSQL refuses to run as root, so a root launcher hands the data directory
 to an unprivileged system account and starts the server as that account. The

@@ -2,5 +2,5 @@
 
 Their artifacts come from Maven Central through ``devstack/maven/pom.xml`` into
 ``.cache/jvm/`` (:mod:`.artifacts`); each runs as a child process through
-:mod:`.server`, the same way the embedded servers do.
+:class:`~clickstream_devstack.servers.child_server.ChildServer`, as the embedded servers do.
 """

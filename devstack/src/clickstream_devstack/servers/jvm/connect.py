@@ -15,9 +15,10 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+from clickstream_devstack.servers.child_server import ChildServer
 from clickstream_devstack.servers.jvm.kafka import ApacheKafka, classpath, jvm_options
+from clickstream_devstack.servers.jvm.properties import java_properties
 from clickstream_devstack.servers.jvm.rest import RestError, call
-from clickstream_devstack.servers.jvm.server import JvmServer, java_properties
 
 _STARTED = "Kafka Connect started"
 
@@ -26,7 +27,7 @@ class ConnectRestError(RestError):
     """The REST API answered with an error status."""
 
 
-class KafkaConnect(JvmServer):
+class KafkaConnect(ChildServer):
     """A standalone Connect worker against ``kafka``; its log is ``<work_dir>/connect.log``."""
 
     name = "connect"
@@ -36,13 +37,11 @@ class KafkaConnect(JvmServer):
         work_dir: Path,
         kafka: ApacheKafka,
         *,
-        plugin_path: Sequence[Path] = (),
         settings: Mapping[str, object] | None = None,
         start_timeout: float = 120.0,
     ) -> None:
         super().__init__(work_dir, start_timeout=start_timeout)
         self.kafka = kafka
-        self.plugin_path = [Path(p).absolute() for p in plugin_path]
         self.settings = dict(settings or {})
 
     @property
@@ -52,7 +51,7 @@ class KafkaConnect(JvmServer):
     @property
     def url(self) -> str:
         """The REST API, e.g. ``http://127.0.0.1:8083``."""
-        return f"http://{self.host}:{self.port('rest')}"
+        return f"http://{self.host}:{self.bound_port('rest')}"
 
     def prepare(self, ports: Mapping[str, int]) -> None:
         plugins = self.work_dir / "plugins"
@@ -62,7 +61,7 @@ class KafkaConnect(JvmServer):
             "listeners": f"http://{self.host}:{ports['rest']}",
             "rest.advertised.host.name": self.host,
             "rest.advertised.port": ports["rest"],
-            "plugin.path": ",".join(str(p) for p in [plugins, *self.plugin_path]),
+            "plugin.path": plugins,
             "key.converter": "org.apache.kafka.connect.json.JsonConverter",
             "value.converter": "org.apache.kafka.connect.json.JsonConverter",
             "key.converter.schemas.enable": "false",

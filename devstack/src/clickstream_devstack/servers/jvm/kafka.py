@@ -21,8 +21,9 @@ from typing import Any
 from cryptography.hazmat.primitives import serialization
 
 from clickstream_devstack.servers import kafka_probe
+from clickstream_devstack.servers.child_server import ChildServer
 from clickstream_devstack.servers.jvm import artifacts
-from clickstream_devstack.servers.jvm.server import JvmServer, java_properties
+from clickstream_devstack.servers.jvm.properties import java_properties
 
 #: Small heap, default collector: tests and the bench share two cores with others.
 HEAP = ("-Xms256m", "-Xmx768m")
@@ -69,7 +70,7 @@ def cluster_id() -> str:
             return text
 
 
-class ApacheKafka(JvmServer):
+class ApacheKafka(ChildServer):
     """One KRaft node in ``work_dir``; its log is ``<work_dir>/kafka.log``.
 
     Alone by default (node 1, its own quorum); ``settings`` override any property,
@@ -109,14 +110,14 @@ class ApacheKafka(JvmServer):
     @property
     def bootstrap(self) -> str:
         """``host:port`` of the PLAINTEXT listener, for KAFKA_BOOTSTRAP_SERVERS."""
-        return f"{self.host}:{self.port('plaintext')}"
+        return f"{self.host}:{self.bound_port('plaintext')}"
 
     @property
     def ssl_bootstrap(self) -> str:
         """``host:port`` of the SSL listener (client certificate required)."""
         if self.tls is None:
             raise RuntimeError("this broker was started without tls=")
-        return f"{self.host}:{self.port('ssl')}"
+        return f"{self.host}:{self.bound_port('ssl')}"
 
     def client_options(self) -> dict[str, Any]:
         """The same keys as ``KafkaSettings.kafka_client_options()``, for aiokafka clients."""
@@ -130,12 +131,7 @@ class ApacheKafka(JvmServer):
         context.load_cert_chain(str(client_cert), str(client_key))
         return kafka_probe.client_options(self.ssl_bootstrap, context)
 
-    @property
-    def env(self) -> dict[str, str]:
-        """KAFKA_* variables of a service talking to the PLAINTEXT listener."""
-        return {"KAFKA_BOOTSTRAP_SERVERS": self.bootstrap, "KAFKA_SECURITY_PROTOCOL": "PLAINTEXT"}
-
-    # -- JvmServer -------------------------------------------------------------
+    # -- ChildServer -------------------------------------------------------------
 
     @property
     def install(self) -> Path:
@@ -244,6 +240,10 @@ class ApacheKafka(JvmServer):
             "kafka.Kafka",
             str(self.work_dir / "server.properties"),
         ]
+
+    def stop(self, timeout: float = 30.0) -> None:
+        """SIGTERM (the JVM runs its shutdown hooks), SIGKILL after ``timeout``."""
+        self._stop(timeout=timeout)
 
     def answers(self, ports: Mapping[str, int]) -> bool:
         # Logged once the node is unfenced and every listener is bound. (Kafka 4

@@ -21,10 +21,9 @@ import asyncio
 import concurrent.futures
 import time
 from collections import Counter
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from types import TracebackType
 from typing import Any, Self
 
 import structlog
@@ -134,10 +133,6 @@ class KafkaCluster:
         return kafka_probe.client_options(self.bootstrap)
 
     @property
-    def env(self) -> dict[str, str]:
-        return {"KAFKA_BOOTSTRAP_SERVERS": self.bootstrap, "KAFKA_SECURITY_PROTOCOL": "PLAINTEXT"}
-
-    @property
     def log_paths(self) -> list[Path]:
         return [node.log_path for node in self.nodes.values()]
 
@@ -203,12 +198,7 @@ class KafkaCluster:
             self.stop()
             raise
 
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        traceback: TracebackType | None,
-    ) -> None:
+    def __exit__(self, *exc_info: object) -> None:
         self.stop()
 
     # -- topics and metadata ----------------------------------------------------
@@ -323,6 +313,3 @@ class KafkaCluster:
             if time.monotonic() > deadline:
                 raise TimeoutError(f"replicas not in sync after {within:.0f} s: {lagging}")
             await asyncio.sleep(0.5)
-
-    def __iter__(self) -> Iterator[ApacheKafka]:
-        return iter(self.nodes.values())

@@ -17,10 +17,10 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+from clickstream_devstack.servers.child_server import ChildServer
 from clickstream_devstack.servers.jvm import artifacts
 from clickstream_devstack.servers.jvm.opensearch_modules import install_modules
 from clickstream_devstack.servers.jvm.rest import RestError, call
-from clickstream_devstack.servers.jvm.server import JvmServer
 from clickstream_devstack.servers.run_as import (
     RunAs,
     grant_traverse,
@@ -37,7 +37,7 @@ class OpenSearchError(RestError):
     """The REST API answered with an error status."""
 
 
-class OpenSearch(JvmServer):
+class OpenSearch(ChildServer):
     """A single-node cluster in ``work_dir``; its console log is ``<work_dir>/opensearch.log``."""
 
     name = "opensearch"
@@ -65,7 +65,7 @@ class OpenSearch(JvmServer):
     @property
     def url(self) -> str:
         """``http://127.0.0.1:<port>``, for OPENSEARCH_URI."""
-        return f"http://{self.host}:{self.port('http')}"
+        return f"http://{self.host}:{self.bound_port('http')}"
 
     @property
     def env(self) -> dict[str, str]:

