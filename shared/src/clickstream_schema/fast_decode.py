@@ -117,6 +117,10 @@ _MAX_PRICE: Final = Decimal(1_000_000)
 _ESCAPED_NUL: Final = b"\\u0000"
 
 
+#: The ``event_id`` of a message that carries none, as :func:`parse` gives it.
+NO_EVENT_ID: Final = msgspec.UNSET
+
+
 class _ToTheModel(Exception):
     """The fast path cannot vouch for this message; the model decides."""
 
@@ -126,7 +130,7 @@ class DecodedEvent(Protocol):
 
     A :class:`FastEvent` once checked: the model's values, except ``event_id``,
     which is the id's canonical text (``str`` of the model's UUID), or
-    ``UNSET`` from :func:`parse` when the message carries none.
+    :data:`NO_EVENT_ID` from :func:`parse` when the message carries none.
     """
 
     @property
@@ -164,7 +168,7 @@ class DecodedEvent(Protocol):
 def parse(value: bytes | None, *, max_bytes: int = MAX_MESSAGE_BYTES) -> DecodedEvent:
     """What :func:`clickstream_schema.parse` gives, as a :class:`DecodedEvent`.
 
-    Raises the model's :class:`InvalidEvent`; an absent ``event_id`` is ``UNSET``
+    Raises the model's :class:`InvalidEvent`; an absent ``event_id`` is :data:`NO_EVENT_ID`
     (the caller derives it, and may count it).
     """
     event = fast_path(value, max_bytes=max_bytes)
@@ -176,7 +180,7 @@ def parse(value: bytes | None, *, max_bytes: int = MAX_MESSAGE_BYTES) -> Decoded
 def decode(value: bytes | None, *, max_bytes: int = MAX_MESSAGE_BYTES) -> DecodedEvent:
     """What :func:`clickstream_schema.decode` gives: ``event_id`` derived when absent."""
     event = parse(value, max_bytes=max_bytes)
-    if event.event_id is msgspec.UNSET:
+    if event.event_id is NO_EVENT_ID:
         return with_event_id(event, str(derived_event_id(value)))  # type: ignore[arg-type]
     return event
 
@@ -200,7 +204,7 @@ def fast_path(value: bytes | None, *, max_bytes: int = MAX_MESSAGE_BYTES) -> Fas
 def from_model(event: ClickEvent) -> DecodedEvent:
     """The model's event as a :class:`DecodedEvent` (for what the fast path leaves to the model)."""
     fields = {name: getattr(event, name) for name in _FIELDS}
-    fields["event_id"] = msgspec.UNSET if event.event_id is UNSENT_EVENT_ID else str(event.event_id)
+    fields["event_id"] = NO_EVENT_ID if event.event_id is UNSENT_EVENT_ID else str(event.event_id)
     if (geo := event.geo) is not None:
         point = FastPoint(geo.location.lat, geo.location.lon)
         fields["geo"] = FastGeo(geo.country, geo.city, point)

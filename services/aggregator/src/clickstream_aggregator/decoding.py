@@ -17,12 +17,10 @@ from __future__ import annotations
 from collections.abc import Iterator, Mapping, Sequence
 from uuid import UUID
 
-from msgspec import UNSET
-
 from clickstream_aggregator import dedupe_rows
 from clickstream_aggregator.records import DeadLetter, MessageKey, RawPartition, Refusal
 from clickstream_schema import InvalidEvent, derived_event_id
-from clickstream_schema.fast_decode import DecodedEvent, parse, with_event_id
+from clickstream_schema.fast_decode import NO_EVENT_ID, DecodedEvent, parse, with_event_id
 
 ERROR_CLASS = f"{InvalidEvent.__module__}.{InvalidEvent.__qualname__}"
 
@@ -77,7 +75,7 @@ class Decoding:
                     self.dead_letters.append(_dead_letter(self._topic, raw, index, error))
                     continue
                 event_id = event.event_id
-                if event_id is UNSET:
+                if event_id is NO_EVENT_ID:
                     event_id = str(derived_event_id(value))  # type: ignore[arg-type]
                     event = with_event_id(event, event_id)
                     self.derived_ids += 1
