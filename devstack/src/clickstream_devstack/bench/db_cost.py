@@ -48,6 +48,9 @@ class Cost:
     sessions: int
     wal_bytes: int
     cpu_s: float
+    #: CPU of this process meanwhile: the service's side of the transactions
+    #: (encoding the parameters, the protocol), without preparing.
+    client_cpu_s: float
     seconds: float
     #: The WAL's range, for ``pg_waldump``.
     wal_start: int
@@ -58,6 +61,7 @@ class Cost:
             f"events {self.events:,} in {self.batches} batches, {self.sessions:,} sessions",
             f"WAL      {self.wal_bytes / self.events:8.1f} B/event ({self.wal_bytes:,} B)",
             f"PG CPU   {self.cpu_s * 1e6 / self.events:8.2f} us/event ({self.cpu_s:.2f} s)",
+            f"client   {self.client_cpu_s * 1e6 / self.events:8.2f} us/event of CPU in the service",
             f"wall     {self.seconds * 1e6 / self.events:8.2f} us/event",
         ]
 
@@ -117,12 +121,14 @@ async def measure(dsn: str, data_dir: Path, events: int, batch_size: int) -> Cos
         transaction = BatchTransaction(pool, _GROUP, _MAX_BYTES)
         cpu_before = _server_cpu(data_dir)
         started = time.perf_counter()
+        client_before = time.process_time()
         applied = 0
         for r in ready:
             outcome = await transaction.attempt(r, epochs)
             assert isinstance(outcome, Committed), outcome
             applied += outcome.events
         seconds = time.perf_counter() - started
+        client = time.process_time() - client_before
         cpu = _server_cpu(data_dir) - cpu_before
         async with pool.acquire() as conn:
             wal_after = await conn.fetchval("SELECT pg_current_wal_lsn()")
@@ -134,7 +140,7 @@ async def measure(dsn: str, data_dir: Path, events: int, batch_size: int) -> Cos
             sessions = await conn.fetchval("SELECT count(*) FROM session_metrics")
     finally:
         await pool.close()
-    return Cost(applied, len(batches), sessions, wal, cpu, seconds, wal_before, wal_after)
+    return Cost(applied, len(batches), sessions, wal, cpu, client, seconds, wal_before, wal_after)
 
 
 def _lsn(position: int) -> str:
