@@ -177,3 +177,70 @@ async def test_a_stop_while_the_next_batch_is_fetched_bounds_the_batch_in_flight
     assert done, "the batch loop waited on its transaction past the stop"
     assert bounded_steps == ["batch in flight"]
     assert fake.cut_off
+
+
+class _SlowPrepare(_Loop):
+    """The next batch is being fetched while this one is prepared; preparing never ends."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.preparing = asyncio.Event()
+        self.prepare_cut = False
+        self.fetch_cut = asyncio.Event()
+
+    async def getmany(self, **options: Any) -> dict[TopicPartition, list[Any]]:
+        try:
+            return await super().getmany(**options)
+        except asyncio.CancelledError:
+            self.fetch_cut.set()
+            raise
+
+    async def prepare(self, batch: Batch) -> Ready:
+        self.preparing.set()
+        try:
+            await asyncio.Event().wait()
+        except asyncio.CancelledError:
+            self.prepare_cut = True
+            raise
+        raise AssertionError("unreachable")
+
+
+async def test_a_stop_while_preparing_cuts_the_next_fetch_short_with_it() -> None:
+    fake = _SlowPrepare()
+    settings = AggregatorSettings(_env_file=None, kafka_topic="events")  # type: ignore[call-arg]
+    bounded_steps: list[str] = []
+
+    async def finish_in_flight(work: Awaitable[object]) -> bool:
+        bounded_steps.append("batch in flight")
+        return await bounded(work, 0.01, "batch in flight")
+
+    aggregator = Aggregator(
+        settings,
+        fake,  # type: ignore[arg-type]
+        fake,  # type: ignore[arg-type]
+        fake,  # type: ignore[arg-type]
+        fake,  # type: ignore[arg-type]
+        fake,  # type: ignore[arg-type]
+        asyncio.Lock(),
+        AggregatorMetrics.create(Readiness()),
+        asyncio.Event(),
+        finish_in_flight,
+        main.SHUTDOWN_BUDGET_S["claim or preparing cut short"],
+    )
+    stop = asyncio.Event()
+    running = asyncio.create_task(aggregator.run(stop))
+    # Batch 1 is being prepared while batch 2 is fetched: the two overlap.
+    await asyncio.wait_for(fake.preparing.wait(), timeout=60)
+    await asyncio.wait_for(fake.fetching.wait(), timeout=60)
+    stop.set()
+
+    done, _ = await asyncio.wait({running}, timeout=60)
+    if not done:
+        running.cancel()
+    assert done, "the batch loop waited on preparing or fetching past the stop"
+    assert running.result() is None
+    assert fake.prepare_cut
+    assert not fake.committing.is_set()  # nothing prepared, nothing committed
+    assert bounded_steps == []
+    # The fetch of batch 2 was cancelled with the loop, not left running.
+    await asyncio.wait_for(fake.fetch_cut.wait(), timeout=60)

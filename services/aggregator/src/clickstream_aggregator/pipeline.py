@@ -1,7 +1,7 @@
 """The batch loop: fetch → prepare → one PostgreSQL transaction, pipelined.
 
-Batch N+1 is fetched and prepared while batch N's transaction runs; one
-transaction at a time, in fetch order, so offsets stay contiguous. Whether and
+Batch N+1 is prepared while batch N's transaction runs and batch N+2 is
+fetched; one transaction at a time, in fetch order, so offsets stay contiguous. Whether and
 how a batch commits is :mod:`clickstream_aggregator.transaction`'s decision.
 Only after a transaction commits does anything else happen (metrics, the Kafka
 offset mirror, waking the dead-letter relay). A failure before the commit
@@ -15,7 +15,7 @@ import asyncio
 import time
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
-from typing import TypeVar
+from typing import Any, TypeVar
 
 import structlog
 from aiokafka import AIOKafkaConsumer, TopicPartition
@@ -75,16 +75,23 @@ class Aggregator:
 
     async def run(self, stop: asyncio.Event) -> None:
         committing: asyncio.Task[None] | None = None
+        # The next batch is fetched while this one is prepared: unpacking its
+        # records (this process) overlaps with preparing (a worker process).
+        fetching: asyncio.Future[Batch | None] | None = None
         try:
             while not stop.is_set():
-                self._ownership.raise_if_failed()
-                await self._unless_stopped(self._ownership.claim_pending(_CLAIM_BUDGET_S), stop)
-                batch = await self._fetch(stop)
+                if fetching is None:
+                    fetching = asyncio.ensure_future(self._next_batch(stop))
+                batch = await self._unless_stopped(fetching, stop)
+                fetching = None
                 if batch is None:
                     ready = None
                 else:
+                    fetching = asyncio.ensure_future(self._next_batch(stop))
                     # Cut short by a stop, the batch is left to the next owner.
-                    ready = await self._unless_stopped(self._committer.prepare(batch), stop)
+                    ready = await self._unless_stopped(
+                        self._committer.prepare(batch), stop, fetching
+                    )
                 if committing is not None:
                     if stop.is_set() and not committing.done():
                         break  # the batch in flight is finished below, within its budget
@@ -94,21 +101,39 @@ class Aggregator:
                 if ready is not None:
                     committing = asyncio.create_task(self._commit(ready, stop), name="commit")
         finally:
+            if fetching is not None:
+                # Nothing of a fetched batch is written before it is prepared: drop it.
+                fetching.cancel()
+                await asyncio.wait({fetching}, timeout=self._cut_short_s)
+                if fetching.done() and not fetching.cancelled():
+                    fetching.exception()  # retrieved: the loop's own outcome is what counts
             if committing is not None:
                 # On stop: finish the batch in flight, within the shutdown budget.
                 # Cut short, its transaction rolls back and the next owner applies it.
                 await self._finish_in_flight(committing)
 
-    async def _unless_stopped(self, work: Awaitable[T], stop: asyncio.Event) -> T | None:
-        """``work``'s result, or None once ``stop`` is set first (``work`` is then cancelled)."""
+    async def _next_batch(self, stop: asyncio.Event) -> Batch | None:
+        """Partitions left pending by a rebalance claimed, then the next batch fetched."""
+        self._ownership.raise_if_failed()
+        await self._unless_stopped(self._ownership.claim_pending(_CLAIM_BUDGET_S), stop)
+        return await self._fetch(stop)
+
+    async def _unless_stopped(
+        self, work: Awaitable[T], stop: asyncio.Event, *companions: asyncio.Future[Any]
+    ) -> T | None:
+        """``work``'s result, or None once ``stop`` is set first.
+
+        ``work`` is then cancelled, and ``companions`` with it: one cut-short
+        step for all of them.
+        """
         task = asyncio.ensure_future(work)
-        stopping = asyncio.ensure_future(stop.wait())
-        await asyncio.wait((task, stopping), return_when=asyncio.FIRST_COMPLETED)
-        stopping.cancel()
+        await _first_of(task, stop)
         if task.done():
             return task.result()
-        task.cancel()
-        await asyncio.wait({task}, timeout=self._cut_short_s)
+        cut = {task, *companions}
+        for each in cut:
+            each.cancel()
+        await asyncio.wait(cut, timeout=self._cut_short_s)
         return None
 
     async def _fetch(self, stop: asyncio.Event) -> Batch | None:
@@ -120,9 +145,7 @@ class Aggregator:
                 max_records=self._s.aggregator_batch_max_records,
             )
         )
-        stopping = asyncio.ensure_future(stop.wait())
-        await asyncio.wait((fetching, stopping), return_when=asyncio.FIRST_COMPLETED)
-        stopping.cancel()
+        await _first_of(fetching, stop)
         if not fetching.done():
             fetching.cancel()
             return None
@@ -197,3 +220,16 @@ class Aggregator:
             replayed=committed.replayed or None,
             ms=round(elapsed * 1000, 1),
         )
+
+
+async def _first_of(work: asyncio.Future[Any], stop: asyncio.Event) -> None:
+    """Until ``work`` is done or ``stop`` is set; ``work`` is cancelled if this is."""
+    stopping = asyncio.ensure_future(stop.wait())
+    try:
+        await asyncio.wait((work, stopping), return_when=asyncio.FIRST_COMPLETED)
+    except asyncio.CancelledError:
+        # The caller is cut short (a prefetch dropped at a stop): never orphan the work.
+        work.cancel()
+        raise
+    finally:
+        stopping.cancel()
