@@ -74,7 +74,8 @@ def test_prepare_counts_every_message_once_and_dead_letters_the_bad_ones() -> No
     assert sum(row[events_at] for row in rows.values()) == len(events)  # type: ignore[misc]
     revenue = sum((e.price or Decimal(0)) for e in events if e.event_type == "purchase")
     revenue_at = _column("total_revenue")
-    assert sum(row[revenue_at] for row in rows.values()) == revenue  # type: ignore[misc]
+    # Revenue travels in cents (session_columns).
+    assert sum(row[revenue_at] for row in rows.values()) == revenue * 100  # type: ignore[misc]
     assert batch.ranges[1].first == 50
     assert batch.ranges[1].next == 50 + len(left)
     assert batch.size == len(left) + len(right)

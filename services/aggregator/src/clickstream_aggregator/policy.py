@@ -4,10 +4,11 @@ Every failure gets one of three verdicts:
 
 * ``RETRY``: the environment failed (PostgreSQL or Kafka unreachable, a
   restarting server, a serialization failure or deadlock, a transaction the
-  server ended for idling). The same work is tried again with capped, jittered
-  backoff until it passes or the service is asked to stop; data is never
-  skipped. While a dependency is unreachable its readiness condition is false,
-  and a streak of retries longer than the threshold turns ``/readyz`` red.
+  server ended for idling, a session another transaction inserted meanwhile).
+  The same work is tried again with capped, jittered backoff until it passes or
+  the service is asked to stop; data is never skipped. While a dependency is
+  unreachable its readiness condition is false, and a streak of retries longer
+  than the threshold turns ``/readyz`` red.
 * ``PIN``: a value in one message made the work fail (PostgreSQL refused it, a
   client could not encode it, the aggregation could not hold it, Kafka refused
   its dead-letter copy). The failure belongs to that message, never to its
@@ -58,6 +59,8 @@ from aiokafka.errors import (
     RecordListTooLargeError,
     RecordTooLargeError,
 )
+
+from clickstream_aggregator.repository.batch_writes import SESSIONS_KEY
 
 if TYPE_CHECKING:
     from clickstream_aggregator.metrics import AggregatorMetrics
@@ -129,6 +132,10 @@ _PINNED: tuple[type[BaseException], ...] = (
 
 
 def verdict(error: BaseException) -> Verdict:
+    if isinstance(error, asyncpg.UniqueViolationError) and error.constraint_name == SESSIONS_KEY:
+        # A race between two inserts of one session, no value's fault: again,
+        # the session is there now (repository.batch_writes.upsert_sessions).
+        return Verdict.RETRY
     # Order matters: asyncpg's client DataError is an InterfaceError (transient
     # below), but retrying a value it cannot encode would stall the partition.
     if isinstance(error, _PINNED):

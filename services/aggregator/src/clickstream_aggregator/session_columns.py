@@ -19,6 +19,8 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from decimal import Decimal
 from operator import attrgetter
 from typing import TYPE_CHECKING, Any, Final
 
@@ -65,8 +67,9 @@ class Column:
     value: Callable[[SessionAggregate], Any]
     #: The merged value in SQL: ``s`` is the stored row, ``EXCLUDED`` the batch's.
     merge: str
-    #: Cast from the parameter's type to the column's, when they differ (JSON text → jsonb).
-    cast: str | None = None
+    #: The column's value from the ``unnest`` element ``b.<name>``, when the
+    #: parameter's type is not the column's ({} is the element).
+    sql: str = "{}"
 
 
 def _earliest(column: str) -> str:
@@ -91,6 +94,27 @@ def _sum(column: str) -> str:
     return f"s.{column} + EXCLUDED.{column}"
 
 
+#: Timestamps and revenue travel as integers: the driver encodes an int several
+#: times faster than a datetime or a Decimal, and PostgreSQL converts them exactly
+#: (microseconds within the contract's years stay below 2**53, so the float
+#: arithmetic of ``interval * int8`` is exact).
+_EPOCH: Final = datetime(1970, 1, 1, tzinfo=UTC)
+_MICROSECOND: Final = timedelta(microseconds=1)
+_INSTANT: Final = "'epoch'::timestamptz + {} * interval '1 microsecond'"
+
+
+def _microseconds(instant: datetime) -> int:
+    return (instant - _EPOCH) // _MICROSECOND
+
+
+def _cents(amount: Decimal) -> int:
+    # Prices have at most two decimal places (the contract), so sums do too.
+    cents = amount.scaleb(2)
+    if cents != cents.to_integral_value():
+        raise ValueError(f"revenue {amount} has more than two decimal places")
+    return int(cents)
+
+
 def _sorted_json(values: Iterable[str]) -> str:
     return orjson.dumps(sorted(values)).decode()
 
@@ -104,7 +128,7 @@ def _distinct(index: int, name: str) -> Column:
     def value(s: SessionAggregate) -> str:
         return _sorted_json(s.sets[index])
 
-    return Column(name, "text", value, _union(name), "jsonb")
+    return Column(name, "text", value, _union(name), "{}::jsonb")
 
 
 def _counter(kind: str) -> Column:
@@ -118,17 +142,25 @@ UPSERT_COLUMNS: Final[tuple[Column, ...]] = (
     Column("total_events", "int", attrgetter("total_events"), _sum("total_events")),
     Column(
         "first_event_timestamp",
-        "timestamptz",
-        attrgetter("first_ts"),
+        "int8",
+        lambda s: _microseconds(s.first_ts),
         "LEAST(s.first_event_timestamp, EXCLUDED.first_event_timestamp)",
+        _INSTANT,
     ),
     Column(
         "last_event_timestamp",
-        "timestamptz",
-        attrgetter("last_ts"),
+        "int8",
+        lambda s: _microseconds(s.last_ts),
         "GREATEST(s.last_event_timestamp, EXCLUDED.last_event_timestamp)",
+        _INSTANT,
     ),
-    Column("total_revenue", "numeric", attrgetter("revenue"), _sum("total_revenue")),
+    Column(
+        "total_revenue",
+        "int8",
+        lambda s: _cents(s.revenue),
+        _sum("total_revenue"),
+        "{} * 0.01",  # numeric: exact, two decimal places
+    ),
     *(_distinct(i, name) for i, (name, _) in enumerate(DISTINCT_SETS)),
     Column(
         "search_queries",
@@ -139,10 +171,10 @@ UPSERT_COLUMNS: Final[tuple[Column, ...]] = (
         f"CASE WHEN jsonb_array_length(s.search_queries) >= {MAX_SEARCH_QUERIES} "
         "THEN s.search_queries ELSE jsonb_path_query_array("
         f"s.search_queries || EXCLUDED.search_queries, '$[0 to {MAX_SEARCH_QUERIES - 1}]') END",
-        "jsonb",
+        "{}::jsonb",
     ),
     _attribute("user_agent"),
-    Column("ip_address", "text", attrgetter("ip_address"), _earliest("ip_address"), "inet"),
+    Column("ip_address", "text", attrgetter("ip_address"), _earliest("ip_address"), "{}::inet"),
     _attribute("entry_page"),
     Column(
         "exit_page",

@@ -12,9 +12,11 @@ other module of the service runs SQL. The jobs:
 Every statement is parameterised and set-based (one statement per batch and
 table, rows passed as arrays through ``unnest``). Inside a batch transaction
 rows are locked in a fixed order: offset rows by partition, dedupe rows by
-event id, session rows by ``session_id``. Two replicas therefore wait for each
-other rather than deadlock; a deadlock that PostgreSQL still reports (another
-client, a relay) is retried by the failure policy.
+event id, new session rows by ``session_id``. Two replicas therefore wait for
+each other rather than deadlock. Stored session rows are locked in the order
+the planner's join meets them; two replicas write one session only when a
+producer keyed it onto two partitions, and a deadlock that PostgreSQL reports
+then (or with another client, or a relay) is retried by the failure policy.
 """
 
 from clickstream_aggregator.repository.batch_writes import (
