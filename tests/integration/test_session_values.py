@@ -29,6 +29,7 @@ from clickstream_aggregator.session_columns import session_rows
 from clickstream_devstack.environment import Database
 from clickstream_devstack.servers.postgres import EmbeddedPostgres
 from clickstream_schema.fields import MAX_UTC_OFFSET, TIMESTAMP_MAX, TIMESTAMP_MIN
+from support.readiness import until
 
 _MINUTES = MAX_UTC_OFFSET // timedelta(minutes=1)
 _INSTANTS = st.builds(
@@ -151,10 +152,14 @@ async def _in_transaction(conn: asyncpg.Connection, session: SessionAggregate) -
 
 
 async def _until_waiting(observer: asyncpg.Connection, waiter: asyncpg.Connection) -> None:
-    """Until ``waiter``'s backend waits on a lock (polled from ``observer``, bounded)."""
+    """Until ``waiter``'s backend waits on a lock (asked through ``observer``)."""
     pid = waiter.get_server_pid()
-    async with asyncio.timeout(60):
-        while not await observer.fetchval(
-            "SELECT wait_event_type = 'Lock' FROM pg_stat_activity WHERE pid = $1", pid
-        ):
-            await asyncio.sleep(0.01)
+
+    async def waiting() -> bool:
+        return bool(
+            await observer.fetchval(
+                "SELECT wait_event_type = 'Lock' FROM pg_stat_activity WHERE pid = $1", pid
+            )
+        )
+
+    await until("the second transaction waits on the first's row", waiting, timeout=60)

@@ -15,7 +15,7 @@ from aiokafka.partitioner import murmur2
 
 from clickstream_aggregator.prepare import prepare
 from clickstream_aggregator.records import RawPartition
-from clickstream_aggregator.session_columns import UPSERT_COLUMNS
+from clickstream_aggregator.session_columns import column_values
 from support.design_producer import design_messages, with_resends
 
 PARTITIONS = 4
@@ -46,19 +46,16 @@ def test_each_distinct_message_counts_once_and_resends_are_duplicates() -> None:
     assert prepared.duplicates == len(sent) - len(original) > 0
     assert prepared.derived_ids == len(sent)
     columns = prepared.session_rows
-    rows = {row[0]: row for row in zip(*columns, strict=True)}
-    names = [c.name for c in UPSERT_COLUMNS]
+    names = ("session_id", "total_events", "total_revenue", "device_type")
+    rows = {row[0]: row for row in zip(*(column_values(columns, n) for n in names), strict=True)}
     events = [json.loads(v) for _k, v in original]
     sessions = {e["session_id"] for e in events}
     assert set(rows) == sessions
-    total = names.index("total_events")
-    revenue = names.index("total_revenue")
-    device = names.index("device_type")
-    for session_id, row in rows.items():
+    for session_id, (_, total, cents, device) in rows.items():
         mine = [e for e in events if e["session_id"] == session_id]
-        assert row[total] == len(mine)
-        assert Decimal(row[revenue]) / 100 == sum(  # in cents (session_columns)
+        assert total == len(mine)
+        assert Decimal(cents) / 100 == sum(  # in cents (session_columns)
             (Decimal(f"{e['price']:.2f}") for e in mine if e["event_type"] == "purchase"),
             Decimal("0.00"),
         )
-        assert row[device] == "unknown"
+        assert device == "unknown"

@@ -12,7 +12,7 @@ from clickstream_aggregator.aggregate import aggregate
 from clickstream_aggregator.batch import Batch
 from clickstream_aggregator.prepare import combine, prepare
 from clickstream_aggregator.records import RawPartition
-from clickstream_aggregator.session_columns import COUNTED_TYPES, UPSERT_COLUMNS, session_rows
+from clickstream_aggregator.session_columns import COUNTED_TYPES, column_values, session_rows
 from clickstream_aggregator.workers import Preparer
 from clickstream_schema import ClickEvent, encode
 from support.feed import generate
@@ -34,14 +34,6 @@ def _partition(partition: int, first_offset: int, values: list[bytes | None]) ->
 
 def _values(events: list[ClickEvent]) -> list[bytes | None]:
     return [encode(e)[1] for e in events]
-
-
-def _column(name: str) -> int:
-    return [c.name for c in UPSERT_COLUMNS].index(name)
-
-
-def _rows_by_session(columns: list[list[object]]) -> dict[str, tuple[object, ...]]:
-    return {row[0]: row for row in zip(*columns, strict=True)}  # type: ignore[misc]
 
 
 def test_prepare_counts_every_message_once_and_dead_letters_the_bad_ones() -> None:
@@ -68,14 +60,12 @@ def test_prepare_counts_every_message_once_and_dead_letters_the_bad_ones() -> No
     ]
     assert {d.reason for d in letters} == {"empty", "not_json", "not_object", "schema", "not_utf8"}
     assert letters[0].key == b"key-200"
-    rows = _rows_by_session(prepared.session_rows)
-    assert list(rows) == sorted({e.session_id for e in events})
-    events_at = _column("total_events")
-    assert sum(row[events_at] for row in rows.values()) == len(events)  # type: ignore[misc]
+    columns = prepared.session_rows
+    assert column_values(columns, "session_id") == sorted({e.session_id for e in events})
+    assert sum(column_values(columns, "total_events")) == len(events)
     revenue = sum((e.price or Decimal(0)) for e in events if e.event_type == "purchase")
-    revenue_at = _column("total_revenue")
     # Revenue travels in cents (session_columns).
-    assert sum(row[revenue_at] for row in rows.values()) == revenue * 100  # type: ignore[misc]
+    assert sum(column_values(columns, "total_revenue")) == revenue * 100
     assert batch.ranges[1].first == 50
     assert batch.ranges[1].next == 50 + len(left)
     assert batch.size == len(left) + len(right)
@@ -100,7 +90,7 @@ def test_type_counters_follow_the_event_types() -> None:
     events = generate(500, seed=21)
     prepared = prepare(TOPIC, [_partition(0, 0, _values(events))], MAX_BYTES)
     rows = prepared.session_rows
-    totals = {kind: sum(rows[_column(f"{kind}_count")]) for kind in COUNTED_TYPES}
+    totals = {kind: sum(column_values(rows, f"{kind}_count")) for kind in COUNTED_TYPES}
     expected = Counter(e.event_type.value for e in events)
     assert totals == {kind: expected.get(kind, 0) for kind in COUNTED_TYPES}
 

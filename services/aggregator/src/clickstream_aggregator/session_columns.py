@@ -192,18 +192,39 @@ UPSERT_COLUMNS: Final[tuple[Column, ...]] = (
 #: Every column of ``session_metrics``: upserted, generated, and the upsert's timestamp.
 TABLE_COLUMNS: Final = (*(c.name for c in UPSERT_COLUMNS), *GENERATED_COLUMNS, "updated_at")
 
-#: Column arrays of a batch: one list per entry of :data:`UPSERT_COLUMNS`, rows in session order.
+#: The integer columns travel together, as one ``int4`` row per session (a 2-D
+#: array): the driver checks every element of a 1-D array for nesting, but only
+#: the rows of a 2-D one, which costs about as much as encoding the integer.
+PACKED: Final = tuple(c for c in UPSERT_COLUMNS if c.array_type == "int")
+#: The other columns, one 1-D array each, in :data:`UPSERT_COLUMNS` order.
+UNNESTED: Final = tuple(c for c in UPSERT_COLUMNS if c.array_type != "int")
+
+#: Arrays of a batch, rows in session order: one list per :data:`UNNESTED`
+#: column, then one list of :data:`PACKED` rows (:func:`column_values` reads them).
 SessionRows = list[list[Any]]
 
 
 def session_rows(sessions: Iterable[SessionAggregate]) -> SessionRows:
-    """Column arrays for the upsert, one list per ``unnest`` argument, in session order.
+    """The arrays for the upsert, in session order.
 
     Sorted by ``session_id`` so that concurrent transactions lock rows in the
     same order and cannot deadlock.
     """
     ordered = sorted(sessions, key=_BY_ID)
-    return [list(map(column.value, ordered)) for column in UPSERT_COLUMNS]
+    packed = [column.value for column in PACKED]
+    return [
+        *(list(map(column.value, ordered)) for column in UNNESTED),
+        [[value(session) for value in packed] for session in ordered],
+    ]
+
+
+def column_values(rows: SessionRows, name: str) -> list[Any]:
+    """One column's values in ``rows``, in session order."""
+    for index, column in enumerate(UNNESTED):
+        if column.name == name:
+            return rows[index]
+    at = [c.name for c in PACKED].index(name)
+    return [row[at] for row in rows[-1]]
 
 
 _BY_ID: Final = attrgetter("session_id")

@@ -15,7 +15,7 @@ import asyncpg
 
 from clickstream_aggregator import dedupe_rows
 from clickstream_aggregator.records import DeadLetter
-from clickstream_aggregator.session_columns import UPSERT_COLUMNS
+from clickstream_aggregator.session_columns import PACKED, UNNESTED, UPSERT_COLUMNS
 
 #: The dedupe table's unique index: a violation of it means an id was applied before.
 DEDUPE_KEY: Final = "processed_events_pkey"
@@ -55,9 +55,16 @@ async def applied_event_ids(conn: asyncpg.Connection, event_ids: Sequence[UUID])
 
 
 def _upsert_sql() -> str:
+    unnested = ", ".join(c.name for c in UNNESTED)
+    arrays = ", ".join(f"${i}::{c.array_type}[]" for i, c in enumerate(UNNESTED, 1))
+    packed = f"${len(UNNESTED) + 1}::int4[]"
+    values = ", ".join(
+        f"{c.sql.format(f'b.{c.name}')} AS {c.name}"
+        if c in UNNESTED
+        else f"({packed})[b.row][{PACKED.index(c) + 1}] AS {c.name}"
+        for c in UPSERT_COLUMNS
+    )
     names = ", ".join(c.name for c in UPSERT_COLUMNS)
-    arrays = ", ".join(f"${i}::{c.array_type}[]" for i, c in enumerate(UPSERT_COLUMNS, 1))
-    values = ", ".join(f"{c.sql.format(f'b.{c.name}')} AS {c.name}" for c in UPSERT_COLUMNS)
     # The merge rules name the batch's row EXCLUDED, as an upsert would.
     updates = ",\n        ".join(
         f"{c.name} = {c.merge.replace('EXCLUDED.', 'b.')}" for c in UPSERT_COLUMNS[1:]
@@ -65,7 +72,7 @@ def _upsert_sql() -> str:
     return f"""
 WITH b AS MATERIALIZED (
     SELECT {values}
-    FROM unnest({arrays}) AS b({names})
+    FROM unnest({arrays}) WITH ORDINALITY AS b({unnested}, row)
     ORDER BY b.session_id
 ),
 updated AS (
