@@ -32,6 +32,7 @@ from clickstream_schema import UNKNOWN_DEVICE, EventType
 from clickstream_schema.fast_decode import DecodedEvent
 
 _ZERO = Decimal("0.00")
+_PURCHASE: Final = EventType.PURCHASE.value
 #: The event fields whose distinct values the sets keep, in DISTINCT_SETS order.
 _SET_FIELDS: Final = tuple(field for _, field in DISTINCT_SETS)
 #: Reads them all in one call (a tuple, even of one field).
@@ -56,6 +57,8 @@ class SessionAggregate:
     country: str | None
     total_events: int = 0
     revenue: Decimal = _ZERO
+    #: Events by type, keyed by the type's value (plain ``str``, or the model's
+    #: ``StrEnum`` member, which is equal and hashes alike).
     type_counts: dict[str, int] = field(default_factory=dict)
     #: One set per entry of DISTINCT_SETS.
     sets: tuple[set[str], ...] = field(default_factory=_no_sets)
@@ -63,7 +66,10 @@ class SessionAggregate:
 
     @classmethod
     def start(cls, event: DecodedEvent) -> SessionAggregate:
-        aggregate = cls(
+        """An aggregate of no events yet, ``event`` its earliest and latest: add it next."""
+        geo = event.geo
+        device = event.device_type
+        return cls(
             session_id=event.session_id,
             user_id=event.user_id,
             first_ts=event.timestamp,
@@ -72,11 +78,10 @@ class SessionAggregate:
             ip_address=event.ip_address,
             entry_page=event.page_url,
             exit_page=event.page_url,
-            device_type=_device(event),
-            country=event.geo.country if event.geo else None,
+            # An event that did not say is stored as unknown, never guessed.
+            device_type=UNKNOWN_DEVICE if device is None else device,
+            country=None if geo is None else geo.country,
         )
-        aggregate._count(event)
-        return aggregate
 
     def add(self, event: DecodedEvent) -> None:
         """Fold in an event consumed after every event already in the aggregate."""
@@ -87,17 +92,14 @@ class SessionAggregate:
             self.user_agent = event.user_agent
             self.ip_address = event.ip_address
             self.entry_page = event.page_url
-            self.device_type = _device(event)
-            self.country = event.geo.country if event.geo else None
+            device, geo = event.device_type, event.geo
+            self.device_type = UNKNOWN_DEVICE if device is None else device
+            self.country = None if geo is None else geo.country
         if ts >= self.last_ts:
             self.last_ts = ts
             self.exit_page = event.page_url
-        self._count(event)
-
-    def _count(self, event: DecodedEvent) -> None:
         kind = event.event_type
         self.total_events += 1
-        # Keyed by the member, which is its value (a StrEnum): no lookup of .value per event.
         counts = self.type_counts
         counts[kind] = counts.get(kind, 0) + 1
         # zip stops at the sets: the field read twice (see _read_set_fields) is left out.
@@ -107,22 +109,19 @@ class SessionAggregate:
         query = event.search_query
         if query is not None and len(self.search_queries) < MAX_SEARCH_QUERIES:
             self.search_queries.append(query)
-        if kind is EventType.PURCHASE and event.price is not None:
+        # ==, not is: the model's member equals the value a fast-decoded event holds.
+        if kind == _PURCHASE and event.price is not None:
             self.revenue += event.price
 
 
 def aggregate(events: Iterable[DecodedEvent]) -> dict[str, SessionAggregate]:
     """Aggregate events given in consumption order, one entry per session."""
     sessions: dict[str, SessionAggregate] = {}
+    started = sessions.get
     for event in events:
-        current = sessions.get(event.session_id)
+        session_id = event.session_id
+        current = started(session_id)
         if current is None:
-            sessions[event.session_id] = SessionAggregate.start(event)
-        else:
-            current.add(event)
+            current = sessions[session_id] = SessionAggregate.start(event)
+        current.add(event)
     return sessions
-
-
-def _device(event: DecodedEvent) -> str:
-    # An event that did not say is stored as unknown, never guessed.
-    return UNKNOWN_DEVICE if event.device_type is None else event.device_type.value
