@@ -8,8 +8,9 @@ canonical text and the event and device types as plain strings (see
 msgspec into :class:`FastEvent`, a struct with the model's lengths, enum
 values, ranges and no unknown fields, then checked for what msgspec is not
 asked to say (see :func:`_checked`): the model's four patterns (timestamp,
-``event_id``, ``viewport_size``, ``geo.country``) in one regular expression
-call, IP addresses, the time range and the fields an event type requires. A
+``event_id``, ``viewport_size``, ``geo.country``) and the form of an IPv4
+address in one regular-expression call, an IPv6 address with ``inet_pton`` as
+the model does, the time range and the fields an event type requires. A
 checked event is never validated a second time. Whatever the fast path cannot
 prove valid in the model's own terms is decoded by the model, and its event
 converted (:func:`from_model`):
@@ -131,16 +132,22 @@ def _model_pattern(model: type[BaseModel], name: str) -> str:
 #: separators and fails: each part is matched whole by its own pattern.
 _SEPARATOR: Final = " "
 _TIMESTAMP_PATTERN: Final = _unanchored(RFC3339)
-#: The optional pattern fields, in the order _checked joins them.
-_OPTIONAL_PATTERNS: Final = (
+_OCTET: Final = "(?:25[0-5]|2[0-4][0-9]|1[0-9][0-9]|[1-9][0-9]|[0-9])"
+#: The parts after the timestamp, in the order _checked joins them: the optional
+#: pattern fields, then the IP address when it is IPv4 text (no colon). The
+#: model reads the address with inet_pton; for IPv4 that accepts exactly four
+#: decimal octets of at most 255 without leading zeros, which is this pattern
+#: (were a platform's inet_pton to accept more, the model would take the rest).
+_PARTS: Final = (
     _unanchored(CANONICAL_UUID),
     _unanchored(_model_pattern(ClickEvent, "viewport_size")),
     _unanchored(_model_pattern(Geo, "country")),
+    f"{_OCTET}(?:\\.{_OCTET}){{3}}",
 )
 
 
 def _joined_patterns() -> dict[tuple[bool, ...], Callable[[str], object]]:
-    """A check per presence of the optional fields, of their texts joined: an absent one is empty.
+    """A check per presence of each part, of the parts' texts joined: an absent one is empty.
 
     Presence picks the check (never the text), so a field sent must match its
     pattern even when empty, and no text a sender chooses stands for "absent".
@@ -149,8 +156,8 @@ def _joined_patterns() -> dict[tuple[bool, ...], Callable[[str], object]]:
     faster than ``re`` on these); a mismatch raises ValidationError.
     """
     checks: dict[tuple[bool, ...], Callable[[str], object]] = {}
-    for present in itertools.product((True, False), repeat=len(_OPTIONAL_PATTERNS)):
-        parts = [p if here else "" for p, here in zip(_OPTIONAL_PATTERNS, present, strict=True)]
+    for present in itertools.product((True, False), repeat=len(_PARTS)):
+        parts = [p if here else "" for p, here in zip(_PARTS, present, strict=True)]
         joined = _SEPARATOR.join((_TIMESTAMP_PATTERN, *parts))
         schema = core_schema.str_schema(pattern=f"^{joined}$", strict=True)
         validator = SchemaValidator(schema, CoreConfig(regex_engine="rust-regex"))
@@ -279,19 +286,24 @@ _FIELDS: Final = tuple(ClickEvent.model_fields)
 
 def _checked(event: FastEvent) -> FastEvent:
     event_id, viewport, geo, text = event.event_id, event.viewport_size, event.geo, event.timestamp
-    # The parts in _OPTIONAL_PATTERNS order, joined by _SEPARATOR; an absent one is empty.
-    joined = f"{text} {event_id or ''} {viewport or ''} {'' if geo is None else geo.country}"
-    _PATTERNS[event_id is not NO_EVENT_ID, viewport is not None, geo is not None](joined)
+    # The model's rule for the address (fields._ip_address) is what inet_pton reads
+    # as IPv4 or as IPv6. IPv4 text never holds a colon and IPv6 text always does,
+    # so the colon names the one family that can accept it.
+    ip = event.ip_address
+    ipv4 = ":" not in ip
+    # The parts in _PARTS order, joined by _SEPARATOR; an absent one is empty.
+    joined = (
+        f"{text} {event_id or ''} {viewport or ''} {'' if geo is None else geo.country} "
+        f"{ip if ipv4 else ''}"
+    )
+    _PATTERNS[event_id is not NO_EVENT_ID, viewport is not None, geo is not None, ipv4](joined)
+    if not ipv4:
+        _inet_pton(_AF_INET6, ip)  # its OSError sends the message to the model
     if event.price is not None:
         _force_setattr(event, "price", _price(event.price))
     required = _REQUIRED_BY_TYPE.get(event.event_type)
     if required is not None and getattr(event, required) is None:
         raise _ToTheModel(required)
-    # The model's rule (fields._ip_address) is what inet_pton reads as IPv4 or as
-    # IPv6. IPv4 text never holds a colon and IPv6 text always does, so the colon
-    # names the one family that can accept it (its OSError sends it to the model).
-    ip = event.ip_address
-    _inet_pton(_AF_INET6 if ":" in ip else _AF_INET, ip)
     # The pattern above admits only RFC 3339, which fromisoformat reads as pydantic does.
     timestamp = datetime.fromisoformat(text)
     if not TIMESTAMP_MIN <= timestamp < TIMESTAMP_MAX:
@@ -302,7 +314,6 @@ def _checked(event: FastEvent) -> FastEvent:
 
 _force_setattr: Final = msgspec.structs.force_setattr
 _inet_pton: Final = socket.inet_pton
-_AF_INET: Final = socket.AF_INET
 _AF_INET6: Final = socket.AF_INET6
 
 
