@@ -1,4 +1,4 @@
-"""A batch's values handed to a worker in a shared-memory file: the same records, no file left."""
+"""A batch handed to a worker and its result back: the same records and rows, no file left."""
 
 from __future__ import annotations
 
@@ -6,13 +6,17 @@ import os
 import pickle
 import subprocess
 import sys
+from dataclasses import replace
+from datetime import UTC, datetime, timedelta, timezone
 from pathlib import Path
 
 import pytest
 
+from clickstream_aggregator.handback import Handback, handed_back, received
 from clickstream_aggregator.handover import Dock, Parcel, restored
 from clickstream_aggregator.prepare import prepare
 from clickstream_aggregator.records import RawPartition
+from clickstream_aggregator.session_columns import UPSERT_COLUMNS
 from clickstream_schema import encode
 from support.feed import generate
 
@@ -134,3 +138,31 @@ def test_the_files_of_a_killed_service_are_deleted_by_the_next_one(tmp_path: Pat
     alive.done(held, read=True)
     alive.close()
     assert _files(tmp_path) == []
+
+
+def test_a_result_handed_back_has_the_same_rows_as_the_one_prepared() -> None:
+    prepared = prepare(TOPIC, _partitions(), MAX_BYTES)
+    assert prepared.session_rows[0]  # rows to hand back
+
+    back = pickle.loads(pickle.dumps(handed_back(prepared)))
+
+    assert isinstance(back, Handback)
+    assert received(back) == prepared
+    got, want = received(back).session_rows, prepared.session_rows
+    assert [[type(v) for v in c] for c in got] == [[type(v) for v in c] for c in want]
+
+
+def test_an_aware_time_comes_back_as_the_same_instant_and_a_huge_number_pickled() -> None:
+    prepared = prepare(TOPIC, _partitions(), MAX_BYTES)
+    first = [c.name for c in UPSERT_COLUMNS].index("first_event_timestamp")
+    rows = [list(c) for c in prepared.session_rows]
+    rows[first][0] = datetime(2026, 1, 2, 3, 4, 5, 6, tzinfo=timezone(timedelta(hours=2)))
+
+    back = received(handed_back(replace(prepared, session_rows=rows)))
+
+    assert back.session_rows[first][0] == datetime(2026, 1, 2, 1, 4, 5, 6, tzinfo=UTC)
+    assert back.session_rows[first][0].tzinfo is UTC
+    # An integer msgspec cannot encode: the result travels pickled, unchanged.
+    rows[[c.name for c in UPSERT_COLUMNS].index("total_events")][0] = 2**70
+    huge = replace(prepared, session_rows=rows)
+    assert handed_back(huge) is huge

@@ -4,7 +4,8 @@ Decoding and aggregating a batch is CPU work. In the service's process it
 would compete for the one thread that also fetches from Kafka and drives the
 transaction in flight; in a worker process it runs beside them.
 ``AGGREGATOR_DECODE_WORKERS`` sets how many (0: inline). A batch's records go
-to a worker in bulk (:mod:`clickstream_aggregator.handover`).
+to a worker in bulk (:mod:`clickstream_aggregator.handover`), and its session
+rows come back as MessagePack (:mod:`clickstream_aggregator.handback`).
 
 A worker that dies costs its batch nothing (nothing of it was committed): the
 pool is replaced, and the batch is prepared again in a pool of its own (one
@@ -44,6 +45,7 @@ from prometheus_client import Counter
 from clickstream_aggregator.batch import Batch, Ready
 from clickstream_aggregator.crash_pinning import DecodeWorkersFailed, crashing
 from clickstream_aggregator.gc_tuning import tune_gc
+from clickstream_aggregator.handback import Handback, handed_back, received
 from clickstream_aggregator.handover import Dock, Parcel, restored
 from clickstream_aggregator.pinning import find_unpreparable, log_unstorable
 from clickstream_aggregator.policy import Verdict, verdict
@@ -282,7 +284,7 @@ class _Workers:
         parcel = self._dock.ship(partitions)
         read = False
         try:
-            prepared = await self.call(
+            result = await self.call(
                 _prepare_parcel, self._topic, parcel, self._max_bytes, exclude, reject
             )
             read = True
@@ -293,7 +295,7 @@ class _Workers:
             raise
         finally:
             self._dock.done(parcel, read=read)
-        return restored(prepared, partitions)
+        return restored(received(result), partitions)
 
     async def call(self, function: Callable[..., T], *args: Any) -> T:
         """``function(*args)`` in a worker; after a death, a started pool is in place."""
@@ -352,10 +354,10 @@ def _prepare_parcel(
     max_bytes: int,
     exclude: frozenset[UUID],
     reject: Mapping[MessageKey, Refusal] | None,
-) -> Prepared:
-    """:func:`prepare` in a worker, of the records in ``parcel``."""
+) -> Prepared | Handback:
+    """:func:`prepare` in a worker, of the records in ``parcel``, to be :func:`received`."""
     with parcel.opened() as partitions:
-        return prepare(topic, partitions, max_bytes, exclude, reject)
+        return handed_back(prepare(topic, partitions, max_bytes, exclude, reject))
 
 
 def _found(batch: Batch, culprits: Mapping[MessageKey, Refusal]) -> Mapping[MessageKey, Refusal]:
