@@ -14,9 +14,10 @@ A file is written again only once the call that read it returned: after the
 worker's death, or when the caller stops waiting (a worker may still be
 reading), it is deleted instead, and :meth:`Dock.close` deletes them all once
 the workers have stopped. A service killed before that leaves its files, which
-the next dock in the same directory deletes (see :class:`Dock`). Where no file
-can be written (no ``/dev/shm``, or it is full), the bytes travel inside the
-parcel, through the pipe.
+the next dock in the same directory deletes (see :class:`Dock`). Without
+``/dev/shm`` the files go to the temporary directory; where no file can be
+written (the directory is full, say), the bytes travel inside the parcel,
+through the pipe.
 """
 
 from __future__ import annotations
