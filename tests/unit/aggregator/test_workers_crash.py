@@ -22,6 +22,7 @@ from structlog.testing import capture_logs
 from clickstream_aggregator import decoding
 from clickstream_aggregator.batch import Batch
 from clickstream_aggregator.crash_pinning import CRASHED_DECODER, MAX_CULPRITS, DecodeWorkersFailed
+from clickstream_aggregator.handover import default_directory
 from clickstream_aggregator.prepare import Prepared, prepare
 from clickstream_aggregator.records import UNSTORABLE, RawPartition
 from clickstream_aggregator.workers import Preparer
@@ -66,6 +67,11 @@ async def _prepared(preparer: Preparer, batch: Batch) -> tuple[Batch, Prepared]:
     return ready.batch, ready.prepared
 
 
+def _parcels_left() -> list[Path]:
+    """The shared-memory files this process's decode workers were handed, still there."""
+    return list(default_directory().glob(f"clickstream-records-{os.getpid()}-*"))
+
+
 def _events_of(logs: list[dict[str, Any]], name: str) -> list[dict[str, Any]]:
     return [entry for entry in logs if entry["event"] == name]
 
@@ -85,6 +91,7 @@ async def test_a_message_that_kills_its_worker_is_dead_lettered_and_the_rest_pre
             batch, got = await _prepared(preparer, batch)
 
     assert list(batch.rejects) == [(0, 1137)]
+    assert _parcels_left() == []  # every death, halving and reuse included
     refusal = batch.rejects[(0, 1137)]
     assert refusal.reason == CRASHED_DECODER
     assert str(KILLED_EXIT) in refusal.error_message
@@ -148,6 +155,7 @@ async def test_a_worker_killed_from_outside_mid_batch_costs_nothing(hooks: Worke
     got = ready.prepared
     assert got == prepare(TOPIC, batch.partitions(), MAX_BYTES)
     assert got.events == len(events)
+    assert _parcels_left() == []
     died = _events_of(logs, "decode_worker_died")
     assert [(d["action"], d["exit_codes"]) for d in died] == [("prepared_again", [-9])]
     assert deaths._value.get() == 1
@@ -350,6 +358,7 @@ async def test_closing_the_workers_cut_short_kills_the_busy_ones(hooks: WorkerHo
     assert not finished
     gone = await asyncio.to_thread(psutil.wait_procs, [psutil.Process(pid)], 10)
     assert [p.pid for p in gone[0]] == [pid]
+    assert _parcels_left() == []
 
 
 async def test_a_value_preparing_cannot_hold_inline_is_pinned_to_its_message(
@@ -414,6 +423,7 @@ async def test_closing_the_workers_cut_short_kills_a_busy_worker_of_a_batch_prep
         await bounded(preparer.close(), 0.5, "decode workers")
 
         assert await asyncio.to_thread(_ended, pid, 10.0)
+        assert _parcels_left() == []
     finally:
         with contextlib.suppress(ProcessLookupError):
             os.kill(pid, signal.SIGKILL)

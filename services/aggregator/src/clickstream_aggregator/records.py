@@ -1,10 +1,10 @@
 """The records of a batch: raw Kafka records per partition, their offset ranges, dead letters.
 
-Records travel as :class:`RawPartition` (plain lists) so that a batch can be
-handed to a worker process cheaply. A message's place is a :data:`MessageKey`;
-a message that cannot be applied carries a :class:`Refusal`, and one that is
-dead-lettered becomes a :class:`DeadLetter` with its original bytes. Nothing
-here decodes or does I/O.
+Records are kept as :class:`RawPartition` (parallel sequences; a worker gets
+them in bulk: :mod:`clickstream_aggregator.handover`). A message's place is a
+:data:`MessageKey`; a message that cannot be applied carries a
+:class:`Refusal`, and one that is dead-lettered becomes a :class:`DeadLetter`
+with its original bytes. Nothing here decodes or does I/O.
 """
 
 from __future__ import annotations
@@ -57,7 +57,7 @@ MessageKey = tuple[int, int]
 
 @dataclass(frozen=True, slots=True)
 class RawPartition:
-    """One partition's fetched records, in offset order, as parallel lists.
+    """One partition's fetched records, in offset order, as parallel sequences.
 
     ``first``/``next`` are the offsets the fetch moved the consumer across,
     which can be wider than the records: transaction markers, aborted or
@@ -66,10 +66,10 @@ class RawPartition:
     """
 
     partition: int
-    offsets: list[int]
-    keys: list[bytes | None]
-    values: list[bytes | None]
-    timestamps: list[int]
+    offsets: Sequence[int]
+    keys: Sequence[bytes | None]
+    values: Sequence[bytes | None]
+    timestamps: Sequence[int]
     first: int = -1
     next: int = -1
 

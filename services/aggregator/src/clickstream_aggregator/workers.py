@@ -1,9 +1,11 @@
 """Where batches are prepared: worker processes, or the service's own process.
 
-Decoding and aggregating a batch is CPU work (pydantic validation is most of
-it). In the service's process it would compete for the one thread that also
-fetches from Kafka and drives the transaction in flight; in a worker process it
-runs beside them. ``AGGREGATOR_DECODE_WORKERS`` sets how many (0: inline).
+Decoding and aggregating a batch is CPU work. In the service's process it
+would compete for the one thread that also fetches from Kafka and drives the
+transaction in flight; in a worker process it runs beside them.
+``AGGREGATOR_DECODE_WORKERS`` sets how many (0: inline). A batch's records go
+to a worker in bulk (:mod:`clickstream_aggregator.handover`), and its session
+rows come back as MessagePack (:mod:`clickstream_aggregator.handback`).
 
 A worker that dies costs its batch nothing (nothing of it was committed): the
 pool is replaced, and the batch is prepared again in a pool of its own (one
@@ -43,6 +45,8 @@ from prometheus_client import Counter
 from clickstream_aggregator.batch import Batch, Ready
 from clickstream_aggregator.crash_pinning import DecodeWorkersFailed, crashing
 from clickstream_aggregator.gc_tuning import tune_gc
+from clickstream_aggregator.handback import Handback, handed_back, received
+from clickstream_aggregator.handover import Dock, Parcel, restored
 from clickstream_aggregator.pinning import find_unpreparable, log_unstorable
 from clickstream_aggregator.policy import Verdict, verdict
 from clickstream_aggregator.prepare import Prepared, combine, prepare
@@ -268,6 +272,7 @@ class _Workers:
         self._pool: ProcessPoolExecutor | None = None
         self._closing: ProcessPoolExecutor | None = None
         self._replacing = asyncio.Lock()
+        self._dock = Dock(keep=size + 1)
 
     async def run(
         self,
@@ -276,8 +281,21 @@ class _Workers:
         reject: Mapping[MessageKey, Refusal] | None = None,
     ) -> Prepared:
         """Prepare in a worker; after a death, a started pool is in place before it raises."""
-        args = (self._topic, partitions, self._max_bytes, exclude, reject)
-        return await self.call(prepare, *args)
+        parcel = self._dock.ship(partitions)
+        read = False
+        try:
+            result = await self.call(
+                _prepare_parcel, self._topic, parcel, self._max_bytes, exclude, reject
+            )
+            read = True
+        except WorkerDied:
+            raise
+        except Exception:
+            read = True  # raised by the worker, done with the parcel
+            raise
+        finally:
+            self._dock.done(parcel, read=read)
+        return restored(received(result), partitions)
 
     async def call(self, function: Callable[..., T], *args: Any) -> T:
         """``function(*args)`` in a worker; after a death, a started pool is in place."""
@@ -299,19 +317,24 @@ class _Workers:
             if not isinstance(error, WorkerDied | OSError):
                 raise error
             codes = await shut_down(pool)
+            self._dock.close()  # the service stops: nothing will be handed over
             raise _failed(f"decode workers cannot start (exit codes: {codes}; {error!r})")
 
     async def close(self) -> None:
-        if self._pool is not None:
-            self._closing = self._pool
-            pool, self._pool = self._pool, None
-            await shut_down(pool)
+        try:
+            if self._pool is not None:
+                self._closing = self._pool
+                pool, self._pool = self._pool, None
+                await shut_down(pool)
+        finally:
+            self._dock.close()  # no worker reads a file now, or it is being killed
 
     def kill(self) -> None:
         """End the worker processes at once (a close that ran out of time)."""
         pool = self._pool or self._closing
         for process in list((getattr(pool, "_processes", None) or {}).values()):
             process.kill()
+        self._dock.close()
 
     async def _replace(self, broken: ProcessPoolExecutor) -> WorkerDied:
         """A started pool in place of ``broken``; the death, with the exit codes."""
@@ -323,6 +346,18 @@ class _Workers:
                 codes = await shut_down(broken)
                 await self.start()
         return WorkerDied(codes)
+
+
+def _prepare_parcel(
+    topic: str,
+    parcel: Parcel,
+    max_bytes: int,
+    exclude: frozenset[UUID],
+    reject: Mapping[MessageKey, Refusal] | None,
+) -> Prepared | Handback:
+    """:func:`prepare` in a worker, of the records in ``parcel``, to be :func:`received`."""
+    with parcel.opened() as partitions:
+        return handed_back(prepare(topic, partitions, max_bytes, exclude, reject))
 
 
 def _found(batch: Batch, culprits: Mapping[MessageKey, Refusal]) -> Mapping[MessageKey, Refusal]:
