@@ -25,7 +25,7 @@ from clickstream_aggregator.aggregate import SessionAggregate
 from clickstream_aggregator.migrate import migrate
 from clickstream_aggregator.policy import Verdict, verdict
 from clickstream_aggregator.repository import batch_writes
-from clickstream_aggregator.session_columns import session_rows
+from clickstream_aggregator.session_columns import DISTINCT_SETS, session_rows
 from clickstream_devstack.environment import Database
 from clickstream_devstack.servers.postgres import EmbeddedPostgres
 from clickstream_schema.fields import MAX_UTC_OFFSET, TIMESTAMP_MAX, TIMESTAMP_MIN
@@ -78,8 +78,10 @@ def _session(
         exit_page="https://example.com/",
         device_type="desktop",
         country=None,
-        total_events=1,
         revenue=revenue,
+        type_counts={"page_view": 1},
+        sets=tuple(set() for _ in DISTINCT_SETS),
+        search_queries=[],
     )
 
 

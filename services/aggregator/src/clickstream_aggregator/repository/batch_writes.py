@@ -6,8 +6,7 @@ runs inside the batch's transaction too.
 
 from __future__ import annotations
 
-import io
-from collections.abc import Sequence
+from collections.abc import AsyncIterator, Sequence
 from typing import Any, Final
 from uuid import UUID
 
@@ -39,10 +38,16 @@ async def record_event_ids(conn: asyncpg.Connection, rows: bytes) -> None:
     """
     await conn.copy_to_table(
         "processed_events",
-        source=io.BytesIO(dedupe_rows.copy_payload(rows)),
+        source=_one_chunk(dedupe_rows.copy_payload(rows)),
         columns=list(dedupe_rows.COLUMNS),
         format="binary",
     )
+
+
+async def _one_chunk(payload: bytes) -> AsyncIterator[bytes]:
+    # An asynchronous iterable, not a file object: the driver reads a file in a
+    # thread of the default executor, chunk by chunk, for bytes already in memory.
+    yield payload
 
 
 async def applied_event_ids(conn: asyncpg.Connection, event_ids: Sequence[UUID]) -> frozenset[UUID]:
