@@ -1,4 +1,4 @@
-"""Kafka records → valid events, their dedupe rows and dead letters, in offset order.
+"""Kafka records → valid events, their ids and dead letters, in offset order.
 
 Decoding is the contract's decoder, fast path (``clickstream_schema.fast_decode``:
 msgspec, the same accepted bytes, reasons and values as the model, proven by a
@@ -17,7 +17,6 @@ from __future__ import annotations
 from collections.abc import Iterator, Mapping, Sequence
 from uuid import UUID
 
-from clickstream_aggregator import dedupe_rows
 from clickstream_aggregator.records import DeadLetter, MessageKey, RawPartition, Refusal
 from clickstream_schema import InvalidEvent, derived_event_id
 from clickstream_schema.fast_decode import NO_EVENT_ID, DecodedEvent, parse, with_event_id
@@ -30,7 +29,7 @@ class Decoding:
 
     :meth:`events` yields the valid events (partitions in the given order, each in
     offset order) without holding them all, so a large batch costs no more
-    memory than its aggregates, and notes each one's dedupe row in :attr:`rows`.
+    memory than its aggregates, and notes each one's id in :attr:`event_ids`.
     An event_id is unique across partitions too (the dedupe table is global): a
     copy on another partition is a duplicate as well.
     """
@@ -52,8 +51,8 @@ class Decoding:
         #: Messages to dead-letter without applying them.
         self._reject = reject or {}
         self.dead_letters: list[DeadLetter] = []
-        #: The dedupe rows (:mod:`~clickstream_aggregator.dedupe_rows`) of the events yielded.
-        self.rows: list[bytes] = []
+        #: The ids of the events yielded, as canonical text (``dedupe_rows.packed`` rows them).
+        self.event_ids: list[str] = []
         #: Same event_id twice in the batch (the first is kept).
         self.duplicates = 0
         #: Valid events whose message had no event_id (given one derived from its bytes).
@@ -63,7 +62,7 @@ class Decoding:
     def events(self) -> Iterator[DecodedEvent]:
         seen: set[str] = set()
         exclude, max_bytes, reject = self._exclude, self._max_bytes, self._reject
-        note, row = self.rows.append, dedupe_rows.row
+        note = self.event_ids.append
         for raw in self._partitions:
             for index, value in enumerate(raw.values):
                 if reject and (refusal := reject.get((raw.partition, raw.offsets[index]))):
@@ -85,7 +84,7 @@ class Decoding:
                     self.excluded += 1
                 else:
                     seen.add(event_id)
-                    note(row(event_id))
+                    note(event_id)
                     yield event
 
 

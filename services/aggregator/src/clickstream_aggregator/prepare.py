@@ -60,13 +60,11 @@ def prepare(
     """
     decoding = Decoding(topic, partitions, max_bytes=max_bytes, exclude=exclude, reject=reject)
     sessions = aggregate(decoding.events())
-    rows = decoding.rows
-    rows.sort()  # by event id: the rows differ first there
     return Prepared(
-        event_rows=b"".join(rows),
+        event_rows=dedupe_rows.packed(decoding.event_ids),
         session_rows=session_rows(sessions.values()),
         dead_letters=decoding.dead_letters,
-        events=len(rows),
+        events=len(decoding.event_ids),
         duplicates=decoding.duplicates,
         excluded=decoding.excluded,
         newest=max((s.last_ts for s in sessions.values()), default=None),
