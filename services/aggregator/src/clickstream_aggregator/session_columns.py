@@ -86,7 +86,8 @@ def _union(column: str) -> str:
     # pages): containment is a cheap C check that skips the merge.
     return (
         f"CASE WHEN s.{column} @> EXCLUDED.{column} THEN s.{column} "
-        f"ELSE clickstream_sorted_union(s.{column}, EXCLUDED.{column}) END"
+        f"ELSE (SELECT jsonb_agg(DISTINCT v COLLATE \"C\" ORDER BY v COLLATE \"C\") "
+        f"FROM jsonb_array_elements_text(s.{column} || EXCLUDED.{column}) AS t(v)) END"
     )
 
 
