@@ -15,7 +15,7 @@ from clickstream_aggregator.handback import Handback, handed_back, received
 from clickstream_aggregator.handover import Dock, Parcel, restored
 from clickstream_aggregator.prepare import prepare
 from clickstream_aggregator.records import RawPartition
-from clickstream_aggregator.session_columns import UNNESTED
+from clickstream_aggregator.session_columns import MATRIX_COLUMNS
 from clickstream_schema import encode
 from support.feed import generate
 
@@ -153,9 +153,9 @@ def test_a_result_handed_back_has_the_same_rows_as_the_one_prepared() -> None:
 
 def test_a_result_msgspec_cannot_encode_travels_pickled_unchanged() -> None:
     prepared = prepare(TOPIC, _partitions(), MAX_BYTES)
-    rows = [list(c) for c in prepared.session_rows]
+    rows = [[list(row) for row in matrix] for matrix in prepared.session_rows]
     # Revenue in cents beyond 64 bits: no MessagePack integer holds it.
-    revenue = [c.name for c in UNNESTED].index("total_revenue")
-    rows[revenue][0] = 2**70
+    revenue = [c.name for c in MATRIX_COLUMNS[1]].index("total_revenue")
+    rows[1][0][revenue] = 2**70
     huge = replace(prepared, session_rows=rows)
     assert handed_back(huge) is huge

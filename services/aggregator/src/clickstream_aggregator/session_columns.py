@@ -62,7 +62,7 @@ class Column:
     """One upserted column: its name, ``unnest`` element type, how to read it and merge it."""
 
     name: str
-    #: Element type of the ``unnest`` array parameter.
+    #: Element type of its array parameter: one of :data:`MATRICES`.
     array_type: str
     value: Callable[[SessionAggregate], Any]
     #: The merged value in SQL: ``s`` is the stored row, ``EXCLUDED`` the batch's.
@@ -86,7 +86,7 @@ def _union(column: str) -> str:
     # pages): containment is a cheap C check that skips the merge.
     return (
         f"CASE WHEN s.{column} @> EXCLUDED.{column} THEN s.{column} "
-        f"ELSE (SELECT jsonb_agg(DISTINCT v COLLATE \"C\" ORDER BY v COLLATE \"C\") "
+        f'ELSE (SELECT jsonb_agg(DISTINCT v COLLATE "C" ORDER BY v COLLATE "C") '
         f"FROM jsonb_array_elements_text(s.{column} || EXCLUDED.{column}) AS t(v)) END"
     )
 
@@ -134,13 +134,13 @@ def _distinct(index: int, name: str) -> Column:
 
 def _counter(kind: str) -> Column:
     name = f"{kind}_count"
-    return Column(name, "int", lambda s: s.type_counts.get(kind, 0), _sum(name))
+    return Column(name, "int8", lambda s: s.type_counts.get(kind, 0), _sum(name))
 
 
 UPSERT_COLUMNS: Final[tuple[Column, ...]] = (
     Column("session_id", "text", attrgetter("session_id"), "s.session_id"),
     _attribute("user_id"),
-    Column("total_events", "int", attrgetter("total_events"), _sum("total_events")),
+    Column("total_events", "int8", attrgetter("total_events"), _sum("total_events")),
     Column(
         "first_event_timestamp",
         "int8",
@@ -193,39 +193,40 @@ UPSERT_COLUMNS: Final[tuple[Column, ...]] = (
 #: Every column of ``session_metrics``: upserted, generated, and the upsert's timestamp.
 TABLE_COLUMNS: Final = (*(c.name for c in UPSERT_COLUMNS), *GENERATED_COLUMNS, "updated_at")
 
-#: The integer columns travel together, as one ``int4`` row per session (a 2-D
-#: array): the driver checks every element of a 1-D array for nesting, but only
-#: the rows of a 2-D one, which costs about as much as encoding the integer.
-PACKED: Final = tuple(c for c in UPSERT_COLUMNS if c.array_type == "int")
-#: The other columns, one 1-D array each, in :data:`UPSERT_COLUMNS` order.
-UNNESTED: Final = tuple(c for c in UPSERT_COLUMNS if c.array_type != "int")
+#: A batch's rows travel as two 2-D arrays, one row per session: the text
+#: columns' and the integer columns'. The driver checks every element of a 1-D
+#: array for nesting (as costly as encoding it), but of a 2-D array only its
+#: rows; the SQL takes each column out as a slice (``repository.batch_writes``).
+MATRICES: Final = ("text", "int8")
+#: The columns of each matrix, in :data:`UPSERT_COLUMNS` order.
+MATRIX_COLUMNS: Final = tuple(
+    tuple(c for c in UPSERT_COLUMNS if c.array_type == kind) for kind in MATRICES
+)
+assert sum(map(len, MATRIX_COLUMNS)) == len(UPSERT_COLUMNS), "a column of no matrix"
 
-#: Arrays of a batch, rows in session order: one list per :data:`UNNESTED`
-#: column, then one list of :data:`PACKED` rows (:func:`column_values` reads them).
-SessionRows = list[list[Any]]
+#: A batch's matrices, in :data:`MATRICES` order, rows in session order
+#: (:func:`column_values` reads a column).
+SessionRows = list[list[list[Any]]]
 
 
 def session_rows(sessions: Iterable[SessionAggregate]) -> SessionRows:
-    """The arrays for the upsert, in session order.
+    """The matrices for the upsert, in session order.
 
     Sorted by ``session_id`` so that concurrent transactions lock rows in the
     same order and cannot deadlock.
     """
     ordered = sorted(sessions, key=_BY_ID)
-    packed = [column.value for column in PACKED]
-    return [
-        *(list(map(column.value, ordered)) for column in UNNESTED),
-        [[value(session) for value in packed] for session in ordered],
-    ]
+    return [[[value(session) for value in getters] for session in ordered] for getters in _GETTERS]
 
 
 def column_values(rows: SessionRows, name: str) -> list[Any]:
     """One column's values in ``rows``, in session order."""
-    for index, column in enumerate(UNNESTED):
-        if column.name == name:
-            return rows[index]
-    at = [c.name for c in PACKED].index(name)
-    return [row[at] for row in rows[-1]]
+    for matrix, columns in zip(rows, MATRIX_COLUMNS, strict=True):
+        for at, column in enumerate(columns):
+            if column.name == name:
+                return [row[at] for row in matrix]
+    raise KeyError(name)
 
 
+_GETTERS: Final = tuple([c.value for c in columns] for columns in MATRIX_COLUMNS)
 _BY_ID: Final = attrgetter("session_id")

@@ -14,7 +14,7 @@ import asyncpg
 
 from clickstream_aggregator import dedupe_rows
 from clickstream_aggregator.records import DeadLetter
-from clickstream_aggregator.session_columns import PACKED, UNNESTED, UPSERT_COLUMNS
+from clickstream_aggregator.session_columns import MATRICES, MATRIX_COLUMNS, UPSERT_COLUMNS
 
 #: The dedupe table's unique index: a violation of it means an id was applied before.
 DEDUPE_KEY: Final = "processed_events_pkey"
@@ -60,15 +60,14 @@ async def applied_event_ids(conn: asyncpg.Connection, event_ids: Sequence[UUID])
 
 
 def _upsert_sql() -> str:
-    unnested = ", ".join(c.name for c in UNNESTED)
-    arrays = ", ".join(f"${i}::{c.array_type}[]" for i, c in enumerate(UNNESTED, 1))
-    packed = f"${len(UNNESTED) + 1}::int4[]"
-    values = ", ".join(
-        f"{c.sql.format(f'b.{c.name}')} AS {c.name}"
-        if c in UNNESTED
-        else f"({packed})[b.row][{PACKED.index(c) + 1}] AS {c.name}"
-        for c in UPSERT_COLUMNS
+    # Each column is a slice of its matrix, ``m[:][k:k]``: unnest reads it as a list.
+    slices = ", ".join(
+        f"(${i}::{kind}[])[:][{at}:{at}]"
+        for i, (kind, columns) in enumerate(zip(MATRICES, MATRIX_COLUMNS, strict=True), 1)
+        for at in range(1, len(columns) + 1)
     )
+    unnested = ", ".join(c.name for columns in MATRIX_COLUMNS for c in columns)
+    values = ", ".join(f"{c.sql.format(f'b.{c.name}')} AS {c.name}" for c in UPSERT_COLUMNS)
     names = ", ".join(c.name for c in UPSERT_COLUMNS)
     # The merge rules name the batch's row EXCLUDED, as an upsert would.
     updates = ",\n        ".join(
@@ -77,7 +76,7 @@ def _upsert_sql() -> str:
     return f"""
 WITH b AS MATERIALIZED (
     SELECT {values}
-    FROM unnest({arrays}) WITH ORDINALITY AS b({unnested}, row)
+    FROM unnest({slices}) AS b({unnested})
     ORDER BY b.session_id
 ),
 updated AS (
