@@ -2,8 +2,9 @@
 
 Every column the aggregator writes is one :class:`Column` in :data:`UPSERT_COLUMNS`:
 how to read it off a session's aggregate (the row builder, :func:`session_rows`),
-the element type of its ``unnest`` array, and the SQL rule that merges a batch's
-value into the stored row (the repository builds its upsert from these). The
+the matrix it travels in (text or integers), the SQL that turns its value into
+the column's, and the SQL rule that merges a batch's value into the stored row
+(the repository builds its statement from these). The
 counter columns derive from ``EventType``; the set-valued metrics from
 :data:`DISTINCT_SETS`, which the fold in :mod:`clickstream_aggregator.aggregate`
 reads too. The columns PostgreSQL computes itself are :data:`GENERATED_COLUMNS`.
