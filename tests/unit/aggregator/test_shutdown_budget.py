@@ -142,40 +142,51 @@ class _Loop:
             raise
 
 
+class _Running:
+    """The batch loop on ``fake``, its batch in flight bounded as the shutdown bounds it."""
+
+    def __init__(self, fake: _Loop) -> None:
+        settings = AggregatorSettings(_env_file=None, kafka_topic="events")  # type: ignore[call-arg]
+        #: The bounded steps the loop asked for.
+        self.bounded_steps: list[str] = []
+        self.stop = asyncio.Event()
+        aggregator = Aggregator(
+            settings,
+            fake,  # type: ignore[arg-type]
+            fake,  # type: ignore[arg-type]
+            fake,  # type: ignore[arg-type]
+            fake,  # type: ignore[arg-type]
+            fake,  # type: ignore[arg-type]
+            asyncio.Lock(),
+            AggregatorMetrics.create(Readiness()),
+            asyncio.Event(),
+            self._finish_in_flight,
+            main.SHUTDOWN_BUDGET_S["claim or preparing cut short"],
+        )
+        self.task = asyncio.create_task(aggregator.run(self.stop))
+
+    async def _finish_in_flight(self, work: Awaitable[object]) -> bool:
+        self.bounded_steps.append("batch in flight")
+        return await bounded(work, 0.01, "batch in flight")
+
+    async def stopped(self) -> bool:
+        """Stop the loop; whether it ended (it is cancelled if not, within a minute)."""
+        self.stop.set()
+        done, _ = await asyncio.wait({self.task}, timeout=60)
+        if not done:
+            self.task.cancel()
+        return bool(done)
+
+
 async def test_a_stop_while_the_next_batch_is_fetched_bounds_the_batch_in_flight() -> None:
     # The usual moment of a SIGTERM: batch N in its transaction, batch N+1 being fetched.
     fake = _Loop()
-    settings = AggregatorSettings(_env_file=None, kafka_topic="events")  # type: ignore[call-arg]
-    bounded_steps: list[str] = []
-
-    async def finish_in_flight(work: Awaitable[object]) -> bool:
-        bounded_steps.append("batch in flight")
-        return await bounded(work, 0.01, "batch in flight")
-
-    aggregator = Aggregator(
-        settings,
-        fake,  # type: ignore[arg-type]
-        fake,  # type: ignore[arg-type]
-        fake,  # type: ignore[arg-type]
-        fake,  # type: ignore[arg-type]
-        fake,  # type: ignore[arg-type]
-        asyncio.Lock(),
-        AggregatorMetrics.create(Readiness()),
-        asyncio.Event(),
-        finish_in_flight,
-        main.SHUTDOWN_BUDGET_S["claim or preparing cut short"],
-    )
-    stop = asyncio.Event()
-    running = asyncio.create_task(aggregator.run(stop))
+    running = _Running(fake)
     await asyncio.wait_for(fake.committing.wait(), timeout=60)
     await asyncio.wait_for(fake.fetching.wait(), timeout=60)
-    stop.set()
 
-    done, _ = await asyncio.wait({running}, timeout=60)
-    if not done:
-        running.cancel()
-    assert done, "the batch loop waited on its transaction past the stop"
-    assert bounded_steps == ["batch in flight"]
+    assert await running.stopped(), "the batch loop waited on its transaction past the stop"
+    assert running.bounded_steps == ["batch in flight"]
     assert fake.cut_off
 
 
@@ -207,40 +218,15 @@ class _SlowPrepare(_Loop):
 
 async def test_a_stop_while_preparing_cuts_the_next_fetch_short_with_it() -> None:
     fake = _SlowPrepare()
-    settings = AggregatorSettings(_env_file=None, kafka_topic="events")  # type: ignore[call-arg]
-    bounded_steps: list[str] = []
-
-    async def finish_in_flight(work: Awaitable[object]) -> bool:
-        bounded_steps.append("batch in flight")
-        return await bounded(work, 0.01, "batch in flight")
-
-    aggregator = Aggregator(
-        settings,
-        fake,  # type: ignore[arg-type]
-        fake,  # type: ignore[arg-type]
-        fake,  # type: ignore[arg-type]
-        fake,  # type: ignore[arg-type]
-        fake,  # type: ignore[arg-type]
-        asyncio.Lock(),
-        AggregatorMetrics.create(Readiness()),
-        asyncio.Event(),
-        finish_in_flight,
-        main.SHUTDOWN_BUDGET_S["claim or preparing cut short"],
-    )
-    stop = asyncio.Event()
-    running = asyncio.create_task(aggregator.run(stop))
+    running = _Running(fake)
     # Batch 1 is being prepared while batch 2 is fetched: the two overlap.
     await asyncio.wait_for(fake.preparing.wait(), timeout=60)
     await asyncio.wait_for(fake.fetching.wait(), timeout=60)
-    stop.set()
 
-    done, _ = await asyncio.wait({running}, timeout=60)
-    if not done:
-        running.cancel()
-    assert done, "the batch loop waited on preparing or fetching past the stop"
-    assert running.result() is None
+    assert await running.stopped(), "the batch loop waited on preparing or fetching past the stop"
+    assert running.task.result() is None
     assert fake.prepare_cut
     assert not fake.committing.is_set()  # nothing prepared, nothing committed
-    assert bounded_steps == []
+    assert running.bounded_steps == []
     # The fetch of batch 2 was cancelled with the loop, not left running.
     await asyncio.wait_for(fake.fetch_cut.wait(), timeout=60)
