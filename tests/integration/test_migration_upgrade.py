@@ -40,7 +40,7 @@ async def test_dedupe_rows_of_both_releases_live_side_by_side_after_0012(
         # ...and this release's rows carry the id alone.
         new = uuid4()
         async with conn.transaction():
-            await repo.record_event_ids(conn, dedupe_rows.row(str(new)))
+            await repo.record_event_ids(conn, dedupe_rows.packed([str(new)]))
         rows = {
             r["event_id"]: r["has_time"]
             for r in await conn.fetch(

@@ -14,6 +14,8 @@ from clickstream_aggregator import dedupe_rows
 def test_packed_rows_are_each_ids_row_in_id_order(ids: list[UUID]) -> None:
     text = [str(i) for i in ids]
     packed = dedupe_rows.packed(text)
-    assert packed == b"".join(sorted(dedupe_rows.row(t) for t in text))
+    # Each row: one field, 16 bytes long, the id's bytes (binary COPY's row format).
+    rows = sorted(dedupe_rows.ROW.pack(1, 16, i.bytes) for i in ids)
+    assert packed == b"".join(rows)
     # Sorted as PostgreSQL sorts uuid: by their bytes.
     assert dedupe_rows.event_ids(packed) == sorted(ids, key=lambda i: i.bytes)

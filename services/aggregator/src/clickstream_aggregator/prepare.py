@@ -90,7 +90,7 @@ def combine(parts: Sequence[Prepared]) -> Prepared | None:
     rows.sort()
     width = len(parts[0].session_rows)
     joined = [[row for part in parts for row in part.session_rows[m]] for m in range(width)]
-    # Rows stay sorted by session_id: the lock order that keeps replicas deadlock-free.
+    # Rows stay sorted by session_id, as session_rows gives them (the insert order).
     order = sorted(range(len(session_ids)), key=session_ids.__getitem__)
     newest = [p.newest for p in parts if p.newest is not None]
     return Prepared(

@@ -213,8 +213,10 @@ SessionRows = list[list[list[Any]]]
 def session_rows(sessions: Iterable[SessionAggregate]) -> SessionRows:
     """The matrices for the upsert, in session order.
 
-    Sorted by ``session_id`` so that concurrent transactions lock rows in the
-    same order and cannot deadlock.
+    Sorted by ``session_id``: the order new rows are inserted in, so that
+    concurrent transactions wait for each other there rather than deadlock
+    (stored rows are locked in the order the planner's join meets them; see
+    :mod:`clickstream_aggregator.repository`).
     """
     ordered = sorted(sessions, key=_BY_ID)
     return [[[value(session) for value in getters] for session in ordered] for getters in _GETTERS]
