@@ -14,8 +14,10 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Final
 
 from aiokafka import AIOKafkaProducer
+from aiokafka.errors import InvalidProducerEpoch, ProducerFenced
 from aiokafka.structs import RecordMetadata
 
 from clickstream_aggregator.deadletters.copies import Copy
@@ -36,6 +38,10 @@ class Written:
     failure: BaseException | None  # the first answer that was neither
 
 
+#: Answers meaning another producer took the transactional id (or the round timed out).
+_FENCES: Final = (ProducerFenced, InvalidProducerEpoch)
+
+
 async def write_round(
     producer: AIOKafkaProducer,
     transactional: bool,
@@ -54,6 +60,12 @@ async def write_round(
     failed = any(isinstance(a, BaseException) for a in answers)
     if transactional:
         if failed:
+            fence = next((a for a in answers if isinstance(a, _FENCES)), None)
+            if fence is not None:
+                # A fenced producer cannot abort (aiokafka's transaction is in its
+                # fatal state): the caller drops it, and the next producer's
+                # initialisation aborts the round on the broker.
+                raise fence
             # Every row of the round is sent again (refused ones as their next copy).
             await producer.abort_transaction()
         else:
