@@ -110,7 +110,9 @@ async def test_0013_keeps_the_stored_type_counts_and_computes_new_ones_alike(
         assert await migrate(conn) == ["0013_type_counts_inlined"]
 
         await conn.execute(insert, "after", 2, 0, 1, 0, 0, 0, 0, 0, 7)
-        rows = dict(await conn.fetch("SELECT session_id, event_type_counts::text FROM session_metrics"))
+        rows = dict(
+            await conn.fetch("SELECT session_id, event_type_counts::text FROM session_metrics")
+        )
         # The generated column is computed again by the new function on an update.
         await conn.execute("UPDATE session_metrics SET click_count = 0 WHERE session_id = 'before'")
         updated = await conn.fetchval(
@@ -144,7 +146,9 @@ def migrated_dsn(postgres: EmbeddedPostgres) -> Iterator[str]:
 _COUNT = st.one_of(st.just(0), st.integers(0, 9), st.integers(-(2**31), 2**31 - 1))
 
 
-@settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(
+    max_examples=200, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
 @given(counts=st.lists(_COUNT, min_size=len(COUNTED_TYPES), max_size=len(COUNTED_TYPES)))
 def test_the_inlinable_type_counts_equal_0001s(migrated_dsn: str, counts: list[int]) -> None:
     async def both() -> tuple[str, str]:

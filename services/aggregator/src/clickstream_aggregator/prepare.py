@@ -19,7 +19,7 @@ from clickstream_aggregator import dedupe_rows
 from clickstream_aggregator.aggregate import aggregate
 from clickstream_aggregator.decoding import Decoding
 from clickstream_aggregator.records import DeadLetter, MessageKey, RawPartition, Refusal
-from clickstream_aggregator.session_columns import SessionRows, column_values, session_rows
+from clickstream_aggregator.session_columns import SessionRows, joined, session_rows
 
 
 @dataclass(frozen=True, slots=True)
@@ -82,20 +82,14 @@ def combine(parts: Sequence[Prepared]) -> Prepared | None:
     if len(parts) == 1:
         return parts[0]
     rows = [r for part in parts for r in dedupe_rows.split(part.event_rows)]
-    session_ids = [s for part in parts for s in column_values(part.session_rows, "session_id")]
-    if len({dedupe_rows.id_of(r) for r in rows}) != len(rows) or len(set(session_ids)) != len(
-        session_ids
-    ):
+    sessions = joined(p.session_rows for p in parts)
+    if sessions is None or len({dedupe_rows.id_of(r) for r in rows}) != len(rows):
         return None
     rows.sort()
-    width = len(parts[0].session_rows)
-    joined = [[row for part in parts for row in part.session_rows[m]] for m in range(width)]
-    # Rows stay sorted by session_id, as session_rows gives them (the insert order).
-    order = sorted(range(len(session_ids)), key=session_ids.__getitem__)
     newest = [p.newest for p in parts if p.newest is not None]
     return Prepared(
         event_rows=b"".join(rows),
-        session_rows=[[matrix[i] for i in order] for matrix in joined],
+        session_rows=sessions,
         dead_letters=[d for part in parts for d in part.dead_letters],
         events=sum(p.events for p in parts),
         duplicates=sum(p.duplicates for p in parts),

@@ -2,9 +2,9 @@
 
 Every column the aggregator writes is one :class:`Column` in :data:`UPSERT_COLUMNS`:
 how to read it off a session's aggregate (the row builder, :func:`session_rows`),
-the matrix it travels in (text or integers), the SQL that turns its value into
-the column's, and the SQL rule that merges a batch's value into the stored row
-(the repository builds its statement from these). The
+the JSON kind it travels as (text, integer or a JSON array), the SQL that turns
+its value into the column's, and the SQL rule that merges a batch's value into
+the stored row (the repository builds its statement from these). The
 counter columns derive from ``EventType``; the set-valued metrics from
 :data:`DISTINCT_SETS`, which the fold in :mod:`clickstream_aggregator.aggregate`
 reads too. The columns PostgreSQL computes itself are :data:`GENERATED_COLUMNS`.
@@ -18,6 +18,7 @@ Pure (no database import) so that worker processes can build the rows.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -60,17 +61,22 @@ GENERATED_COLUMNS: Final = (
 
 @dataclass(frozen=True, slots=True)
 class Column:
-    """One upserted column: its name, ``unnest`` element type, how to read it and merge it."""
+    """One upserted column: its name, how it travels, how to read it and merge it."""
 
     name: str
-    #: Element type of its array parameter: one of :data:`MATRICES`.
-    array_type: str
+    #: What its value is in the row's JSON: one of :data:`KINDS`.
+    kind: str
     value: Callable[[SessionAggregate], Any]
     #: The merged value in SQL: ``s`` is the stored row, ``EXCLUDED`` the batch's.
     merge: str
-    #: The column's value from the ``unnest`` element ``b.<name>``, when the
-    #: parameter's type is not the column's ({} is the element).
+    #: The column's value from the one read out of the JSON, when that one's
+    #: type is not the column's ({} is the value read).
     sql: str = "{}"
+
+
+#: How a row's JSON holds a column, and the SQL type it is read out as: a
+#: string (or null), an integer, or a JSON array (kept as ``jsonb``).
+KINDS: Final = ("text", "int8", "jsonb")
 
 
 def _earliest(column: str) -> str:
@@ -117,20 +123,16 @@ def _cents(amount: Decimal) -> int:
     return int(cents)
 
 
-def _sorted_json(values: Iterable[str]) -> str:
-    return orjson.dumps(sorted(values)).decode()
-
-
 def _attribute(name: str, field: str | None = None) -> Column:
     """An attribute of the session's earliest event."""
     return Column(name, "text", attrgetter(field or name), _earliest(name))
 
 
 def _distinct(index: int, name: str) -> Column:
-    def value(s: SessionAggregate) -> str:
-        return _sorted_json(s.sets[index])
+    def value(s: SessionAggregate) -> list[str]:
+        return sorted(s.sets[index])
 
-    return Column(name, "text", value, _union(name), "{}::jsonb")
+    return Column(name, "jsonb", value, _union(name))
 
 
 def _counter(kind: str) -> Column:
@@ -166,14 +168,13 @@ UPSERT_COLUMNS: Final[tuple[Column, ...]] = (
     *(_distinct(i, name) for i, (name, _) in enumerate(DISTINCT_SETS)),
     Column(
         "search_queries",
-        "text",
-        lambda s: orjson.dumps(s.search_queries).decode(),
+        "jsonb",
+        attrgetter("search_queries"),
         # The first MAX_SEARCH_QUERIES queries in consumption order; later ones
         # are only counted (search_count).
         f"CASE WHEN jsonb_array_length(s.search_queries) >= {MAX_SEARCH_QUERIES} "
         "THEN s.search_queries ELSE jsonb_path_query_array("
         f"s.search_queries || EXCLUDED.search_queries, '$[0 to {MAX_SEARCH_QUERIES - 1}]') END",
-        "{}::jsonb",
     ),
     _attribute("user_agent"),
     Column("ip_address", "text", attrgetter("ip_address"), _earliest("ip_address"), "{}::inet"),
@@ -194,24 +195,31 @@ UPSERT_COLUMNS: Final[tuple[Column, ...]] = (
 #: Every column of ``session_metrics``: upserted, generated, and the upsert's timestamp.
 TABLE_COLUMNS: Final = (*(c.name for c in UPSERT_COLUMNS), *GENERATED_COLUMNS, "updated_at")
 
-#: A batch's rows travel as two 2-D arrays, one row per session: the text
-#: columns' and the integer columns'. The driver checks every element of a 1-D
-#: array for nesting (as costly as encoding it), but of a 2-D array only its
-#: rows; the SQL takes each column out as a slice (``repository.batch_writes``).
-MATRICES: Final = ("text", "int8")
-#: The columns of each matrix, in :data:`UPSERT_COLUMNS` order.
-MATRIX_COLUMNS: Final = tuple(
-    tuple(c for c in UPSERT_COLUMNS if c.array_type == kind) for kind in MATRICES
-)
-assert sum(map(len, MATRIX_COLUMNS)) == len(UPSERT_COLUMNS), "a column of no matrix"
+assert {c.kind for c in UPSERT_COLUMNS} <= set(KINDS), "a column of no kind"
 
-#: A batch's matrices, in :data:`MATRICES` order, rows in session order
-#: (:func:`column_values` reads a column).
-SessionRows = list[list[list[Any]]]
+
+@dataclass(frozen=True, slots=True)
+class SessionRows:
+    """A batch's session rows as one JSON array, sorted by ``session_id``.
+
+    A row is the :data:`UPSERT_COLUMNS` values in order. One document, built
+    in the decode worker in C (orjson): it crosses back to the service as one
+    bytes object and reaches PostgreSQL as one parameter, which the driver
+    copies instead of encoding every value, and PostgreSQL parses it once
+    (``repository.batch_writes``).
+    """
+
+    json: bytes = b"[]"
+    count: int = 0
+
+    def rows(self) -> list[list[Any]]:
+        """The rows, decoded (for merging results and for tests)."""
+        rows: list[list[Any]] = orjson.loads(self.json)
+        return rows
 
 
 def session_rows(sessions: Iterable[SessionAggregate]) -> SessionRows:
-    """The matrices for the upsert, in session order.
+    """The rows for the upsert, in session order.
 
     Sorted by ``session_id``: the order new rows are inserted in, so that
     concurrent transactions wait for each other there rather than deadlock
@@ -219,17 +227,36 @@ def session_rows(sessions: Iterable[SessionAggregate]) -> SessionRows:
     :mod:`clickstream_aggregator.repository`).
     """
     ordered = sorted(sessions, key=_BY_ID)
-    return [[[value(session) for value in getters] for session in ordered] for getters in _GETTERS]
+    return rows_json([[value(session) for value in _GETTERS] for session in ordered])
+
+
+def rows_json(rows: list[list[Any]]) -> SessionRows:
+    """``rows`` (in order) as :class:`SessionRows`."""
+    try:
+        document = orjson.dumps(rows)
+    except TypeError:
+        # An integer beyond 64 bits (orjson's limit): written out all the same,
+        # for PostgreSQL to refuse as out of its column's range.
+        document = json.dumps(rows, separators=(",", ":"), ensure_ascii=False).encode()
+    return SessionRows(document, len(rows))
+
+
+def joined(parts: Iterable[SessionRows]) -> SessionRows | None:
+    """The rows of ``parts`` as one, in session order; ``None`` if two share a session."""
+    rows = [row for part in parts for row in part.rows()]
+    at = _POSITION["session_id"]
+    if len({row[at] for row in rows}) != len(rows):
+        return None
+    rows.sort(key=lambda row: row[at])
+    return rows_json(rows)
 
 
 def column_values(rows: SessionRows, name: str) -> list[Any]:
     """One column's values in ``rows``, in session order."""
-    for matrix, columns in zip(rows, MATRIX_COLUMNS, strict=True):
-        for at, column in enumerate(columns):
-            if column.name == name:
-                return [row[at] for row in matrix]
-    raise KeyError(name)
+    at = _POSITION[name]
+    return [row[at] for row in rows.rows()]
 
 
-_GETTERS: Final = tuple([c.value for c in columns] for columns in MATRIX_COLUMNS)
+_GETTERS: Final = tuple(c.value for c in UPSERT_COLUMNS)
+_POSITION: Final = {c.name: at for at, c in enumerate(UPSERT_COLUMNS)}
 _BY_ID: Final = attrgetter("session_id")

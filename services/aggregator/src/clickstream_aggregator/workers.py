@@ -5,7 +5,7 @@ would compete for the one thread that also fetches from Kafka and drives the
 transaction in flight; in a worker process it runs beside them.
 ``AGGREGATOR_DECODE_WORKERS`` sets how many (0: inline). A batch's records go
 to a worker in bulk (:mod:`clickstream_aggregator.handover`), and its session
-rows come back as MessagePack (:mod:`clickstream_aggregator.handback`).
+rows come back as one JSON document (``session_columns.SessionRows``).
 
 A worker that dies costs its batch nothing (nothing of it was committed): the
 pool is replaced, and the batch is prepared again in a pool of its own (one
@@ -45,7 +45,6 @@ from prometheus_client import Counter
 from clickstream_aggregator.batch import Batch, Ready
 from clickstream_aggregator.crash_pinning import DecodeWorkersFailed, crashing
 from clickstream_aggregator.gc_tuning import tune_gc
-from clickstream_aggregator.handback import Handback, handed_back, received
 from clickstream_aggregator.handover import Dock, Parcel, restored
 from clickstream_aggregator.pinning import find_unpreparable, log_unstorable
 from clickstream_aggregator.policy import Verdict, verdict
@@ -295,7 +294,7 @@ class _Workers:
             raise
         finally:
             self._dock.done(parcel, read=read)
-        return restored(received(result), partitions)
+        return restored(result, partitions)
 
     async def call(self, function: Callable[..., T], *args: Any) -> T:
         """``function(*args)`` in a worker; after a death, a started pool is in place."""
@@ -354,10 +353,10 @@ def _prepare_parcel(
     max_bytes: int,
     exclude: frozenset[UUID],
     reject: Mapping[MessageKey, Refusal] | None,
-) -> Prepared | Handback:
-    """:func:`prepare` in a worker, of the records in ``parcel``, to be :func:`received`."""
+) -> Prepared:
+    """:func:`prepare` in a worker, of the records in ``parcel``."""
     with parcel.opened() as partitions:
-        return handed_back(prepare(topic, partitions, max_bytes, exclude, reject))
+        return prepare(topic, partitions, max_bytes, exclude, reject)
 
 
 def _found(batch: Batch, culprits: Mapping[MessageKey, Refusal]) -> Mapping[MessageKey, Refusal]:

@@ -7,14 +7,14 @@ runs inside the batch's transaction too.
 from __future__ import annotations
 
 from collections.abc import AsyncIterator, Sequence
-from typing import Any, Final
+from typing import Final
 from uuid import UUID
 
 import asyncpg
 
 from clickstream_aggregator import dedupe_rows
 from clickstream_aggregator.records import DeadLetter
-from clickstream_aggregator.session_columns import MATRICES, MATRIX_COLUMNS, UPSERT_COLUMNS
+from clickstream_aggregator.session_columns import UPSERT_COLUMNS, SessionRows
 
 #: The dedupe table's unique index: a violation of it means an id was applied before.
 DEDUPE_KEY: Final = "processed_events_pkey"
@@ -60,24 +60,24 @@ async def applied_event_ids(conn: asyncpg.Connection, event_ids: Sequence[UUID])
 
 
 def _upsert_sql() -> str:
-    # Each column is a slice of its matrix, ``m[:][k:k]``: unnest reads it as a list.
-    slices = ", ".join(
-        f"(${i}::{kind}[])[:][{at}:{at}]"
-        for i, (kind, columns) in enumerate(zip(MATRICES, MATRIX_COLUMNS, strict=True), 1)
-        for at in range(1, len(columns) + 1)
+    # The rows arrive as one JSON array of arrays (``SessionRows``), parsed once.
+    read = {"text": "(e->>{})", "int8": "(e->>{})::int8", "jsonb": "(e->{})"}
+    values = ", ".join(
+        f"{c.sql.format(read[c.kind].format(at))} AS {c.name}"
+        for at, c in enumerate(UPSERT_COLUMNS)
     )
-    unnested = ", ".join(c.name for columns in MATRIX_COLUMNS for c in columns)
-    values = ", ".join(f"{c.sql.format(f'b.{c.name}')} AS {c.name}" for c in UPSERT_COLUMNS)
     names = ", ".join(c.name for c in UPSERT_COLUMNS)
     # The merge rules name the batch's row EXCLUDED, as an upsert would.
     updates = ",\n        ".join(
         f"{c.name} = {c.merge.replace('EXCLUDED.', 'b.')}" for c in UPSERT_COLUMNS[1:]
     )
+    # The rows come sorted by session_id, the insert's order below; a join
+    # that walks the batch meets the stored rows in that order too, but the
+    # planner may choose another join (a deadlock is retried, see policy).
     return f"""
 WITH b AS MATERIALIZED (
     SELECT {values}
-    FROM unnest({slices}) AS b({unnested})
-    ORDER BY b.session_id
+    FROM jsonb_array_elements(convert_from($1::bytea, 'UTF8')::jsonb) AS e
 ),
 updated AS (
     UPDATE session_metrics AS s SET
@@ -98,7 +98,7 @@ ORDER BY b.session_id
 _UPSERT_SESSIONS: Final = _upsert_sql()
 
 
-async def upsert_sessions(conn: asyncpg.Connection, columns: Sequence[Sequence[Any]]) -> None:
+async def upsert_sessions(conn: asyncpg.Connection, rows: SessionRows) -> None:
     """Merge a batch's session rows (``session_columns.session_rows``) into ``session_metrics``.
 
     An ``UPDATE`` of the stored sessions, then an ``INSERT`` of the new ones,
@@ -109,8 +109,8 @@ async def upsert_sessions(conn: asyncpg.Connection, columns: Sequence[Sequence[A
     session onto two partitions makes two replicas write one session) fails
     this one on :data:`SESSIONS_KEY`, which the failure policy retries.
     """
-    if columns and columns[0]:
-        await conn.execute(_UPSERT_SESSIONS, *columns)
+    if rows.count:
+        await conn.execute(_UPSERT_SESSIONS, rows.json)
 
 
 async def insert_dead_letters(conn: asyncpg.Connection, letters: Sequence[DeadLetter]) -> None:
