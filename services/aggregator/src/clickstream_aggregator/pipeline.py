@@ -214,6 +214,7 @@ class Aggregator:
             offsets=[batch.ranges[p].next for p in sorted(batch.ranges)],
             messages=batch.size,
             applied=committed.events,
+            sessions=committed.sessions,
             duplicates=committed.duplicates,
             derived_ids=committed.derived_ids or None,
             dead_lettered=sum(committed.dead_letters.values()),

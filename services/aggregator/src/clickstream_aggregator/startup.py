@@ -19,6 +19,7 @@ from pathlib import Path
 import asyncpg
 from aiokafka import AIOKafkaConsumer
 
+from clickstream_aggregator import repository as repo
 from clickstream_aggregator.deadletters import RelayProducers
 from clickstream_aggregator.deadletters.producers import stop_bounded
 from clickstream_aggregator.migrate import migrate
@@ -60,7 +61,8 @@ async def connect(
                 min_size=1,
                 max_size=settings.aggregator_pool_size,
                 server_settings={
-                    "application_name": f"clickstream-aggregator/{settings.aggregator_replica_id}"
+                    "application_name": f"clickstream-aggregator/{settings.aggregator_replica_id}",
+                    **repo.CONNECTION_SETTINGS,
                 },
             )
         except ConnectionError as error:

@@ -59,6 +59,9 @@ class Committed:
     replayed: bool = False
     #: Events given an id derived from their bytes (their message had none).
     derived_ids: int = 0
+    #: Session rows written: what the batch cost PostgreSQL is mostly one
+    #: update (or insert) per session it touched.
+    sessions: int = 0
 
     @classmethod
     def of(cls, batch: Batch, prepared: Prepared, *, replayed: bool = False) -> Committed:
@@ -73,6 +76,7 @@ class Committed:
             prepared.newest,
             replayed,
             prepared.derived_ids,
+            prepared.session_rows.count,
         )
 
 
