@@ -135,6 +135,7 @@ def _drain(costs: Costs, rate_events: int = 100_000) -> AggregatorRun:
         peak_rss_mb=200.0,
         rss_halves_mb=(190.0, 200.0),
         sessions=1_000,
+        session_rows=7_035,
         dead_letters=0,
         batches=40,
         costs=costs,
@@ -153,6 +154,7 @@ def test_the_table_puts_each_cost_beside_the_rates_with_the_issue_targets() -> N
     assert rows["bare_consumer_cpu_us"].value == pytest.approx(4.0)
     assert "5.0×" in rows["bare_consumer_cpu_us"].detail
     assert rows["postgres_cpu_us"].value == 6.0
+    assert "0.070 session rows written per event" in rows["postgres_cpu_us"].detail
     assert rows["wal_bytes"].value == 310.0
     assert rows["wal_bytes"].met is False  # target ≤ 200 B
     assert "fsync on" in rows["wal_bytes"].detail

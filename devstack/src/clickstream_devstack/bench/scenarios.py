@@ -51,6 +51,9 @@ class AggregatorRun:
     #: Peak RSS in the first and second half of the run (growth within one run).
     rss_halves_mb: tuple[float, float]
     sessions: int
+    #: Session rows the batches wrote (``batch_committed``'s ``sessions``): most
+    #: of what an event costs PostgreSQL is its share of one of them.
+    session_rows: int
     dead_letters: int
     batches: int
     #: CPU and WAL per event over the same window as ``seconds``.
@@ -189,6 +192,7 @@ def _aggregator_run(
         peak_rss_mb=rss.peak_mb,
         rss_halves_mb=rss.halves_mb(),
         sessions=sessions,
+        session_rows=sum(int(c.fields.get("sessions") or 0) for c in commits),
         dead_letters=dead_letters,
         batches=len(commits),
         costs=costs,
