@@ -17,13 +17,16 @@ Kafka: reported as XFAIL (XPASS once it passes), never silently absent.
 
 from __future__ import annotations
 
+import asyncio
 import functools
 import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
+import asyncpg
 import pytest
 
+from clickstream_aggregator.migrate import migrate
 from clickstream_devstack.environment import (
     EVENTS_PARTITIONS,
     Database,
@@ -126,6 +129,25 @@ def database(postgres: EmbeddedPostgres) -> Iterator[Database]:
     yield Database.on(postgres, name)
     if postgres.running:
         postgres.drop_database(name)
+
+
+@pytest.fixture(scope="module")
+def migrated_dsn(postgres: EmbeddedPostgres) -> Iterator[str]:
+    """A migrated database that a module's tests share (property tests write many examples)."""
+    name = f"module_{uuid.uuid4().hex[:12]}"
+    postgres.create_database(name)
+    database = Database.on(postgres, name)
+
+    async def migrated() -> None:
+        conn = await asyncpg.connect(database.dsn)
+        try:
+            await migrate(conn)
+        finally:
+            await conn.close()
+
+    asyncio.run(migrated())
+    yield database.dsn
+    postgres.drop_database(name)
 
 
 @pytest.fixture

@@ -11,41 +11,22 @@ table has grown. A connection without them shows the hazard the setting exists f
 from __future__ import annotations
 
 from datetime import UTC, datetime
-from decimal import Decimal
 
 import asyncpg
 
 from clickstream_aggregator import repository as repo
-from clickstream_aggregator.aggregate import SessionAggregate
 from clickstream_aggregator.migrate import migrate
 from clickstream_aggregator.repository import batch_writes
-from clickstream_aggregator.session_columns import DISTINCT_SETS, SessionRows, session_rows
+from clickstream_aggregator.session_columns import SessionRows, session_rows
 from clickstream_devstack.environment import Database
+from support.sessions import a_session
 
 _AT = datetime(2026, 1, 1, tzinfo=UTC)
 _GROWN = 20_000  # stored sessions once the table has grown
 
 
 def _rows(*session_ids: str) -> SessionRows:
-    return session_rows(
-        SessionAggregate(
-            session_id=session_id,
-            user_id="u",
-            first_ts=_AT,
-            last_ts=_AT,
-            user_agent="agent",
-            ip_address="192.0.2.1",
-            entry_page="https://example.com/",
-            exit_page="https://example.com/",
-            device_type="desktop",
-            country=None,
-            revenue=Decimal(0),
-            type_counts={"page_view": 1},
-            sets=tuple(set() for _ in DISTINCT_SETS),
-            search_queries=[],
-        )
-        for session_id in session_ids
-    )
+    return session_rows(a_session(session_id, _AT, _AT) for session_id in session_ids)
 
 
 async def _scans_after_growth(dsn: str, tag: str, settings: dict[str, str]) -> tuple[int, int]:

@@ -9,11 +9,9 @@ values the old one stored.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Iterator
 from uuid import uuid4
 
 import asyncpg
-import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -22,7 +20,6 @@ from clickstream_aggregator import repository as repo
 from clickstream_aggregator.migrate import available, migrate
 from clickstream_aggregator.session_columns import COUNTED_TYPES
 from clickstream_devstack.environment import Database
-from clickstream_devstack.servers.postgres import EmbeddedPostgres
 
 _BEFORE = 12  # the first migration of this release
 
@@ -123,24 +120,6 @@ async def test_0013_keeps_the_stored_type_counts_and_computes_new_ones_alike(
     assert stored == rows["before"] == rows["after"]
     assert stored == '{"share": 7, "scroll": 1, "page_view": 2}'
     assert updated == stored
-
-
-@pytest.fixture(scope="module")
-def migrated_dsn(postgres: EmbeddedPostgres) -> Iterator[str]:
-    name = f"counts_{uuid4().hex[:12]}"
-    postgres.create_database(name)
-    database = Database.on(postgres, name)
-
-    async def migrated() -> None:
-        conn = await asyncpg.connect(database.dsn)
-        try:
-            await migrate(conn)
-        finally:
-            await conn.close()
-
-    asyncio.run(migrated())
-    yield database.dsn
-    postgres.drop_database(name)
 
 
 _COUNT = st.one_of(st.just(0), st.integers(0, 9), st.integers(-(2**31), 2**31 - 1))

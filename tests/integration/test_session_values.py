@@ -11,8 +11,6 @@ from __future__ import annotations
 
 import asyncio
 import itertools
-import uuid
-from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta, timezone
 from decimal import Decimal
 
@@ -22,14 +20,12 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from clickstream_aggregator.aggregate import SessionAggregate
-from clickstream_aggregator.migrate import migrate
 from clickstream_aggregator.policy import Verdict, verdict
 from clickstream_aggregator.repository import batch_writes
-from clickstream_aggregator.session_columns import DISTINCT_SETS, session_rows
-from clickstream_devstack.environment import Database
-from clickstream_devstack.servers.postgres import EmbeddedPostgres
+from clickstream_aggregator.session_columns import session_rows
 from clickstream_schema.fields import MAX_UTC_OFFSET, TIMESTAMP_MAX, TIMESTAMP_MIN
 from support.readiness import until
+from support.sessions import a_session
 
 _MINUTES = MAX_UTC_OFFSET // timedelta(minutes=1)
 _INSTANTS = st.builds(
@@ -44,45 +40,6 @@ _INSTANTS = st.builds(
 #: What DECIMAL(14, 2) holds, halved so that two of them add up to what it holds.
 _REVENUE = st.integers(0, (10**14 - 1) // 2).map(lambda cents: Decimal(cents).scaleb(-2))
 _IDS = (f"s-{n}" for n in itertools.count())
-
-
-@pytest.fixture(scope="module")
-def dsn(postgres: EmbeddedPostgres) -> Iterator[str]:
-    name = f"values_{uuid.uuid4().hex[:12]}"
-    postgres.create_database(name)
-    database = Database.on(postgres, name)
-
-    async def migrated() -> None:
-        conn = await asyncpg.connect(database.dsn)
-        try:
-            await migrate(conn)
-        finally:
-            await conn.close()
-
-    asyncio.run(migrated())
-    yield database.dsn
-    postgres.drop_database(name)
-
-
-def _session(
-    session_id: str, first: datetime, last: datetime, revenue: Decimal
-) -> SessionAggregate:
-    return SessionAggregate(
-        session_id=session_id,
-        user_id="u",
-        first_ts=first,
-        last_ts=last,
-        user_agent="agent",
-        ip_address="192.0.2.1",
-        entry_page="https://example.com/",
-        exit_page="https://example.com/",
-        device_type="desktop",
-        country=None,
-        revenue=revenue,
-        type_counts={"page_view": 1},
-        sets=tuple(set() for _ in DISTINCT_SETS),
-        search_queries=[],
-    )
 
 
 async def _upserted(dsn: str, *batches: SessionAggregate) -> asyncpg.Record:
@@ -106,26 +63,26 @@ async def _upserted(dsn: str, *batches: SessionAggregate) -> asyncpg.Record:
 )
 @given(instants=st.lists(_INSTANTS, min_size=4, max_size=4), revenues=st.tuples(_REVENUE, _REVENUE))
 def test_instants_and_revenue_come_back_exactly(
-    dsn: str, instants: list[datetime], revenues: tuple[Decimal, Decimal]
+    migrated_dsn: str, instants: list[datetime], revenues: tuple[Decimal, Decimal]
 ) -> None:
     session_id = next(_IDS)
-    one = _session(session_id, min(instants[:2]), max(instants[:2]), revenues[0])
-    two = _session(session_id, min(instants[2:]), max(instants[2:]), revenues[1])
-    stored = asyncio.run(_upserted(dsn, one, two))
+    one = a_session(session_id, min(instants[:2]), max(instants[:2]), revenues[0])
+    two = a_session(session_id, min(instants[2:]), max(instants[2:]), revenues[1])
+    stored = asyncio.run(_upserted(migrated_dsn, one, two))
     assert stored["first_event_timestamp"] == min(instants)
     assert stored["last_event_timestamp"] == max(instants)
     assert stored["total_revenue"] == revenues[0] + revenues[1]
 
 
-async def test_a_session_inserted_meanwhile_is_retried_then_merged(dsn: str) -> None:
+async def test_a_session_inserted_meanwhile_is_retried_then_merged(migrated_dsn: str) -> None:
     # Two transactions write one new session (a producer keyed it onto two
     # partitions, owned by two replicas): the second waits for the first's
     # insert, fails on the key, and its retry merges into the stored row.
     at = datetime(2026, 1, 1, tzinfo=UTC)
-    one = _session("raced", at, at, Decimal("1.50"))
-    two = _session("raced", at + timedelta(seconds=1), at + timedelta(seconds=1), Decimal("2.25"))
-    first = await asyncpg.connect(dsn)
-    second = await asyncpg.connect(dsn)
+    one = a_session("raced", at, at, Decimal("1.50"))
+    two = a_session("raced", at + timedelta(seconds=1), at + timedelta(seconds=1), Decimal("2.25"))
+    first = await asyncpg.connect(migrated_dsn)
+    second = await asyncpg.connect(migrated_dsn)
     try:
         async with first.transaction():
             await batch_writes.upsert_sessions(first, session_rows([one]))
