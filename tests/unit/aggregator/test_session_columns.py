@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import pytest
+
 from clickstream_aggregator import session_columns as spec
 from clickstream_ops.verify import fold
 
@@ -69,3 +71,11 @@ def test_joined_rows_are_in_session_order_and_refused_when_parts_share_a_session
     assert both is not None
     assert spec.column_values(both, "session_id") == ["s-1", "s-2", "s-3", "s-4"]
     assert spec.joined([one, spec.rows_json([_row("s-4", 5)])]) is None
+
+
+def test_a_value_json_cannot_hold_is_not_written_out() -> None:
+    # Only the 64-bit limit is left to PostgreSQL; a value of no JSON type is a bug here.
+    row = _row("s-1", 0)
+    row[0] = {"a set"}
+    with pytest.raises(TypeError):
+        spec.rows_json([row])

@@ -234,7 +234,9 @@ def rows_json(rows: list[list[Any]]) -> SessionRows:
     """``rows`` (in order) as :class:`SessionRows`."""
     try:
         document = orjson.dumps(rows)
-    except TypeError:
+    except TypeError as error:
+        if "64-bit" not in str(error):
+            raise
         # An integer beyond 64 bits (orjson's limit): written out all the same,
         # for PostgreSQL to refuse as out of its column's range.
         document = json.dumps(rows, separators=(",", ":"), ensure_ascii=False).encode()
