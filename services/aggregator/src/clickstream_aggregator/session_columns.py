@@ -202,11 +202,11 @@ assert {c.kind for c in UPSERT_COLUMNS} <= set(KINDS), "a column of no kind"
 class SessionRows:
     """A batch's session rows as one JSON array, sorted by ``session_id``.
 
-    A row is the :data:`UPSERT_COLUMNS` values in order. One document, built
-    in the decode worker in C (orjson): it crosses back to the service as one
-    bytes object and reaches PostgreSQL as one parameter, which the driver
-    copies instead of encoding every value, and PostgreSQL parses it once
-    (``repository.batch_writes``).
+    A row is the :data:`UPSERT_COLUMNS` values in order. One document, written
+    by orjson (in C) where the batch is prepared, a decode worker as a rule: it
+    crosses back to the service as one bytes object and reaches PostgreSQL as
+    one parameter, which the driver copies instead of encoding every value, and
+    PostgreSQL parses it once (``repository.batch_writes``).
     """
 
     json: bytes = b"[]"
