@@ -74,8 +74,9 @@ def test_joined_rows_are_in_session_order_and_refused_when_parts_share_a_session
 
 
 def test_a_value_json_cannot_hold_is_not_written_out() -> None:
-    # Only the 64-bit limit is left to PostgreSQL; a value of no JSON type is a bug here.
+    # Only the 64-bit limit is left to PostgreSQL; any other value orjson refuses
+    # is a bug here, even one the standard encoder would write out (an int key).
     row = _row("s-1", 0)
-    row[0] = {"a set"}
+    row[0] = {1: "a"}
     with pytest.raises(TypeError):
         spec.rows_json([row])
