@@ -51,8 +51,8 @@ class AggregatorRun:
     #: Peak RSS in the first and second half of the run (growth within one run).
     rss_halves_mb: tuple[float, float]
     sessions: int
-    #: Session rows the batches wrote (``batch_committed``'s ``sessions``): most
-    #: of what an event costs PostgreSQL is its share of one of them.
+    #: Session rows the batches wrote (``batch_committed``'s ``sessions``): about
+    #: half of what an event costs PostgreSQL is its share of them.
     session_rows: int
     dead_letters: int
     batches: int

@@ -59,8 +59,9 @@ class Committed:
     replayed: bool = False
     #: Events given an id derived from their bytes (their message had none).
     derived_ids: int = 0
-    #: Session rows written: what the batch cost PostgreSQL is mostly one
-    #: update (or insert) per session it touched.
+    #: Session rows written, one update (or insert) per session the batch
+    #: touched: about half of what a full batch costs PostgreSQL, more of a
+    #: small one's (docs/performance.md).
     sessions: int = 0
 
     @classmethod
