@@ -20,6 +20,7 @@ from clickstream_aggregator import repository as repo
 from clickstream_aggregator.migrate import available, migrate
 from clickstream_aggregator.session_columns import COUNTED_TYPES
 from clickstream_devstack.environment import Database
+from support.database import fetch
 
 _BEFORE = 12  # the first migration of this release
 
@@ -147,18 +148,14 @@ def test_the_inlinable_type_counts_equal_0001s(migrated_dsn: str, counts: list[i
     assert now == before
 
 
-async def test_the_type_counts_function_is_inlined(database: Database) -> None:
+async def test_the_type_counts_function_is_inlined(migrated_dsn: str) -> None:
     # Not inlined, it costs every session row's write a separate SQL function
     # call (see 0013): a STABLE call in its body would quietly bring that back.
-    conn = await asyncpg.connect(database.dsn)
-    try:
-        await migrate(conn)
-        plan = await conn.fetch(
-            "EXPLAIN VERBOSE SELECT clickstream_type_counts(g, 0, 0, 0, 0, 0, 0, 0, g) "
-            "FROM generate_series(1, 2) AS g"
-        )
-    finally:
-        await conn.close()
+    plan = await fetch(
+        migrated_dsn,
+        "EXPLAIN VERBOSE SELECT clickstream_type_counts(g, 0, 0, 0, 0, 0, 0, 0, g) "
+        "FROM generate_series(1, 2) AS g",
+    )
     text = "\n".join(r[0] for r in plan)
     assert "clickstream_type_counts" not in text
     assert "jsonb" in text
